@@ -1,0 +1,71 @@
+# mailstack — the front door. `make run` and `make test` set up what they need (as root on Debian 12).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      ?= .venv
+PYTHON    ?= python3
+BIN       := $(VENV)/bin
+DATA_DIR  ?= $(CURDIR)/data
+DOMAIN    ?= example.com
+PYTEST_ARGS ?=
+ONLY      ?=
+# Debian packages the tests and benchmarks use: Postfix (and its smtp-sink/smtp-source load tools),
+# OpenDKIM as the independent DKIM verifier.
+APT_PACKAGES := postfix opendkim opendkim-tools ssl-cert
+
+.PHONY: help setup system-deps services run test lint typecheck pytest bench clean
+
+help:
+	@echo "make run    - set up, initialise $(DATA_DIR) on first use, and serve the API (embedded default)"
+	@echo "make test   - set up and run every test (lint, types, pytest)"
+	@echo "make bench  - run the benchmarks, write bench/results.json (ONLY=<name> for one)"
+
+$(BIN)/.installed: pyproject.toml requirements.lock
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-venv; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	@touch $@
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		printf 'postfix postfix/main_mailer_type select Internet Site\npostfix postfix/mailname string mailstack.test\n' | debconf-set-selections; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+setup: system-deps $(BIN)/.installed
+
+# PostgreSQL is a service of the machine; start it if it is installed but stopped.
+services:
+	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null || { \
+		command -v pg_ctlcluster >/dev/null && pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -1) main start || true; }
+	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null || echo "warning: PostgreSQL is not reachable on 127.0.0.1:5432; its tests will fail"
+
+run: setup
+	@if [ ! -f $(DATA_DIR)/mailstack.toml ]; then \
+		umask 077; $(BIN)/mailstack init --data-dir $(DATA_DIR) --domain $(DOMAIN) --json > $(DATA_DIR).credentials.json.tmp \
+		&& mv $(DATA_DIR).credentials.json.tmp $(DATA_DIR)/credentials.json; fi
+	@$(BIN)/python -c 'import json,sys; c=json.load(open(sys.argv[1])); print("API key:    "+c["api_key"]); print("API secret: "+c["api_secret"]); [print("DKIM:       %s TXT \"%s\"" % (d["dns_name"], d["txt"])) for d in c["dkim"]]' $(DATA_DIR)/credentials.json
+	@echo "API:        http://$$(sed -n 's/^http *= *"\(.*\)".*/\1/p' $(DATA_DIR)/mailstack.toml | head -1)  (OpenAPI at /docs)"
+	exec $(BIN)/mailstack serve --data-dir $(DATA_DIR)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy
+
+pytest: setup services
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: setup services lint typecheck pytest
+
+bench: setup services
+	$(BIN)/python bench/run.py $(if $(ONLY),--only $(ONLY))
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""The HTTP API: Mailjet Send API v3.1 compatible sending, message status, sandbox outbox, operations."""
+
+from ._app import create_app
+
+__all__ = ["create_app"]

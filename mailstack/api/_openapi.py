@@ -1,0 +1,65 @@
+"""JSON Schema of the Send API v3.1 request, for the served OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ADDRESS: dict[str, Any] = {
+    "type": "object",
+    "required": ["Email"],
+    "properties": {"Email": {"type": "string", "format": "email"}, "Name": {"type": "string"}},
+}
+_ATTACHMENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["ContentType", "Filename", "Base64Content"],
+    "properties": {
+        "ContentType": {"type": "string"},
+        "Filename": {"type": "string"},
+        "Base64Content": {"type": "string", "contentEncoding": "base64"},
+        "ContentID": {"type": "string", "description": "InlinedAttachments only: referenced as cid:"},
+    },
+}
+_RECIPIENTS: dict[str, Any] = {"type": "array", "items": _ADDRESS, "maxItems": 50}
+_TRACKING: dict[str, Any] = {"type": "string", "enum": ["account_default", "disabled", "enabled"]}
+
+_MESSAGE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "From": _ADDRESS,
+        "Sender": _ADDRESS,
+        "To": _RECIPIENTS,
+        "Cc": _RECIPIENTS,
+        "Bcc": _RECIPIENTS,
+        "ReplyTo": _ADDRESS,
+        "Subject": {"type": "string", "maxLength": 255},
+        "TextPart": {"type": "string"},
+        "HTMLPart": {"type": "string"},
+        "TemplateLanguage": {"type": "boolean"},
+        "Variables": {"type": "object"},
+        "TemplateErrorReporting": _ADDRESS,
+        "TemplateErrorDeliver": {"type": "boolean"},
+        "CustomID": {"type": "string"},
+        "EventPayload": {"type": "string"},
+        "CustomCampaign": {"type": "string", "description": "Marks bulk mail: adds one-click List-Unsubscribe."},
+        "DeduplicateCampaign": {"type": "boolean"},
+        "MonitoringCategory": {"type": "string"},
+        "URLTags": {"type": "string"},
+        "Headers": {"type": "object", "additionalProperties": {"type": "string"}},
+        "Attachments": {"type": "array", "items": _ATTACHMENT},
+        "InlinedAttachments": {"type": "array", "items": _ATTACHMENT},
+        "TrackOpens": _TRACKING,
+        "TrackClicks": _TRACKING,
+        "Priority": {"type": "integer", "minimum": 0, "maximum": 3},
+    },
+}
+
+SEND_REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["Messages"],
+    "properties": {
+        "Messages": {"type": "array", "items": _MESSAGE, "minItems": 1, "maxItems": 50},
+        "Globals": _MESSAGE,
+        "SandboxMode": {"type": "boolean", "description": "Validate only: nothing is stored or sent."},
+        "AdvanceErrorHandling": {"type": "boolean"},
+    },
+}

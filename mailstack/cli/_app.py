@@ -1,0 +1,276 @@
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mailstack.config import CONFIG_FILE, ConfigError, Settings, load_settings, render_default_config
+from mailstack.keyring import Keyring
+from mailstack.storage import create_api_key, create_storage_engine, list_outbox, migrate
+
+app = typer.Typer(
+    help="Self-hosted email sending: Mailjet-compatible API, DKIM, Postfix delivery.", no_args_is_help=True
+)
+dkim_app = typer.Typer(help="DKIM keys: list and rotate.", no_args_is_help=True)
+outbox_app = typer.Typer(help="The sandbox outbox: mail kept instead of sent.", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(dkim_app, name="dkim")
+app.add_typer(outbox_app, name="outbox")
+app.add_typer(apikey_app, name="apikey")
+
+err = Console(stderr=True)
+DataDir = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir", envvar="MAILSTACK_DATA_DIR", help="Directory holding mailstack.toml and data."
+    ),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+_DOMAIN = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+$")
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _settings(data_dir: Path, overrides: dict[str, Any] | None = None) -> Settings:
+    try:
+        return load_settings(data_dir, overrides)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _keyring(settings: Settings) -> Keyring:
+    try:
+        return Keyring(settings.secret_key())
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def init(
+    data_dir: DataDir,
+    domain: Annotated[str, typer.Option(help="The sending domain (DKIM d=, From domain).")],
+    as_json: AsJson = False,
+) -> None:
+    """Create the configuration, the database, DKIM keys (RSA-2048 + Ed25519) and an API key."""
+    from mailstack.service import create_domain_keys
+
+    domain = domain.strip().lower().rstrip(".")
+    if not _DOMAIN.match(domain):
+        raise _fail(f"{domain!r} is not a valid domain name")
+    if (data_dir / CONFIG_FILE).exists():
+        raise _fail(f"{data_dir / CONFIG_FILE} already exists: this data directory is initialised")
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    secret_path = data_dir / "secret.key"
+    if not secret_path.exists() and not os.environ.get("MAILSTACK_SECRET_KEY"):
+        fd = os.open(secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
+    (data_dir / CONFIG_FILE).write_text(render_default_config(domain))
+    settings = _settings(data_dir)
+    engine = create_storage_engine(settings.database_url)
+    try:
+        migrate(engine)
+        with engine.begin() as conn:
+            keys = create_domain_keys(conn, _keyring(settings), domain)
+            api_key, api_secret = create_api_key(conn, "default")
+    finally:
+        engine.dispose()
+    result = {
+        "config": str((data_dir / CONFIG_FILE).resolve()),
+        "api_key": api_key,
+        "api_secret": api_secret,
+        "dkim": [key.to_json() for key in keys],
+    }
+    if as_json:
+        print(json.dumps(result))
+        return
+    print(f"Initialised {result['config']}")
+    print(f"API key:    {api_key}\nAPI secret: {api_secret}   (shown once; only its hash is stored)")
+    print("Publish these DNS TXT records:")
+    for key in keys:
+        print(f'  {key.dns_name}  TXT  "{key.txt}"')
+
+
+@app.command()
+def serve(
+    data_dir: DataDir,
+    http: Annotated[str | None, typer.Option(help="Listen address HOST:PORT for the API.")] = None,
+    relay: Annotated[
+        str | None, typer.Option(help="SMTP relay HOST:PORT (Postfix); default: sandbox outbox.")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Delivery worker threads.")] = None,
+) -> None:
+    """Run the API and the delivery workers until SIGTERM (which drains in-flight work)."""
+    from mailstack.observability import configure_logging
+    from mailstack.service import serve as run_service
+
+    overrides: dict[str, Any] = {}
+    if http:
+        overrides["server"] = {"http": http}
+    if relay is not None or workers is not None:
+        overrides["delivery"] = {
+            **({"relay": relay} if relay is not None else {}),
+            **({"workers": workers} if workers is not None else {}),
+        }
+    settings = _settings(data_dir, overrides)
+    configure_logging()
+    raise typer.Exit(run_service(settings))
+
+
+@app.command("migrate")
+def migrate_command(data_dir: DataDir) -> None:
+    """Upgrade the database schema to this version of mailstack."""
+    settings = _settings(data_dir)
+    engine = create_storage_engine(settings.database_url)
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
+    print("database schema is up to date")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    data_dir: DataDir,
+    name: Annotated[str, typer.Option(help="A label.")] = "default",
+    as_json: AsJson = False,
+) -> None:
+    """Create an API key; the secret is printed once and stored only as a hash."""
+    settings = _settings(data_dir)
+    engine = create_storage_engine(settings.database_url)
+    try:
+        with engine.begin() as conn:
+            api_key, api_secret = create_api_key(conn, name)
+    finally:
+        engine.dispose()
+    if as_json:
+        print(json.dumps({"api_key": api_key, "api_secret": api_secret}))
+    else:
+        print(f"API key:    {api_key}\nAPI secret: {api_secret}")
+
+
+@dkim_app.command("list")
+def dkim_list(
+    data_dir: DataDir, domain: Annotated[str | None, typer.Option()] = None, as_json: AsJson = False
+) -> None:
+    """Every published selector with its DNS record."""
+    from mailstack.service import published_keys
+
+    settings = _settings(data_dir)
+    engine = create_storage_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            keys = published_keys(conn, _keyring(settings), domain=domain)
+    finally:
+        engine.dispose()
+    if as_json:
+        print(json.dumps([{**k.to_json(), "domain": k.domain, "activates_at": k.activates_at} for k in keys]))
+        return
+    for key in keys:
+        since = datetime.fromtimestamp(key.activates_at, UTC).isoformat(timespec="seconds")
+        print(f'{key.dns_name}  TXT  "{key.txt}"   ; {key.algorithm}, signs from {since}')
+
+
+@dkim_app.command("rotate")
+def dkim_rotate(
+    data_dir: DataDir,
+    domain: Annotated[str, typer.Option(help="The domain whose keys to rotate.")],
+    activate_in: Annotated[
+        float, typer.Option(help="Hours before the new keys sign (time for the DNS records to spread).")
+    ] = 48.0,
+    as_json: AsJson = False,
+) -> None:
+    """Add new RSA and Ed25519 selectors; old selectors stay valid (keep their DNS records published)."""
+    from mailstack.service import create_domain_keys
+
+    if activate_in < 0:
+        raise _fail("--activate-in must be zero or more hours")
+    settings = _settings(data_dir)
+    engine = create_storage_engine(settings.database_url)
+    try:
+        with engine.begin() as conn:
+            keys = create_domain_keys(
+                conn, _keyring(settings), domain, activates_at=time.time() + activate_in * 3600
+            )
+    finally:
+        engine.dispose()
+    if as_json:
+        print(json.dumps({"domain": domain.lower(), "dkim": [k.to_json() for k in keys]}))
+        return
+    print("New selectors; publish these DNS TXT records now:")
+    for key in keys:
+        print(f'  {key.dns_name}  TXT  "{key.txt}"')
+    print(
+        f"They sign from {datetime.fromtimestamp(keys[0].activates_at, UTC).isoformat(timespec='seconds')};"
+    )
+    print("keep the old selectors' records published until mail signed with them has been delivered.")
+
+
+@outbox_app.command("list")
+def outbox_list(
+    data_dir: DataDir, limit: Annotated[int, typer.Option(min=1, max=10000)] = 50, as_json: AsJson = False
+) -> None:
+    """Mail kept in the sandbox outbox, newest first."""
+    settings = _settings(data_dir)
+    engine = create_storage_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            items = list_outbox(conn, limit=limit)
+    finally:
+        engine.dispose()
+    if as_json:
+        for item in items:
+            print(
+                json.dumps(
+                    {
+                        "id": item.id,
+                        "message_id": item.message_id,
+                        "rcpt_to": item.rcpt_to,
+                        "mail_from": item.mail_from,
+                        "created_at": item.created_at,
+                    }
+                )
+            )
+        return
+    table = Table("id", "MessageID", "to", "return path", "kept at")
+    for item in items:
+        table.add_row(
+            str(item.id),
+            str(item.message_id),
+            item.rcpt_to,
+            item.mail_from,
+            datetime.fromtimestamp(item.created_at, UTC).isoformat(timespec="seconds"),
+        )
+    Console().print(table)
+
+
+@outbox_app.command("show")
+def outbox_show(data_dir: DataDir, message_id: Annotated[int, typer.Argument(help="The MessageID.")]) -> None:
+    """Print the raw message (as it would have been sent) for a MessageID."""
+    settings = _settings(data_dir)
+    engine = create_storage_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            items = list_outbox(conn, message_id=message_id, limit=1, with_data=True)
+    finally:
+        engine.dispose()
+    if not items or items[0].data is None:
+        raise _fail(f"no message {message_id} in the sandbox outbox", code=1)
+    sys.stdout.buffer.write(items[0].data)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,25 @@
+"""Message composition: Envelope -> RFC 5322/MIME bytes plus the SMTP envelope (VERP return path).
+
+Public API:
+
+* :func:`compose` builds one recipient's message (:class:`ComposedMessage`);
+* :class:`ComposeSettings` holds the deployment-wide knobs (hostname, bounce domain, token signer, ...);
+* :func:`verp_address` / :func:`parse_verp` create and check signed per-message return paths;
+* :class:`ComposeError` (a ``ValueError``) reports input that cannot be composed safely.
+"""
+
+from __future__ import annotations
+
+from mailstack.compose._composer import compose
+from mailstack.compose._errors import ComposeError
+from mailstack.compose._types import ComposedMessage, ComposeSettings
+from mailstack.compose._verp import parse_verp, verp_address
+
+__all__ = [
+    "ComposeError",
+    "ComposeSettings",
+    "ComposedMessage",
+    "compose",
+    "parse_verp",
+    "verp_address",
+]

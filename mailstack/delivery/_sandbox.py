@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from sqlalchemy import Engine
+
+from mailstack.storage import store_outbox
+
+from ._transport import DeliveryResult, Outcome, OutgoingMail
+
+
+class SandboxOutbox:
+    """Keeps mail in the database's outbox instead of sending it: nothing leaves the machine."""
+
+    name = "sandbox"
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def deliver(self, mail: Sequence[OutgoingMail]) -> list[DeliveryResult]:
+        now = time.time()
+        with self._engine.begin() as conn:
+            for item in mail:
+                store_outbox(conn, item.message_id, item.mail_from, item.rcpt_to, item.data, now=now)
+        return [DeliveryResult(Outcome.SENT, 250, "kept in the sandbox outbox") for _ in mail]
+
+    def close(self) -> None:
+        return None

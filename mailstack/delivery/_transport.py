@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMail:
+    """A composed, signed message for one recipient."""
+
+    message_id: int
+    mail_from: str
+    rcpt_to: str
+    data: bytes
+    smtputf8: bool = False
+
+
+class Outcome(StrEnum):
+    SENT = "sent"  # the relay took responsibility (2xx after DATA)
+    DEFERRED = "deferred"  # temporary: retry later
+    FAILED = "failed"  # permanent refusal by the relay
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    outcome: Outcome
+    code: int  # SMTP reply code, 0 when no reply was received
+    reply: str  # the relay's reply text, or the local error
+
+    def summary(self) -> str:
+        return f"{self.code} {self.reply}" if self.code else self.reply
+
+
+class Transport(Protocol):
+    """Where mail leaves mailstack."""
+
+    name: str
+
+    def deliver(self, mail: Sequence[OutgoingMail]) -> list[DeliveryResult]:
+        """Try each message once; results in the same order. Never raises for a delivery problem."""
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import Connection
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A job handed to one worker until ``expires_at``; ``token`` proves the lease is still ours."""
+
+    job_id: int
+    message_id: int
+    attempts: int  # including this one
+    token: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    ready: int
+    leased: int
+    dead: int
+    oldest_due_at: float | None
+
+
+class Queue(Protocol):
+    """What the pipeline needs from a queue backend."""
+
+    def enqueue(self, conn: Connection, message_ids: Sequence[int], *, available_at: float) -> None:
+        """Queue one job per message inside the caller's transaction."""
+
+    def lease(self, limit: int, lease_seconds: float, *, now: float) -> list[Lease]:
+        """Take up to ``limit`` due jobs (ready, or leased by a worker that stopped renewing)."""
+
+    def complete(self, conn: Connection, lease: Lease) -> bool:
+        """Remove a finished job; False when the lease was lost (another worker owns the job now)."""
+
+    def retry(self, conn: Connection, lease: Lease, *, available_at: float, error: str) -> bool:
+        """Put the job back for another attempt at ``available_at``."""
+
+    def dead(self, conn: Connection, lease: Lease, *, error: str) -> bool:
+        """Move the job to the dead letters; it is kept for inspection and never leased again."""
+
+    def release(self, leases: Sequence[Lease], *, now: float) -> None:
+        """Give back leases not worked on (shutdown) so they are due at once, attempt not counted."""
+
+    def stats(self, *, now: float) -> QueueStats:
+        """Counts per state, for metrics and health."""

@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+
+from sqlalchemy import ColumnElement, Connection, Engine, and_, func, select, text, update
+
+from mailstack.storage import schema
+
+from ._base import Lease, Queue, QueueStats
+
+_jobs = schema.queue_jobs
+
+# Claim due jobs and mark them leased in one statement; the backends differ only in how concurrent
+# claimers are kept apart (row locks skipped on PostgreSQL, the database write lock on SQLite).
+_LEASE_SQL = """
+UPDATE queue_jobs
+SET state = 'leased', due_at = :expires, lease_token = :token, attempts = attempts + 1
+WHERE id IN (
+    SELECT id FROM queue_jobs
+    WHERE state != 'dead' AND due_at <= :now
+    ORDER BY due_at
+    LIMIT :limit
+    {lock}
+)
+RETURNING id, message_id, attempts
+"""
+
+
+class _SqlQueue:
+    _lock_clause = ""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._lease_sql = text(_LEASE_SQL.format(lock=self._lock_clause))
+
+    def enqueue(self, conn: Connection, message_ids: Sequence[int], *, available_at: float) -> None:
+        if message_ids:
+            conn.execute(
+                _jobs.insert(),
+                [{"message_id": m, "state": "ready", "due_at": available_at} for m in message_ids],
+            )
+
+    def lease(self, limit: int, lease_seconds: float, *, now: float) -> list[Lease]:
+        token = secrets.token_hex(16)
+        expires = now + lease_seconds
+        with self._engine.begin() as conn:
+            rows = conn.execute(
+                self._lease_sql, {"expires": expires, "token": token, "now": now, "limit": limit}
+            ).all()
+        leases = [Lease(r.id, r.message_id, r.attempts, token, expires) for r in rows]
+        leases.sort(key=lambda lease: lease.job_id)
+        return leases
+
+    @staticmethod
+    def _owned(lease: Lease) -> ColumnElement[bool]:
+        return and_(_jobs.c.id == lease.job_id, _jobs.c.lease_token == lease.token)
+
+    def complete(self, conn: Connection, lease: Lease) -> bool:
+        result = conn.execute(_jobs.delete().where(self._owned(lease)))
+        return result.rowcount == 1
+
+    def retry(self, conn: Connection, lease: Lease, *, available_at: float, error: str) -> bool:
+        result = conn.execute(
+            update(_jobs)
+            .where(self._owned(lease))
+            .values(state="ready", due_at=available_at, lease_token=None, last_error=error[:2000])
+        )
+        return result.rowcount == 1
+
+    def dead(self, conn: Connection, lease: Lease, *, error: str) -> bool:
+        result = conn.execute(
+            update(_jobs)
+            .where(self._owned(lease))
+            .values(state="dead", lease_token=None, last_error=error[:2000])
+        )
+        return result.rowcount == 1
+
+    def release(self, leases: Sequence[Lease], *, now: float) -> None:
+        if not leases:
+            return
+        with self._engine.begin() as conn:
+            for lease in leases:
+                conn.execute(
+                    update(_jobs)
+                    .where(self._owned(lease))
+                    .values(state="ready", due_at=now, lease_token=None, attempts=_jobs.c.attempts - 1)
+                )
+
+    def stats(self, *, now: float) -> QueueStats:
+        with self._engine.connect() as conn:
+            grouped = conn.execute(select(_jobs.c.state, func.count()).group_by(_jobs.c.state))
+            counts: dict[str, int] = {state: count for state, count in grouped}
+            oldest = conn.execute(select(func.min(_jobs.c.due_at)).where(_jobs.c.state == "ready")).scalar()
+        return QueueStats(
+            ready=int(counts.get("ready", 0)),
+            leased=int(counts.get("leased", 0)),
+            dead=int(counts.get("dead", 0)),
+            oldest_due_at=oldest,
+        )
+
+
+class SqliteQueue(_SqlQueue):
+    """The embedded queue: SQLite's single writer lock serialises claims (BEGIN IMMEDIATE)."""
+
+
+class PostgresQueue(_SqlQueue):
+    """The fleet queue: many workers on many nodes claim disjoint jobs without waiting on each other."""
+
+    _lock_clause = "FOR UPDATE SKIP LOCKED"
+
+
+def queue_for(engine: Engine) -> Queue:
+    """The queue implementation for the engine's database."""
+    if engine.dialect.name == "postgresql":
+        return PostgresQueue(engine)
+    if engine.dialect.name == "sqlite":
+        return SqliteQueue(engine)
+    raise ValueError(f"no queue backend for {engine.dialect.name}")

@@ -1,0 +1,58 @@
+"""Storage: the engine for each backend (SQLite, PostgreSQL), migrations and the repositories."""
+
+from . import schema
+from ._engine import create_storage_engine, normalize_url
+from ._migrate import migrate
+from ._records import (
+    AcceptedRecipient,
+    ApiKeyRecord,
+    DkimKeyRow,
+    IdempotentResponse,
+    MessageRecord,
+    OutboxItem,
+    PendingMessage,
+    add_dkim_key,
+    create_api_key,
+    find_api_key,
+    get_idempotent_response,
+    get_message,
+    insert_messages,
+    list_dkim_keys,
+    list_events,
+    list_outbox,
+    load_envelopes,
+    record_event,
+    save_idempotent_response,
+    secret_matches,
+    store_outbox,
+    update_message_status,
+)
+
+__all__ = [
+    "AcceptedRecipient",
+    "ApiKeyRecord",
+    "DkimKeyRow",
+    "IdempotentResponse",
+    "MessageRecord",
+    "OutboxItem",
+    "PendingMessage",
+    "add_dkim_key",
+    "create_api_key",
+    "create_storage_engine",
+    "find_api_key",
+    "get_idempotent_response",
+    "get_message",
+    "insert_messages",
+    "list_dkim_keys",
+    "list_events",
+    "list_outbox",
+    "load_envelopes",
+    "migrate",
+    "normalize_url",
+    "record_event",
+    "save_idempotent_response",
+    "schema",
+    "secret_matches",
+    "store_outbox",
+    "update_message_status",
+]

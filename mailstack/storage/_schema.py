@@ -1,0 +1,135 @@
+"""Table definitions (SQLAlchemy Core). Alembic migrations create them; keep both in step."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("public_key", String(64), nullable=False, unique=True),
+    Column("secret_hash", String(128), nullable=False),
+    Column("name", String(200), nullable=False, server_default=""),
+    Column("created_at", Float, nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default=text("false")),
+)
+
+dkim_keys = Table(
+    "dkim_keys",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("domain", String(255), nullable=False),
+    Column("selector", String(63), nullable=False),
+    Column("algorithm", String(32), nullable=False),
+    Column("private_key", LargeBinary, nullable=False),  # PKCS#8, encrypted with the master secret
+    Column("created_at", Float, nullable=False),
+    # Rotation: a new key signs only from this time on, after its DNS record has had time to spread.
+    Column("activates_at", Float, nullable=False),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    UniqueConstraint("domain", "selector", name="uq_dkim_keys_domain_selector"),
+)
+
+contents = Table(
+    "contents",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("spec", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("uuid", String(36), nullable=False, unique=True),
+    Column("api_key_id", ForeignKey("api_keys.id"), nullable=False),
+    Column("content_id", ForeignKey("contents.id"), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("recipient_name", Text, nullable=False, server_default=""),
+    Column("kind", String(8), nullable=False),
+    Column("sender", String(320), nullable=False),
+    Column("custom_id", Text, nullable=False, server_default=""),
+    Column("campaign", Text, nullable=False, server_default=""),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("message_id_header", Text),
+    Column("last_reply", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_messages_created_at", messages.c.created_at)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("message_id", ForeignKey("messages.id"), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("detail", JSON, nullable=False),
+)
+Index("ix_events_message_id", events.c.message_id)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("api_key_id", ForeignKey("api_keys.id"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("response", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("message_id", ForeignKey("messages.id"), nullable=False),
+    Column("mail_from", String(512), nullable=False),
+    Column("rcpt_to", String(320), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+queue_jobs = Table(
+    "queue_jobs",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("message_id", ForeignKey("messages.id"), nullable=False),
+    # ready → leased → (deleted when done) | ready (retry) | dead
+    Column("state", String(8), nullable=False),
+    # When the job is next due: available_at for ready jobs, lease expiry for leased ones.
+    Column("due_at", Float, nullable=False),
+    Column("lease_token", String(32)),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text),
+)
+Index(
+    "ix_queue_jobs_due",
+    queue_jobs.c.due_at,
+    postgresql_where=queue_jobs.c.state != "dead",
+    sqlite_where=queue_jobs.c.state != "dead",
+)
