@@ -56,16 +56,21 @@ def html_mail(size: int = MESSAGE_SIZE) -> bytes:
         "Feedback-ID: 123:newsletter:example\r\n"
         "\r\n"
     )
-    body = ["<!DOCTYPE html>\r\n<html><head><title>Digest</title></head>\r\n<body>\r\n<table>\r\n"]
+    head = "<!DOCTYPE html>\r\n<html><head><title>Digest</title></head>\r\n<body>\r\n<table>\r\n"
+    tail = "</table>\r\n</body></html>\r\n"
+    message = (headers + head).encode("utf-8")
     i = 0
-    while len(headers) + sum(map(len, body)) < size - 40:
-        body.append(
+    while True:
+        # Indentation, double spaces and 8-bit text give relaxed canonicalization real work to do.
+        row = (
             f'  <tr><td class="title">Article {i}: caf\u00e9 news  </td>'
             f'<td><a href="https://example.com/a/{i}">read</a></td></tr>\r\n'
-        )
+        ).encode()
+        if len(message) + len(row) + len(tail) > size:
+            break
+        message += row
         i += 1
-    body.append("</table>\r\n</body></html>\r\n")
-    return (headers + "".join(body)).encode("utf-8")
+    return message + tail.encode("utf-8")
 
 
 def _rate(fn: Callable[[], object], seconds: float) -> float:
@@ -133,7 +138,9 @@ def run(only: str | None = None, seconds: float = SECONDS_PER_MEASUREMENT) -> li
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", choices=list(BENCHMARKS), help="run a single benchmark")
     parser.add_argument(
         "--seconds", type=float, default=SECONDS_PER_MEASUREMENT, help="time per measurement (all rounds)"

@@ -25,7 +25,7 @@ _MAC_B64_LEN = 22  # len(base64url(16 bytes)) without padding
 _TOKEN_RE = re.compile(rf"([A-Za-z0-9_-]*)\.([A-Za-z0-9_-]{{{_MAC_B64_LEN}}})")
 
 
-class InvalidToken(ValueError):
+class InvalidToken(ValueError):  # noqa: N818 - the name is part of the agreed API
     """The token is malformed, forged, or was signed for another purpose or with another secret."""
 
 

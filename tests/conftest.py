@@ -9,9 +9,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from aiosmtpd.controller import Controller
 from sqlalchemy import Engine
 
 from mailstack.storage import create_storage_engine, migrate
+from support import SmtpSink, free_port
 
 PG_ADMIN_URL = os.environ.get("MAILSTACK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -63,3 +65,15 @@ def engine(db_url: str) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    port = free_port()
+    sink = SmtpSink("127.0.0.1", port)
+    controller = Controller(sink, hostname="127.0.0.1", port=port, decode_data=False)
+    controller.start()
+    try:
+        yield sink
+    finally:
+        controller.stop()

@@ -32,8 +32,8 @@ from ._sendv31 import (
 )
 
 MAX_IDEMPOTENCY_KEY = 255
-# Mailjet answers an unauthorised From with send-0014-style sender errors; ours names the domain.
-SENDER_NOT_ALLOWED = "send-0014"
+# Mailjet's error for a From address the account may not send as (403 per message).
+SENDER_NOT_ALLOWED = "send-0008"
 
 
 def _global_error(status: int, code: str, message: str) -> RequestError:
@@ -56,10 +56,11 @@ def _check_senders(results: list[ParsedMessage | MessageErrors], domains: frozen
                 (
                     SendError(
                         error_code=SENDER_NOT_ALLOWED,
-                        status_code=401,
+                        status_code=403,
                         error_message=(
-                            f"The sender domain {result.spec.sender.domain!r} is not configured on this "
-                            "server (no DKIM key): run `mailstack dkim rotate --domain` to add it."
+                            f'"{result.spec.sender.email}" is not an authorized sender email address for your '
+                            f"account: this server holds no DKIM key for {result.spec.sender.domain} "
+                            "(add one with `mailstack dkim rotate --domain`)."
                         ),
                         error_related_to=("From.Email",),
                     ),

@@ -24,8 +24,8 @@ Decisions where the documentation is silent (see the module's tests for the exac
   by this server yet);
 * every value that can reach a header (names, Subject, CustomID, EventPayload, CustomCampaign,
   MonitoringCategory, URLTags, filenames, content types, ContentID, header names and values) is
-  refused with ``mj-0005`` if it contains a C0 control other than TAB, DEL, NEL or U+2028/U+2029;
-  any string with an unpaired surrogate is refused;
+  refused with ``mj-0005`` if it contains a C0 control character other than TAB, or DEL, NEL,
+  U+2028 or U+2029; any string with an unpaired surrogate is refused;
 * ``Reply-To`` may be given in ``Headers`` (Mailjet does not forbid it) and becomes the reply-to
   address; ``List-Unsubscribe``/``List-Unsubscribe-Post`` may be set by the caller only on
   non-campaign mail, since campaign mail gets ours;
@@ -446,7 +446,7 @@ def _global_error(code: str, message: str, *related: str, status: int = 400) -> 
 
 
 def _text_ok(errs: _Errors, path: str, value: str, *, header: bool) -> bool:
-    if _SURROGATE_RE.search(value):
+    if not value.isascii() and _SURROGATE_RE.search(value):  # isascii() is O(1) in CPython
         errs.not_allowed(path, "the string contains invalid Unicode (an unpaired surrogate).")
         return False
     if header and _HEADER_UNSAFE_RE.search(value):

@@ -273,4 +273,6 @@ def outbox_show(data_dir: DataDir, message_id: Annotated[int, typer.Argument(hel
 
 
 def main() -> None:
+    # Databases, keys and the outbox hold personal data and secrets: nothing we create is world-readable.
+    os.umask(0o077)
     app()

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 from mailstack.compose._errors import ComposeError
 from mailstack.compose._headers import (
-    address_list_tokens,
     addr_spec,
+    address_list_tokens,
     check_field,
     fold,
     mailbox_tokens,
@@ -146,6 +146,10 @@ def compose(envelope: Envelope, settings: ComposeSettings, *, now: datetime | No
         lines.append("To: undisclosed-recipients:;\r\n")
     if spec.cc:
         lines.append(fold("Cc", address_list_tokens(spec.cc, "Cc"), "Cc"))
+    for i, bcc in enumerate(spec.bcc):
+        # Never rendered, but a poisoned Bcc entry should fail every copy alike, not only its own.
+        check_field(bcc.email, f"Bcc[{i}].Email")
+        check_field(bcc.name, f"Bcc[{i}].Name")
     if spec.subject or "subject" not in user_names:
         check_field(spec.subject, "Subject")
         lines.append(fold("Subject", unstructured_tokens(spec.subject), "Subject"))

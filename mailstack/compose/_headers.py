@@ -18,8 +18,8 @@ from mailstack.compose._errors import ComposeError
 from mailstack.model import Address
 
 __all__ = [
-    "address_list_tokens",
     "addr_spec",
+    "address_list_tokens",
     "check_field",
     "domain_to_ascii",
     "encoded_words",
@@ -35,10 +35,11 @@ HARD_LIMIT = 998  # ...and MUST be at most 998 octets (excluding CRLF)
 
 _CR_LF_NUL = re.compile(r"[\r\n\x00]")
 
-# Longest raw word we leave unencoded: " " + word still fits a 78-character continuation line.
-_RAW_WORD_MAX = SOFT_LIMIT - 1
+# Words and encoded words are kept <= 66 characters so that even the first one fits on the line after
+# "Subject: " or "Reply-To: " within 78 characters; longer raw words are encoded (and thereby split).
+_TOKEN_MAX = 66
 _PRINTABLE_WORD = re.compile(r"[!-~]+")  # printable US-ASCII, no space
-_ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
+_ATEXT = r"\-A-Za-z0-9!#$%&'*+/=?^_`{|}~"  # "-" escaped: the UTF-8 variant appends a range
 _ATOM = re.compile(f"[{_ATEXT}]+")
 _DOT_ATOM = re.compile(f"[{_ATEXT}]+(?:\\.[{_ATEXT}]+)*")
 # RFC 6532 3.2: atext additionally allows any non-ASCII UTF-8 character.
@@ -55,9 +56,9 @@ _Q_BYTE: tuple[str, ...] = tuple(
 _Q_LEN: tuple[int, ...] = tuple(len(s) for s in _Q_BYTE)
 _EW_Q_PREFIX = "=?utf-8?q?"
 _EW_B_PREFIX = "=?utf-8?b?"
-# RFC 2047 2: an encoded word is at most 75 characters, so " " + word fits in 76.
-_EW_MAX_TEXT = 75 - len(_EW_Q_PREFIX) - len("?=")  # 63 characters of encoded text
-_EW_MAX_B_BYTES = _EW_MAX_TEXT // 4 * 3  # 45 bytes -> 60 base64 characters
+# RFC 2047 2 allows up to 75 characters per encoded word; see _TOKEN_MAX for why we stay shorter.
+_EW_MAX_TEXT = _TOKEN_MAX - len(_EW_Q_PREFIX) - len("?=")  # 54 characters of encoded text
+_EW_MAX_B_BYTES = _EW_MAX_TEXT // 4 * 3  # 39 bytes -> 52 base64 characters
 
 
 def check_field(value: str, field: str) -> None:
@@ -76,14 +77,9 @@ def fold(name: str, tokens: Iterable[str], field: str) -> str:
     name_only = True  # the current line holds only "Name:"
     for tok in tokens:
         size = len(tok) if tok.isascii() else len(tok.encode("utf-8"))
-        too_long = line + 1 + size > SOFT_LIMIT
-        # Never fold before an empty token (it would leave a whitespace-only line, RFC 5322 3.2.2), and
-        # right after the colon only fold if that actually helps.
-        if (
-            size
-            and too_long
-            and (not name_only or 1 + size <= SOFT_LIMIT or line + 1 + size > HARD_LIMIT)
-        ):
+        # Never fold before an empty token (it would leave a whitespace-only line, RFC 5322 3.2.2), nor
+        # right after the colon unless forced: parsers (CPython's among them) then keep the leading space.
+        if size and (line + 1 + size > HARD_LIMIT or (not name_only and line + 1 + size > SOFT_LIMIT)):
             out.append("\r\n ")
             line = 1 + size
         else:
@@ -129,7 +125,7 @@ def _b_words(text: str) -> list[str]:
 
 
 def encoded_words(text: str) -> list[str]:
-    """Encode ``text`` as RFC 2047 UTF-8 encoded words (Q or B, whichever is shorter), each <= 75 chars.
+    """Encode ``text`` as RFC 2047 UTF-8 encoded words (Q or B, whichever is shorter), each <= 66 chars.
 
     Decoders ignore the whitespace between adjacent encoded words (RFC 2047 6.2), so the list decodes
     back to exactly ``text``.
@@ -144,11 +140,7 @@ def encoded_words(text: str) -> list[str]:
 
 def _is_raw_word(word: str) -> bool:
     # "=?" could be mistaken for the start of an encoded word by decoders, so such words get encoded.
-    return (
-        0 < len(word) <= _RAW_WORD_MAX
-        and _PRINTABLE_WORD.fullmatch(word) is not None
-        and "=?" not in word
-    )
+    return 0 < len(word) <= _TOKEN_MAX and _PRINTABLE_WORD.fullmatch(word) is not None and "=?" not in word
 
 
 def _spread_empty(words: Sequence[str], raw: list[bool]) -> None:
@@ -200,7 +192,7 @@ def quote_string(text: str) -> str:
 def phrase_tokens(name: str) -> tuple[str, ...]:
     """Tokens for a display name: atoms, quoted strings, or encoded words for anything non-ASCII."""
     words = name.split(" ")
-    raw = [_is_raw_word(w) and len(w) <= _RAW_WORD_MAX - 2 for w in words]
+    raw = [_is_raw_word(w) and len(w) <= _TOKEN_MAX - 2 for w in words]
     _spread_empty(words, raw)
     atoms = [r and _ATOM.fullmatch(w) is not None for w, r in zip(words, raw, strict=True)]
     if all(atoms):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -16,6 +19,22 @@ log = get_logger("mailstack.serve")
 
 # How long SIGTERM waits for the batches in hand; leases of anything slower expire and are retried.
 DRAIN_SECONDS = 60.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after its shutdown; we drain the workers next and exit 0 instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        originals = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in originals.items():
+                signal.signal(sig, handler)
 
 
 def serve(settings: Settings) -> int:
@@ -39,7 +58,7 @@ def serve(settings: Settings) -> int:
         thread.start()
         threads.append(thread)
     host, port = parse_hostport(settings.server.http)
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
             create_app(runtime),
             host=host,

@@ -7,12 +7,12 @@ message handed over with LF still hashes the way it will look on the wire (SMTP 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 CRLF = b"\r\n"
 
 # A header field ends at a CRLF not followed by WSP (a following WSP means a folded continuation line).
 _FIELD_BREAK = re.compile(rb"\r\n(?![ \t])")
-_WSP_RUN = re.compile(rb"[ \t]+")
 
 
 def normalize_newlines(data: bytes) -> bytes:
@@ -59,8 +59,26 @@ def parse_headers(block: bytes) -> list[tuple[bytes, bytes]]:
 
 def relaxed_header(name: bytes, value: bytes) -> bytes:
     """Relaxed-canonicalize one header field (RFC 6376 §3.4.2); ``name`` must be lower-case."""
-    value = _WSP_RUN.sub(b" ", value.replace(CRLF, b"")).strip(b" ")
-    return name + b":" + value + CRLF
+    return relaxed_headers(((name, value),))
+
+
+def relaxed_headers(fields: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """Relaxed-canonicalize ``(lower-case name, raw value)`` fields as one block, in the given order.
+
+    Same result as :func:`relaxed_header` on each field, but the unfold and WSP collapse run as a
+    few C-speed replaces over the whole block instead of a regex per field.
+    """
+    # Stripping each value first (CRLF included, for a value that starts on a continuation line)
+    # leaves only interior WSP, so block-wide replaces cannot touch the "name:" boundaries; and every
+    # CRLF still inside a value is a fold, since parse_headers splits fields at CRLF not followed by WSP.
+    data = b"".join([name + b":" + value.strip(b" \t\r\n") + CRLF for name, value in fields])
+    if b"\t" in data:
+        data = data.replace(b"\t", b" ")
+    if b"\r\n " in data:
+        data = data.replace(b"\r\n ", b" ")
+    while b"  " in data:
+        data = data.replace(b"  ", b" ")
+    return data
 
 
 def relaxed_body(body: bytes) -> bytes:

@@ -7,12 +7,12 @@ import hashlib
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
-from mailstack.signing._canon import parse_headers, relaxed_body, relaxed_header, split_message
+from mailstack.signing._canon import parse_headers, relaxed_body, relaxed_headers, split_message
 from mailstack.signing._keys import DkimKey
 
 DEFAULT_SIGNED_HEADERS: tuple[str, ...] = (
@@ -84,6 +84,18 @@ def _strip_quotes_and_comments(text: str) -> str:
     return "".join(out)
 
 
+def _a_label(domain: str) -> str:
+    """Lower-case ``domain`` without trailing dot, U-labels converted to their xn-- form."""
+    domain = domain.rstrip(".").lower()
+    if not domain.isascii():
+        # SMTPUTF8 mail may carry a U-label domain; keys are configured with the A-label (xn--) form.
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise SigningError(f"domain {domain!r} is not a valid IDN") from exc
+    return domain
+
+
 def header_from_domain(value: bytes) -> str:
     """Return the lower-case domain of the single mailbox of a raw From header value.
 
@@ -101,26 +113,66 @@ def header_from_domain(value: bytes) -> str:
     addr = angles[0] if angles else mailboxes[0]
     addr = addr.rpartition(":")[2]  # obsolete source route "@relay:user@domain"
     local, at, domain = addr.rpartition("@")
-    domain = "".join(domain.split()).rstrip(".").lower()
+    domain = "".join(domain.split())
     if not at or not local.strip() or not domain:
         raise SigningError(f"From header has no usable address: {text.strip()!r}")
-    if not domain.isascii():
-        # SMTPUTF8 mail may carry a U-label domain; keys are configured with the A-label (xn--) form.
-        try:
-            domain = domain.encode("idna").decode("ascii")
-        except UnicodeError as exc:
-            raise SigningError(f"From domain {domain!r} is not a valid IDN") from exc
+    domain = _a_label(domain)
     if not _DOMAIN.fullmatch(domain):
         raise SigningError(f"From header has no usable address: {text.strip()!r}")
     return domain
 
 
 @dataclass(frozen=True, slots=True)
+class _Layout:
+    """A folded DKIM-Signature header up to "b=", with placeholders for the per-message values."""
+
+    header: str
+    canonical: str  # its relaxed canonical form, as covered by the signature
+    column: int  # where the b= value starts on the last line
+
+
+# Placeholders for t=, x= and bh=: control characters never occur in the rest of the header.
+_T, _X, _BH = "\x00", "\x01", "\x02"
+_BH_LEN = 44  # base64 of a SHA-256 digest
+_MAX_LAYOUTS = 512
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class _PreparedKey:
     key: DkimKey
     sign: Callable[[bytes], bytes]
     # "v=1;", "a=...;", "c=...;", "d=...;", "s=...;" — constant per key, so built once.
     head_tokens: tuple[str, ...]
+    # Folding depends only on the lengths of t=/x=/bh= (fixed in practice) and on the h= list, which
+    # repeats from message to message; caching the layout keeps folding off the per-message path.
+    layouts: dict[tuple[tuple[str, ...], int, int], _Layout] = field(default_factory=dict)
+
+    def layout(self, h_names: tuple[str, ...], t_len: int, x_len: int) -> _Layout:
+        cache_key = (h_names, t_len, x_len)
+        layout = self.layouts.get(cache_key)
+        if layout is None:
+            if len(self.layouts) >= _MAX_LAYOUTS:
+                self.layouts.clear()
+            layout = _build_layout(self.head_tokens, h_names, t_len, x_len)
+            self.layouts[cache_key] = layout
+        return layout
+
+
+def _build_layout(head_tokens: Iterable[str], h_names: tuple[str, ...], t_len: int, x_len: int) -> _Layout:
+    tokens = [(" ", token) for token in head_tokens]
+    tokens.append((" ", f"t={_T * t_len};"))
+    if x_len:
+        tokens.append((" ", f"x={_X * x_len};"))
+    tokens.append((" ", f"h={h_names[0]}"))
+    tokens.extend(("", f":{name}") for name in h_names[1:])
+    tokens[-1] = (tokens[-1][0], tokens[-1][1] + ";")
+    tokens.append((" ", f"bh={_BH * _BH_LEN};"))
+    tokens.append((" ", "b="))
+    pieces, column = _fold(tokens)
+    header = "".join(pieces)
+    # Relaxed form of our own output: it has no tabs or repeated spaces, so unfolding is all it takes.
+    canonical = "dkim-signature:" + header[len(_HEADER_START) :].replace(_FOLD, " ").strip(" ")
+    return _Layout(header, canonical, column)
 
 
 def _signing_function(key: DkimKey) -> Callable[[bytes], bytes]:
@@ -194,9 +246,11 @@ class Signer:
         signed += tuple(name for name in over if name not in signed)
         if expire_after is not None and expire_after <= 0:
             raise ValueError(f"expire_after must be a positive number of seconds, got {expire_after}")
-        self._signed: tuple[tuple[bytes, str], ...] = tuple((n.encode("ascii"), n) for n in signed)
+        # (name as bytes for matching parsed fields, name for h=, oversigned?)
+        self._signed: tuple[tuple[bytes, str, bool], ...] = tuple(
+            (n.encode("ascii"), n, n in over) for n in signed
+        )
         self._wanted = frozenset(n.encode("ascii") for n in signed)
-        self._oversigned = frozenset(n.encode("ascii") for n in over)
         self._expire_after = expire_after
         self._keys: dict[str, list[_PreparedKey]] = {}
         for key in keys:
@@ -253,7 +307,7 @@ class Signer:
                 )
             domain = header_from_domain(from_values[0])
         else:
-            domain = domain.rstrip(".").lower()
+            domain = _a_label(domain)
         keys = self._keys.get(domain)
         if not keys:
             known = ", ".join(sorted(self._keys)) or "none"
@@ -263,38 +317,38 @@ class Signer:
         # (RFC 6376 §5.4.2). An oversigned name gets one more h= entry than it has instances; that
         # entry matches no header and contributes nothing, but a header added later would fill it.
         h_names: list[str] = []
-        parts: list[bytes] = []
-        for raw_name, name in self._signed:
-            values = by_name.get(raw_name, ())
-            parts.extend(relaxed_header(raw_name, value) for value in reversed(values))
-            count = len(values) + (raw_name in self._oversigned)
-            h_names.extend([name] * count)
-        header_data = b"".join(parts)
+        selected: list[tuple[bytes, bytes]] = []
+        for raw_name, name, oversign in self._signed:
+            values = by_name.get(raw_name)
+            if values:
+                selected.extend([(raw_name, value) for value in reversed(values)])
+                h_names.extend([name] * len(values))
+            if oversign:
+                h_names.append(name)
+        header_data = relaxed_headers(selected)
 
         # One body hash shared by every signature: all use relaxed body canonicalization and SHA-256.
         body_hash = base64.b64encode(hashlib.sha256(relaxed_body(body)).digest()).decode("ascii")
         now = int(time.time()) if timestamp is None else timestamp
         if now < 0:
             raise ValueError(f"timestamp must not be negative, got {now}")
-        tail: list[tuple[str, str]] = [(" ", f"t={now};")]
-        if self._expire_after is not None:
-            tail.append((" ", f"x={now + self._expire_after};"))
-        tail.append((" ", f"h={h_names[0]}"))
-        tail.extend(("", f":{name}") for name in h_names[1:])
-        tail[-1] = (tail[-1][0], tail[-1][1] + ";")
-        tail.append((" ", f"bh={body_hash};"))
-        tail.append((" ", "b="))
+        t_value = str(now)
+        x_value = "" if self._expire_after is None else str(now + self._expire_after)
+        h_key = tuple(h_names)
 
         out: list[str] = []
         for prepared in keys:
-            tokens = [(" ", token) for token in prepared.head_tokens]
-            pieces, column = _fold(tokens + tail)
-            unsigned = "".join(pieces)
-            # The signature covers this header itself with an empty b= value, without the final CRLF.
-            own = relaxed_header(b"dkim-signature", unsigned[len(_HEADER_START) :].encode("ascii"))
-            signature = prepared.sign(header_data + own[:-2])
-            out.append(unsigned)
-            out.append(_fold_base64(base64.b64encode(signature).decode("ascii"), column))
+            layout = prepared.layout(h_key, len(t_value), len(x_value))
+            header = layout.header
+            canonical = layout.canonical
+            for placeholder, filled in ((_T, t_value), (_X, x_value), (_BH, body_hash)):
+                if filled:
+                    header = header.replace(placeholder * len(filled), filled)
+                    canonical = canonical.replace(placeholder * len(filled), filled)
+            # The signature covers this header itself with an empty b= value, without a final CRLF.
+            signature = prepared.sign(header_data + canonical.encode("ascii"))
+            out.append(header)
+            out.append(_fold_base64(base64.b64encode(signature).decode("ascii"), layout.column))
             out.append("\r\n")
         return "".join(out).encode("ascii")
 

@@ -286,8 +286,14 @@ def test_signing_domain_comes_from_the_from_address(from_value: str, rsa_key: Dk
     assert header_from_domain(from_value.encode()) == "example.com"
 
 
-def test_idn_from_domain_maps_to_a_label() -> None:
-    assert header_from_domain("J\u00fcrgen <j@b\u00fccher.example>".encode()) == "xn--bcher-kva.example"
+def test_idn_domain_maps_to_a_label(ed_key: DkimKey, dkimpy_verify: Verify) -> None:
+    assert header_from_domain("J\u00fcrgen <j@B\u00fccher.example>".encode()) == "xn--bcher-kva.example"
+    key = DkimKey("xn--bcher-kva.example", "s1", "ed25519-sha256", ed_key.private_key)
+    message = "From: j@b\u00fccher.example\r\n\r\nbody\r\n".encode()
+    for domain in (None, "B\u00fccher.example."):
+        signatures = Signer([key]).sign(message, domain=domain, timestamp=T0)
+        assert tags(signatures)["d"] == "xn--bcher-kva.example"
+        assert dkimpy_verify(signatures + message, [key]) == ["pass"]
 
 
 @pytest.mark.parametrize(
@@ -393,3 +399,27 @@ def test_empty_body_hash(rsa_key: DkimKey) -> None:
     assert tags(Signer([rsa_key]).sign(MESSAGES["empty-body"]))["bh"] == base64.b64encode(
         hashlib.sha256(b"").digest()
     ).decode("ascii")
+
+
+def test_oversigned_names_are_signed_even_if_not_listed(rsa_key: DkimKey, dkimpy_verify: Verify) -> None:
+    signer = Signer([rsa_key], signed_headers=["from"], oversigned=["from", "reply-to"])
+    signatures = signer.sign(MESSAGES["simple"], timestamp=T0)
+    assert tags(signatures)["h"] == "from:from:reply-to"
+    assert dkimpy_verify(signatures + MESSAGES["simple"], [rsa_key]) == ["pass"]
+
+
+def test_one_signer_many_messages(rsa_key: DkimKey, ed_key: DkimKey, dkimpy_verify: Verify) -> None:
+    # The signer caches header layouts per h= list and t= width; every combination must still verify.
+    signer = Signer([rsa_key, ed_key], expire_after=2 * 10**9)
+    for timestamp in (T0, 7, T0 + 1):
+        for name in ("html-4k", "simple", "repeated-headers", "html-4k"):
+            signatures = signer.sign(MESSAGES[name], timestamp=timestamp)
+            first, second = (tags(s) for s in split_signatures(signatures))
+            assert first["t"] == second["t"] == str(timestamp)
+            assert first["x"] == str(timestamp + 2 * 10**9)
+            assert dkimpy_verify(signatures + MESSAGES[name], [rsa_key, ed_key]) == ["pass", "pass"]
+
+
+def test_negative_timestamp(rsa_key: DkimKey) -> None:
+    with pytest.raises(ValueError, match="timestamp"):
+        Signer([rsa_key]).sign(MESSAGES["simple"], timestamp=-1)
