@@ -11,9 +11,9 @@ import psycopg
 import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import Engine
+from support import SmtpSink, free_port
 
 from mailstack.storage import create_storage_engine, migrate
-from support import SmtpSink, free_port
 
 PG_ADMIN_URL = os.environ.get("MAILSTACK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 

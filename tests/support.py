@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-
 @dataclass
 class ReceivedMail:
     mail_from: str
@@ -30,7 +29,7 @@ class SmtpSink:
     replies: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering DATA: a slow relay
 
-    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+    async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
         reply = self.replies.get(address)
@@ -39,10 +38,12 @@ class SmtpSink:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.delay:
             await asyncio.sleep(self.delay)
-        self.received.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+        self.received.append(
+            ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+        )
         return f"250 2.0.0 Ok: queued as Q{len(self.received)}"
 
     def wait_for(self, count: int, timeout: float = 30.0) -> list[ReceivedMail]:
@@ -50,7 +51,6 @@ class SmtpSink:
         while len(self.received) < count and time.monotonic() < deadline:
             time.sleep(0.02)
         return self.received
-
 
     def wait_for_recipients(self, recipients: set[str], timeout: float = 60.0) -> set[str]:
         """Wait until each of ``recipients`` got at least one message; returns who did."""

@@ -39,7 +39,12 @@ SENDER_NOT_ALLOWED = "send-0008"
 def _global_error(status: int, code: str, message: str) -> RequestError:
     return RequestError(
         status,
-        {"ErrorIdentifier": str(uuid.uuid4()), "ErrorCode": code, "StatusCode": status, "ErrorMessage": message},
+        {
+            "ErrorIdentifier": str(uuid.uuid4()),
+            "ErrorCode": code,
+            "StatusCode": status,
+            "ErrorMessage": message,
+        },
     )
 
 
@@ -58,8 +63,8 @@ def _check_senders(results: list[ParsedMessage | MessageErrors], domains: frozen
                         error_code=SENDER_NOT_ALLOWED,
                         status_code=403,
                         error_message=(
-                            f'"{result.spec.sender.email}" is not an authorized sender email address for your '
-                            f"account: this server holds no DKIM key for {result.spec.sender.domain} "
+                            f'"{result.spec.sender.email}" is not an authorized sender email address for '
+                            f"your account: this server holds no DKIM key for {result.spec.sender.domain} "
                             "(add one with `mailstack dkim rotate --domain`)."
                         ),
                         error_related_to=("From.Email",),
@@ -98,7 +103,9 @@ def accept_send_request(
     """
     if idempotency_key is not None:
         if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY or not idempotency_key.isprintable():
-            raise _global_error(400, "mj-0005", f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters.")
+            raise _global_error(
+                400, "mj-0005", f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters."
+            )
         replay = _replay(runtime, api_key, idempotency_key, request_hash)
         if replay is not None:
             return replay
@@ -114,7 +121,9 @@ def accept_send_request(
     if request.sandbox:
         # SandboxMode validates only: nothing is stored or sent, as with Mailjet.
         entries = [
-            sandbox_message_json(r.spec, api_base_url=base_url) if isinstance(r, ParsedMessage) else error_message_json(r)
+            sandbox_message_json(r.spec, api_base_url=base_url)
+            if isinstance(r, ParsedMessage)
+            else error_message_json(r)
             for r in results
         ]
         return status, send_response_json(entries), False
@@ -122,9 +131,7 @@ def accept_send_request(
     try:
         with runtime.engine.begin() as conn:
             accepted = insert_messages(conn, api_key.id, valid, now=now) if valid else []
-            runtime.queue.enqueue(
-                conn, [r.message_id for group in accepted for r in group], available_at=now
-            )
+            runtime.queue.enqueue(conn, [r.message_id for group in accepted for r in group], available_at=now)
             entries = []
             position = 0
             for result in results:
@@ -135,7 +142,9 @@ def accept_send_request(
                     entries.append(error_message_json(result))
             payload = send_response_json(entries)
             if idempotency_key is not None:
-                save_idempotent_response(conn, api_key.id, idempotency_key, request_hash, status, payload, now=now)
+                save_idempotent_response(
+                    conn, api_key.id, idempotency_key, request_hash, status, payload, now=now
+                )
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key committed first: answer as it did.
         if idempotency_key is None:

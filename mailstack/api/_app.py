@@ -24,10 +24,9 @@ from mailstack.storage import (
     list_outbox,
 )
 
-from ._accept import accept_send_request
+from ._accept import accept_send_request, malformed_json_error
 from ._auth import Authenticator, auth_failure_body
 from ._openapi import SEND_REQUEST_SCHEMA
-from ._accept import malformed_json_error
 from ._sendv31 import RequestError
 
 _Handler = Callable[[Request, ApiKeyRecord], Awaitable[Response]]
@@ -50,7 +49,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(
         title="mailstack",
         version=__version__,
-        description="Self-hosted email sending. `POST /v3.1/send` is compatible with Mailjet's Send API v3.1.",
+        description="Self-hosted email sending: `POST /v3.1/send` matches Mailjet's Send API v3.1.",
     )
     auth = Authenticator(runtime.engine)
     settings = runtime.settings
@@ -59,7 +58,9 @@ def create_app(runtime: Runtime) -> FastAPI:
         record = await run_in_threadpool(auth.authenticate, request.headers.get("authorization"))
         if record is None:
             return _json(
-                auth_failure_body(), 401, {"WWW-Authenticate": 'Basic realm="Provide an apikey and secretkey"'}
+                auth_failure_body(),
+                401,
+                {"WWW-Authenticate": 'Basic realm="Provide an apikey and secretkey"'},
             )
         return await handler(request, record)
 
@@ -80,9 +81,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         raw = await read_body(request)
         if raw is None:
             limit = settings.server.max_body_bytes
-            return _json(
-                {"StatusCode": 413, "ErrorMessage": f"Request body larger than {limit} bytes."}, 413
-            )
+            return _json({"StatusCode": 413, "ErrorMessage": f"Request body larger than {limit} bytes."}, 413)
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
@@ -110,7 +109,10 @@ def create_app(runtime: Runtime) -> FastAPI:
         tags=["Send API v3.1"],
         summary="Send messages (Mailjet Send API v3.1)",
         openapi_extra={
-            "requestBody": {"required": True, "content": {"application/json": {"schema": SEND_REQUEST_SCHEMA}}},
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": SEND_REQUEST_SCHEMA}},
+            },
             "parameters": [
                 {
                     "name": "Idempotency-Key",
@@ -216,7 +218,9 @@ def create_app(runtime: Runtime) -> FastAPI:
 
         def load() -> Any:
             with runtime.engine.connect() as conn:
-                return list_outbox(conn, api_key_id=api_key.id, message_id=message_id, limit=1, with_data=True)
+                return list_outbox(
+                    conn, api_key_id=api_key.id, message_id=message_id, limit=1, with_data=True
+                )
 
         items = await run_in_threadpool(load)
         if not items:
@@ -239,7 +243,7 @@ def create_app(runtime: Runtime) -> FastAPI:
 
         try:
             await run_in_threadpool(check)
-        except Exception as exc:  # noqa: BLE001 - any database failure means unhealthy
+        except Exception as exc:  # any database failure means unhealthy
             return _json({"status": "unhealthy", "database": type(exc).__name__}, 503)
         return _json({"status": "ok", "version": __version__})
 

@@ -47,7 +47,7 @@ class Authenticator:
 
     def authenticate(self, header: str | None) -> ApiKeyRecord | None:
         """The API key for valid credentials, else None."""
-        if not header or not header[:6].lower() == "basic ":
+        if not header or header[:6].lower() != "basic ":
             return None
         try:
             decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")

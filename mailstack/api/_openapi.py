@@ -40,7 +40,10 @@ _MESSAGE: dict[str, Any] = {
         "TemplateErrorDeliver": {"type": "boolean"},
         "CustomID": {"type": "string"},
         "EventPayload": {"type": "string"},
-        "CustomCampaign": {"type": "string", "description": "Marks bulk mail: adds one-click List-Unsubscribe."},
+        "CustomCampaign": {
+            "type": "string",
+            "description": "Marks bulk mail: adds one-click List-Unsubscribe.",
+        },
         "DeduplicateCampaign": {"type": "boolean"},
         "MonitoringCategory": {"type": "string"},
         "URLTags": {"type": "string"},

@@ -12,6 +12,7 @@ from mailstack.compose._headers import (
     addr_spec,
     address_list_tokens,
     check_field,
+    first_token_room,
     fold,
     mailbox_tokens,
     unstructured_tokens,
@@ -57,19 +58,20 @@ def _same_mailbox(a: Address, b: Address) -> bool:
     return a_local == b_local and a_domain.lower() == b_domain.lower()
 
 
-def _user_value_tokens(lower: str, value: str, field: str) -> list[str] | tuple[str, ...]:
+def _user_value_tokens(name: str, value: str, field: str) -> list[str] | tuple[str, ...]:
+    lower, first = name.lower(), first_token_room(name)
     if _VERBATIM.fullmatch(value) is not None:
         tokens = value.split(" ")
         if max(map(len, tokens)) <= _VERBATIM_TOKEN_MAX:
             return tokens
-        return unstructured_tokens(value)  # unfoldable otherwise; encoded words can be split
+        return unstructured_tokens(value, first)  # unfoldable otherwise; encoded words can be split
     if lower == "reply-to":
         # A structured header: encoded words are only valid inside its display names.
         pairs = email.utils.getaddresses([value])
         if not pairs or any("@" not in addr for _, addr in pairs):
             raise ComposeError(f"{field} is not a valid address list")
         return address_list_tokens([Address(addr, name) for name, addr in pairs], field)
-    return unstructured_tokens(value)
+    return unstructured_tokens(value, first)
 
 
 def _user_headers(spec: MessageSpec) -> tuple[list[str], frozenset[str]]:
@@ -90,7 +92,7 @@ def _user_headers(spec: MessageSpec) -> tuple[list[str], frozenset[str]]:
             if (lower == "subject" and spec.subject) or (lower == "reply-to" and spec.reply_to is not None):
                 raise ComposeError(f"{field}.Name {name!r} conflicts with the message's own {name}")
         seen.add(lower)
-        lines.append(fold(name, _user_value_tokens(lower, value, f"{field}.Value"), f"{field}.Value"))
+        lines.append(fold(name, _user_value_tokens(name, value, f"{field}.Value"), f"{field}.Value"))
     return lines, frozenset(seen)
 
 
@@ -152,7 +154,9 @@ def compose(envelope: Envelope, settings: ComposeSettings, *, now: datetime | No
         check_field(bcc.name, f"Bcc[{i}].Name")
     if spec.subject or "subject" not in user_names:
         check_field(spec.subject, "Subject")
-        lines.append(fold("Subject", unstructured_tokens(spec.subject), "Subject"))
+        lines.append(
+            fold("Subject", unstructured_tokens(spec.subject, first_token_room("Subject")), "Subject")
+        )
     message_id = _message_id(envelope, settings)
     lines.append(f"Message-ID: {message_id}\r\n")
     if spec.bulk or spec.campaign:

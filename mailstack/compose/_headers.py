@@ -23,6 +23,7 @@ __all__ = [
     "check_field",
     "domain_to_ascii",
     "encoded_words",
+    "first_token_room",
     "fold",
     "mailbox_tokens",
     "phrase_tokens",
@@ -93,49 +94,51 @@ def fold(name: str, tokens: Iterable[str], field: str) -> str:
     return "".join(out)
 
 
-def _q_words(text: str) -> list[str]:
+def _q_words(text: str, first: int) -> list[str]:
     words: list[str] = []
     cur: list[str] = []
-    size = 0
+    size, limit = 0, first
     for ch in text:
         code = ord(ch)
         # Encode per character, so a chunk boundary never splits a multi-byte sequence.
         enc = _Q_BYTE[code] if code < 0x80 else "".join([_Q_BYTE[b] for b in ch.encode("utf-8")])
-        if size + len(enc) > _EW_MAX_TEXT:
+        if size + len(enc) > limit and cur:
             words.append(f"{_EW_Q_PREFIX}{''.join(cur)}?=")
-            cur = []
-            size = 0
+            cur, size, limit = [], 0, _EW_MAX_TEXT
         cur.append(enc)
         size += len(enc)
     words.append(f"{_EW_Q_PREFIX}{''.join(cur)}?=")
     return words
 
 
-def _b_words(text: str) -> list[str]:
+def _b_words(text: str, first: int) -> list[str]:
     words: list[str] = []
     cur = bytearray()
+    limit = max(first // 4 * 3, 4)  # base64 of 3n bytes is 4n characters; a character needs <= 4 bytes
     for ch in text:
         data = ch.encode("utf-8")
-        if len(cur) + len(data) > _EW_MAX_B_BYTES:
+        if len(cur) + len(data) > limit and cur:
             words.append(f"{_EW_B_PREFIX}{base64.b64encode(cur).decode('ascii')}?=")
             cur.clear()
+            limit = _EW_MAX_B_BYTES
         cur += data
     words.append(f"{_EW_B_PREFIX}{base64.b64encode(cur).decode('ascii')}?=")
     return words
 
 
-def encoded_words(text: str) -> list[str]:
+def encoded_words(text: str, first: int = _TOKEN_MAX) -> list[str]:
     """Encode ``text`` as RFC 2047 UTF-8 encoded words (Q or B, whichever is shorter), each <= 66 chars.
 
-    Decoders ignore the whitespace between adjacent encoded words (RFC 2047 6.2), so the list decodes
-    back to exactly ``text``.
+    The first word is limited to ``first`` characters (to fit after a long header name). Decoders ignore
+    the whitespace between adjacent encoded words (RFC 2047 6.2), so the list decodes to exactly ``text``.
     """
     if not text:
         return []
     data = text.encode("utf-8")
+    first_text = min(first, _TOKEN_MAX) - len(_EW_Q_PREFIX) - len("?=")
     if sum(map(_Q_LEN.__getitem__, data)) <= (len(data) + 2) // 3 * 4:
-        return _q_words(text)
-    return _b_words(text)
+        return _q_words(text, first_text)
+    return _b_words(text, first_text)
 
 
 def _is_raw_word(word: str) -> bool:
@@ -156,7 +159,9 @@ def _spread_empty(words: Sequence[str], raw: list[bool]) -> None:
                 raw[i + 1] = False
 
 
-def _runs(words: Sequence[str], raw: Sequence[bool], render_raw: dict[int, str]) -> tuple[str, ...]:
+def _runs(
+    words: Sequence[str], raw: Sequence[bool], render_raw: dict[int, str], first: int = _TOKEN_MAX
+) -> tuple[str, ...]:
     # Maximal runs of non-raw words are encoded as one unit, spaces included; between a raw word and an
     # encoded word the separating space survives decoding, between two encoded words it does not.
     tokens: list[str] = []
@@ -169,18 +174,30 @@ def _runs(words: Sequence[str], raw: Sequence[bool], render_raw: dict[int, str])
         j = i
         while j < n and not raw[j]:
             j += 1
-        tokens.extend(encoded_words(" ".join(words[i:j])))
+        tokens.extend(encoded_words(" ".join(words[i:j]), first if i == 0 else _TOKEN_MAX))
         i = j
     return tuple(tokens)
 
 
+def first_token_room(name: str) -> int:
+    """How long the first token after ``Name: `` may be for the line to stay within 78 characters."""
+    # Below ~24 characters an encoded word cannot hold a 4-byte character any more; such long header
+    # names simply get a longer first line.
+    return max(24, min(_TOKEN_MAX, SOFT_LIMIT - len(name) - 2))
+
+
 @lru_cache(maxsize=4096)
-def unstructured_tokens(text: str) -> tuple[str, ...]:
-    """Tokens for an unstructured header body (Subject, free text): raw ASCII words, encoded words else."""
+def unstructured_tokens(text: str, first: int = _TOKEN_MAX) -> tuple[str, ...]:
+    """Tokens for an unstructured header body (Subject, free text): raw ASCII words, encoded words else.
+
+    ``first`` bounds the length of the first token (see :func:`first_token_room`).
+    """
     words = text.split(" ")
     raw = [_is_raw_word(w) for w in words]
+    if raw[0] and len(words[0]) > first:
+        raw[0] = False  # encoding it lets the encoder split it to fit the first line
     _spread_empty(words, raw)
-    return _runs(words, raw, {})
+    return _runs(words, raw, {}, first)
 
 
 def quote_string(text: str) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mailstack.compose._errors import ComposeError
-from mailstack.compose._headers import HARD_LIMIT, check_field, fold, quote_string
+from mailstack.compose._headers import HARD_LIMIT, SOFT_LIMIT, check_field, fold, quote_string
 from mailstack.model import Attachment, MessageSpec
 
 __all__ = ["Part", "build_body", "multipart", "param_tokens", "text_part"]
@@ -31,7 +31,6 @@ _CONTENT_ID = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.@-]+")
 # RFC 2231 attribute-char: what may appear unescaped in an extended parameter value.
 _ATTR_CHAR = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$&+-.^_`|~")
 _PCT: tuple[str, ...] = tuple(chr(b) if b in _ATTR_CHAR else f"%{b:02X}" for b in range(256))
-_PARAM_SEGMENT = 60  # characters of encoded value per RFC 2231 continuation, keeps lines short
 
 _TEXT_HEADERS = {
     (subtype, cte): (f"Content-Type: text/{subtype}; charset=utf-8\r\nContent-Transfer-Encoding: {cte}\r\n")
@@ -112,24 +111,30 @@ def _quotable(value: str) -> bool:
 
 
 def param_tokens(name: str, value: str) -> list[str]:
-    """``name="value"``, or RFC 2231 ``name*=utf-8''...`` (with continuations when long) otherwise."""
-    if _quotable(value) and len(name) + len(value) < _PARAM_SEGMENT:
-        return [f"{name}={quote_string(value)}"]
+    """``name="value"``, or RFC 2231 ``name*=utf-8''...`` (with continuations when long) otherwise.
+
+    Sized so that each " token;" line stays within 78 characters.
+    """
+    room = SOFT_LIMIT - len(" ;") - len(name)
+    if _quotable(value) and len(quoted := quote_string(value)) + 1 <= room:
+        return [f"{name}={quoted}"]
     # Percent-encode per character so no continuation splits a UTF-8 sequence (some decoders decode each
     # segment on its own).
     pieces = [
         _PCT[ord(ch)] if ord(ch) < 0x80 else "".join([_PCT[b] for b in ch.encode("utf-8")]) for ch in value
     ]
     encoded = "".join(pieces)
-    if len(encoded) <= _PARAM_SEGMENT:
+    if len("*=utf-8''") + len(encoded) <= room:
         return [f"{name}*=utf-8''{encoded}"]
     segments: list[str] = []
     cur: list[str] = []
     size = 0
+    budget = room - len("*00*=utf-8''")  # the first segment also carries the charset prefix
     for piece in pieces:
-        if size + len(piece) > _PARAM_SEGMENT:
+        if size + len(piece) > budget and cur:
             segments.append("".join(cur))
             cur, size = [], 0
+            budget = room - len("*00*=")
         cur.append(piece)
         size += len(piece)
     segments.append("".join(cur))

@@ -67,7 +67,7 @@ def create_domain_keys(
 def _decrypt(keyring: Keyring, domain: str, selector: str, algorithm: str, blob: bytes) -> DkimKey:
     if algorithm not in ALGORITHMS:
         raise ValueError(f"DKIM key {selector}._domainkey.{domain}: unknown algorithm {algorithm!r}")
-    return load_key(domain, selector, algorithm, keyring.decrypt(_PURPOSE, blob))  # type: ignore[arg-type]
+    return load_key(domain, selector, algorithm, keyring.decrypt(_PURPOSE, blob))
 
 
 def signing_keys(conn: Connection, keyring: Keyring, *, now: float) -> list[DkimKey]:

@@ -39,7 +39,7 @@ class _Server(uvicorn.Server):
 
 def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT; in-flight requests and delivery batches finish first. Returns 0."""
-    from mailstack.api import create_app
+    from mailstack.api import create_app  # noqa: PLC0415 - the API imports this package
 
     runtime = Runtime.open(settings)
     relay = runtime.relay()

@@ -33,7 +33,10 @@ UUID = "5b1d2c3e-0000-4000-8000-000000000001"
 def make_settings(**kw: Any) -> ComposeSettings:
     kw.setdefault("unsubscribe_base_url", "https://t.example.com")
     return ComposeSettings(
-        hostname="mailstack.example.com", bounce_domain="bounces.example.com", tokens=TokenSigner(SECRET), **kw
+        hostname="mailstack.example.com",
+        bounce_domain="bounces.example.com",
+        tokens=TokenSigner(SECRET),
+        **kw,
     )
 
 
@@ -196,7 +199,16 @@ def test_display_names_with_specials_are_quoted() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["José", "Jürgen Müller", "Zoë O'Brien-Łukasiewicz", "山田太郎", "Иван Петров", "🎉 Party 🎉", " lead", "x  y"],
+    [
+        "José",
+        "Jürgen Müller",
+        "Zoë O'Brien-Łukasiewicz",
+        "山田太郎",
+        "Иван Петров",
+        "🎉 Party 🎉",
+        " lead",
+        "x  y",
+    ],
 )
 def test_non_ascii_names_round_trip(name: str) -> None:
     composed, msg = build(sender=Address("news@example.com", name), to=(Address("a@example.org", name),))
@@ -414,7 +426,9 @@ def test_no_list_unsubscribe_when_nothing_to_offer() -> None:
 
 
 def test_no_internal_data_leaks_into_headers() -> None:
-    composed, _ = build(bulk=True, campaign="secret-campaign", custom_id="cust-123", event_payload="payload-xyz")
+    composed, _ = build(
+        bulk=True, campaign="secret-campaign", custom_id="cust-123", event_payload="payload-xyz"
+    )
     head = header_block(composed.data)
     for leak in (b"secret-campaign", b"cust-123", b"payload-xyz", b"X-MJ", b"X-Mailstack"):
         assert leak not in head

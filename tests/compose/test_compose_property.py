@@ -26,7 +26,10 @@ SETTINGS = ComposeSettings(
 NOW = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
 
 # Header text: anything but CR, LF, NUL (rejected by design) and lone surrogates (not encodable).
-header_text = st.text(st.characters(exclude_characters="\r\n\x00", exclude_categories=("Cs",)), max_size=120)
+# ASCII full of RFC 5322 specials, spaces and encoded-word lookalikes stresses quoting and folding.
+header_text = st.text(
+    st.characters(exclude_characters="\r\n\x00", exclude_categories=("Cs",)), max_size=120
+) | st.text(st.sampled_from(list(" \t!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~aZ09=?é")), max_size=120)
 body_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=1500)
 locals_ = st.sampled_from(["alice", "o'neil.x", "jösé", "用户", "john doe"])
 domains = st.sampled_from(["example.org", "bücher.example"])

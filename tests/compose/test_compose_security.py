@@ -148,7 +148,9 @@ def test_malformed_addresses_rejected(email: str) -> None:
         compose(make_envelope(to=(Address(email),)), make_settings(), now=NOW)
 
 
-@pytest.mark.parametrize("content_type", ["pdf", "application/", "application/pdf; x", "a/b c", "täxt/plain", ""])
+@pytest.mark.parametrize(
+    "content_type", ["pdf", "application/", "application/pdf; x", "a/b c", "täxt/plain", ""]
+)
 def test_malformed_content_types_rejected(content_type: str) -> None:
     with pytest.raises(ComposeError, match=r"Attachments\[0\]\.ContentType"):
         compose(make_envelope(attachments=(attachment(content_type=content_type),)), make_settings(), now=NOW)
@@ -169,7 +171,9 @@ def test_lone_surrogates_in_body_rejected() -> None:
 def test_unicode_line_separators_cannot_break_headers() -> None:
     # U+2028, NEL, VT and FF are line breaks for str.splitlines(); they must be encoded, never raw.
     tricky = "a\u2028Bcc: x@example.com\x85\x0b\x0c\x1c b"
-    composed = compose(make_envelope(subject=tricky, sender=Address("n@example.com", tricky)), make_settings())
+    composed = compose(
+        make_envelope(subject=tricky, sender=Address("n@example.com", tricky)), make_settings()
+    )
     head = composed.data.split(b"\r\n\r\n", 1)[0]
     assert head.isascii()
     assert b"\nBcc" not in head and b"\x0b" not in head and b"\x0c" not in head

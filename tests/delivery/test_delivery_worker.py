@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 from sqlalchemy import Engine, select
+from support import SmtpSink
 
 from mailstack.delivery import DeliveryWorker, OutgoingMail, SmtpRelay, WorkerSettings
 from mailstack.model import Address, Envelope, MessageSpec
 from mailstack.queue import queue_for
 from mailstack.storage import create_api_key, find_api_key, insert_messages, list_events, schema
 
-from support import SmtpSink
-
 
 def _prepare(envelope: Envelope) -> OutgoingMail:
     data = f"From: a@example.com\r\nTo: {envelope.recipient.email}\r\nSubject: t\r\n\r\nhello\r\n".encode()
-    return OutgoingMail(envelope.message_id, f"b-{envelope.message_id}@bounces.example.com", envelope.recipient.email, data)
+    return OutgoingMail(
+        envelope.message_id, f"b-{envelope.message_id}@bounces.example.com", envelope.recipient.email, data
+    )
 
 
 def _accept(engine: Engine, recipients: list[str], now: float = 1000.0) -> list[int]:
-    spec = MessageSpec(sender=Address("a@example.com"), to=tuple(Address(r) for r in recipients), text="hello")
+    spec = MessageSpec(
+        sender=Address("a@example.com"), to=tuple(Address(r) for r in recipients), text="hello"
+    )
     with engine.begin() as conn:
         public, _ = create_api_key(conn)
         key = find_api_key(conn, public)
@@ -38,7 +41,9 @@ class Clock:
 
 
 def _worker(engine: Engine, sink: SmtpSink, clock: Clock, **overrides: float) -> DeliveryWorker:
-    settings = WorkerSettings(batch_size=10, lease_seconds=60, max_attempts=3, retry_base_seconds=10, **overrides)  # type: ignore[arg-type]
+    settings = WorkerSettings(
+        batch_size=10, lease_seconds=60, max_attempts=3, retry_base_seconds=10, **overrides
+    )  # type: ignore[arg-type]
     relay = SmtpRelay(sink.host, sink.port, helo_name="test.example.com", pool_size=2, timeout=10)
     return DeliveryWorker(engine, queue_for(engine), _prepare, relay, settings, clock=clock)
 
@@ -69,7 +74,9 @@ def test_sent_mail_reaches_the_relay_and_records_its_reply(engine: Engine, smtp_
     assert worker.run_once() == 0  # nothing left: each mail went out once
 
 
-def test_temporary_failure_is_retried_with_backoff_then_dead_lettered(engine: Engine, smtp_sink: SmtpSink) -> None:
+def test_temporary_failure_is_retried_with_backoff_then_dead_lettered(
+    engine: Engine, smtp_sink: SmtpSink
+) -> None:
     smtp_sink.replies["busy@example.net"] = "451 4.3.0 try again later"
     (message_id,) = _accept(engine, ["busy@example.net"])
     clock = Clock(1000.0)

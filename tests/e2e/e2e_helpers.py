@@ -1,4 +1,4 @@
-"""Running ``mailstack init`` and ``mailstack serve`` as a user does: subprocesses of the installed command."""
+"""Running ``mailstack init`` and ``mailstack serve`` as a user does, as subprocesses."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from support import free_port
 
 MAILSTACK = str(Path(sys.executable).parent / "mailstack")

@@ -1,4 +1,4 @@
-"""End to end: ``mailstack serve`` as a subprocess, a real SMTP server as relay, the official Mailjet client."""
+"""End to end: ``mailstack serve`` as a subprocess, a real SMTP relay, the Mailjet client."""
 
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ from typing import Any
 import dkim
 import httpx
 import pytest
-from mailjet_rest import Client
-
-from support import SmtpSink
 from e2e_helpers import MAILSTACK, Instance
+from mailjet_rest import Client
+from support import SmtpSink
 
 
 def _dns(instance: Instance) -> Any:
@@ -77,14 +76,19 @@ def test_init_prints_the_contract_and_protects_its_secrets(instance: Instance) -
     assert {k["algorithm"] for k in creds["dkim"]} == {"rsa-sha256", "ed25519-sha256"}
     for key in creds["dkim"]:
         assert key["dns_name"] == f"{key['selector']}._domainkey.example.com"
-        assert key["txt"].startswith("v=DKIM1; k=" + ("rsa" if key["algorithm"] == "rsa-sha256" else "ed25519"))
+        assert key["txt"].startswith(
+            "v=DKIM1; k=" + ("rsa" if key["algorithm"] == "rsa-sha256" else "ed25519")
+        )
     for name in ("secret.key", "mailstack.db"):
         mode = stat.S_IMODE((instance.data_dir / name).stat().st_mode)
         assert mode & 0o077 == 0, f"{name} is readable by others: {oct(mode)}"
     assert creds["api_secret"] not in (instance.data_dir / "mailstack.db").read_bytes().decode("latin-1")
     again = subprocess.run(
         [MAILSTACK, "init", "--data-dir", str(instance.data_dir), "--domain", "example.com"],
-        capture_output=True, text=True, env=instance.env, check=False,
+        capture_output=True,
+        text=True,
+        env=instance.env,
+        check=False,
     )
     assert again.returncode != 0 and "already exists" in again.stderr
 
@@ -94,8 +98,16 @@ def test_mailjet_client_sends_and_the_relay_gets_signed_well_formed_mail(
 ) -> None:
     instance.start("--relay", f"{smtp_sink.host}:{smtp_sink.port}")
     result = _client(instance).send.create(
-        data={"Messages": [_message(Cc=[{"Email": "cc@example.org"}], Bcc=[{"Email": "hidden@example.org"}],
-                                    CustomID="order-42", CustomCampaign="autumn")]}
+        data={
+            "Messages": [
+                _message(
+                    Cc=[{"Email": "cc@example.org"}],
+                    Bcc=[{"Email": "hidden@example.org"}],
+                    CustomID="order-42",
+                    CustomCampaign="autumn",
+                )
+            ]
+        }
     )
     assert result.status_code == 200, result.text
     body = result.json()["Messages"][0]
@@ -111,7 +123,9 @@ def test_mailjet_client_sends_and_the_relay_gets_signed_well_formed_mail(
     message_ids = set()
     for address, mail in received.items():
         assert mail.mail_from.startswith("b-") and mail.mail_from.endswith("@bounces.example.com")
-        assert _verified_selectors(mail.data, instance) == [k["selector"] for k in instance.credentials["dkim"]]
+        assert _verified_selectors(mail.data, instance) == [
+            k["selector"] for k in instance.credentials["dkim"]
+        ]
         parsed = email.message_from_bytes(mail.data, policy=email.policy.default)
         assert str(parsed["Subject"]) == "Your order ✓"
         assert str(parsed["From"]) == "Exämple News <news@example.com>"
@@ -124,13 +138,16 @@ def test_mailjet_client_sends_and_the_relay_gets_signed_well_formed_mail(
     assert len(message_ids) == 3  # one Message-ID per recipient's copy
 
     history = httpx.get(
-        f"{instance.url}/v3/REST/messagehistory/{recipients['ana@example.net']['MessageID']}", auth=instance.auth
+        f"{instance.url}/v3/REST/messagehistory/{recipients['ana@example.net']['MessageID']}",
+        auth=instance.auth,
     ).json()
     assert [e["EventType"] for e in history["Data"]] == ["queued", "sent"]
     assert instance.stop() == 0
 
 
-def test_mailjet_client_gets_400_with_errors_for_an_invalid_from(instance: Instance, smtp_sink: SmtpSink) -> None:
+def test_mailjet_client_gets_400_with_errors_for_an_invalid_from(
+    instance: Instance, smtp_sink: SmtpSink
+) -> None:
     instance.start("--relay", f"{smtp_sink.host}:{smtp_sink.port}")
     client = _client(instance)
     try:
@@ -163,7 +180,9 @@ def test_a_mixed_batch_sends_the_valid_message_only(instance: Instance, smtp_sin
     assert len(smtp_sink.received) == 1 and b"victim@example.org" not in mail.data
 
 
-def test_idempotency_key_returns_the_same_response_and_sends_once(instance: Instance, smtp_sink: SmtpSink) -> None:
+def test_idempotency_key_returns_the_same_response_and_sends_once(
+    instance: Instance, smtp_sink: SmtpSink
+) -> None:
     instance.start("--relay", f"{smtp_sink.host}:{smtp_sink.port}")
     payload = {"Messages": [_message()]}
     headers = {"Idempotency-Key": "order-42-confirmation"}
@@ -173,7 +192,10 @@ def test_idempotency_key_returns_the_same_response_and_sends_once(instance: Inst
     assert first.json() == second.json()
     assert second.headers.get("Idempotent-Replayed") == "true"
     other = httpx.post(
-        f"{instance.url}/v3.1/send", auth=instance.auth, json={"Messages": [_message(Subject="x")]}, headers=headers
+        f"{instance.url}/v3.1/send",
+        auth=instance.auth,
+        json={"Messages": [_message(Subject="x")]},
+        headers=headers,
     )
     assert other.status_code == 422
     smtp_sink.wait_for(1)
@@ -189,10 +211,18 @@ def test_idempotency_key_returns_the_same_response_and_sends_once(instance: Inst
         (b"[]", True, 400),
         (b'{"Messages": [{"From": {"Email": "a@example.com"}}]}', True, 400),  # no To, no content
         (json.dumps({"Messages": [_message()]}).encode(), False, 401),
-        (b'{"Messages": [{"From": {"Email": "a@example.com"}, "To": [{"Email": "b@example.net", '
-         b'"Name": "x\\r\\nBcc: c@example.org"}], "TextPart": "x"}]}', True, 400),  # CRLF in a name
+        (
+            b'{"Messages": [{"From": {"Email": "a@example.com"}, "To": [{"Email": "b@example.net", '
+            b'"Name": "x\\r\\nBcc: c@example.org"}], "TextPart": "x"}]}',
+            True,
+            400,
+        ),  # CRLF in a name
         (json.dumps({"Messages": [_message(Headers={"X-Ok": "a\nBcc: c@example.org"})]}).encode(), True, 400),
-        (json.dumps({"Messages": [_message(From={"Email": "someone@stranger.example"})]}).encode(), True, 400),
+        (
+            json.dumps({"Messages": [_message(From={"Email": "someone@stranger.example"})]}).encode(),
+            True,
+            400,
+        ),
     ],
 )
 def test_bad_input_gets_the_right_status_and_nothing_is_sent(
@@ -234,7 +264,10 @@ def test_without_a_relay_mail_stays_in_the_sandbox_outbox(instance: Instance) ->
     assert _verified_selectors(raw.content, instance)
     listed = subprocess.run(
         [MAILSTACK, "outbox", "list", "--data-dir", str(instance.data_dir), "--json"],
-        capture_output=True, text=True, env=instance.env, check=True,
+        capture_output=True,
+        text=True,
+        env=instance.env,
+        check=True,
     )
     assert json.loads(listed.stdout.splitlines()[0])["message_id"] == message_id
 
@@ -258,12 +291,15 @@ def test_sigkill_mid_batch_loses_nothing(instance: Instance, smtp_sink: SmtpSink
     response = httpx.post(
         f"{instance.url}/v3.1/send",
         auth=instance.auth,
-        json={"Messages": [_message(To=[{"Email": r}]) for r in recipients[:30]]
-              + [_message(To=[{"Email": r}]) for r in recipients[30:]][:20]},
+        json={
+            "Messages": [_message(To=[{"Email": r}]) for r in recipients[:30]]
+            + [_message(To=[{"Email": r}]) for r in recipients[30:]][:20]
+        },
     )
     assert response.status_code == 200
     second = httpx.post(
-        f"{instance.url}/v3.1/send", auth=instance.auth,
+        f"{instance.url}/v3.1/send",
+        auth=instance.auth,
         json={"Messages": [_message(To=[{"Email": r}]) for r in recipients[50:]]},
     )
     assert second.status_code == 200
@@ -283,7 +319,8 @@ def test_sigterm_drains_and_exits_zero(instance: Instance, smtp_sink: SmtpSink) 
     instance.start("--relay", f"{smtp_sink.host}:{smtp_sink.port}", "--workers", "1")
     recipients = [f"drain{i}@example.net" for i in range(20)]
     httpx.post(
-        f"{instance.url}/v3.1/send", auth=instance.auth,
+        f"{instance.url}/v3.1/send",
+        auth=instance.auth,
         json={"Messages": [_message(To=[{"Email": r}]) for r in recipients]},
     )
     smtp_sink.wait_for(1)
@@ -302,7 +339,9 @@ def test_postgresql_backend_end_to_end(tmp_path: Any, pg_url: str, smtp_sink: Sm
     data_dir = tmp_path / "pg"
     init = subprocess.run(
         [MAILSTACK, "init", "--data-dir", str(data_dir), "--domain", "example.com", "--json"],
-        capture_output=True, env=env, check=True,
+        capture_output=True,
+        env=env,
+        check=True,
     )
     inst = Instance(data_dir, json.loads(init.stdout), env)
     assert not (data_dir / "mailstack.db").exists()

@@ -13,7 +13,9 @@ from mailstack.storage import create_api_key, find_api_key, insert_messages
 
 def _messages(engine: Engine, count: int) -> list[int]:
     spec = MessageSpec(
-        sender=Address("a@example.com"), to=tuple(Address(f"r{i}@example.net") for i in range(count)), text="x"
+        sender=Address("a@example.com"),
+        to=tuple(Address(f"r{i}@example.net") for i in range(count)),
+        text="x",
     )
     with engine.begin() as conn:
         public, _secret = create_api_key(conn)

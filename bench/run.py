@@ -1,0 +1,46 @@
+"""Run every benchmark (or ``--only NAME``) and write bench/results.json.
+
+Each benchmark measures its own baseline in the same run and reports the ratio, since these machines are
+noisy: compare ratios across runs, not raw numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+# Module name → the benchmark names it provides.
+MODULES = {
+    "bench_dkim": ("dkim-rsa", "dkim-ed25519"),
+    "bench_pipeline": ("pipeline-sqlite", "pipeline-postgres"),
+}
+
+
+def main() -> int:
+    known = [name for names in MODULES.values() for name in names]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=known, help="run one benchmark")
+    parser.add_argument("--output", type=Path, default=HERE / "results.json")
+    args = parser.parse_args()
+    results: list[dict[str, Any]] = []
+    for module_name, names in MODULES.items():
+        if args.only is not None and args.only not in names:
+            continue
+        module = importlib.import_module(module_name)
+        for result in module.run(args.only):
+            print(json.dumps(result), flush=True)
+            results.append(result)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
