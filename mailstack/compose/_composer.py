@@ -70,7 +70,7 @@ def _user_value_tokens(name: str, value: str, field: str) -> list[str] | tuple[s
         pairs = email.utils.getaddresses([value])
         if not pairs or any("@" not in addr for _, addr in pairs):
             raise ComposeError(f"{field} is not a valid address list")
-        return address_list_tokens([Address(addr, name) for name, addr in pairs], field)
+        return address_list_tokens([Address(addr, display) for display, addr in pairs], field)
     return unstructured_tokens(value, first)
 
 

@@ -214,9 +214,9 @@ def phrase_tokens(name: str) -> tuple[str, ...]:
     atoms = [r and _ATOM.fullmatch(w) is not None for w, r in zip(words, raw, strict=True)]
     if all(atoms):
         return tuple(words)
-    if all(raw) and len(name) <= SOFT_LIMIT - 10:
+    if all(raw) and len(quoted := quote_string(name)) <= _TOKEN_MAX:
         # The conventional form: "Doe, John" rather than "Doe," John.
-        return (quote_string(name),)
+        return (quoted,)
     quoted = {i: quote_string(w) for i, w in enumerate(words) if raw[i] and not atoms[i]}
     return _runs(words, raw, quoted)
 
@@ -235,7 +235,7 @@ def domain_to_ascii(domain: str) -> str:
     try:
         # UTS 46 mapping first (case folding, width mapping), then IDNA 2008 as browsers and MTAs do.
         return idna.encode(domain, uts46=True).decode("ascii")
-    except idna.IDNAError as exc:
+    except UnicodeError as exc:  # idna.IDNAError and its subclasses derive from it
         raise ValueError(f"invalid internationalized domain {domain!r}: {exc}") from exc
 
 

@@ -370,6 +370,15 @@ def test_user_headers_are_appended() -> None:
         assert len(line) <= 78
 
 
+def test_long_user_header_name_with_non_ascii_value_folds_at_78() -> None:
+    name = "X-A-Rather-Long-Custom-Header-Name"
+    value = "Grüße aus Köln " * 12 + "日本語"
+    composed, msg = build(headers=((name, value),))
+    assert msg[name] == value
+    for line in header_block(composed.data).split(b"\r\n"):
+        assert len(line) <= 78, line
+
+
 def test_user_reply_to_header_allowed_without_spec_reply_to() -> None:
     _, msg = build(headers=(("Reply-To", "Zoë <zoe@example.com>"),))
     assert msg["Reply-To"].addresses[0].display_name == "Zoë"

@@ -143,6 +143,11 @@ def test_mailjet_client_sends_and_the_relay_gets_signed_well_formed_mail(
     ).json()
     assert [e["EventType"] for e in history["Data"]] == ["queued", "sent"]
     assert instance.stop() == 0
+    log = instance.log()
+    for line in log.splitlines():
+        json.loads(line)  # every log line is one JSON object
+    for private in (instance.auth[1], "ana@example.net", "hidden@example.org", "your order has shipped"):
+        assert private not in log
 
 
 def test_mailjet_client_gets_400_with_errors_for_an_invalid_from(
