@@ -44,7 +44,9 @@ _RESERVED = frozenset(
         "authentication-results",
     }
 )
-_RESERVED_PREFIXES = ("content-", "list-unsubscribe", "arc-")
+_RESERVED_PREFIXES = ("content-", "arc-")
+# Bulk mail gets mailstack's own unsubscribe headers; transactional senders may bring theirs.
+_BULK_RESERVED_PREFIX = "list-unsubscribe"
 # RFC 5322 3.6 allows these at most once; a user header may supply them only if the spec does not.
 _SINGLE = frozenset({"subject", "reply-to", "in-reply-to", "references"})
 # Printable ASCII and TAB: such values are emitted verbatim (the user may have pre-encoded them).
@@ -74,6 +76,10 @@ def _user_value_tokens(name: str, value: str, field: str) -> list[str] | tuple[s
     return unstructured_tokens(value, first)
 
 
+def _is_bulk(spec: MessageSpec) -> bool:
+    return spec.bulk or bool(spec.campaign)
+
+
 def _user_headers(spec: MessageSpec) -> tuple[list[str], frozenset[str]]:
     lines: list[str] = []
     seen: set[str] = set()
@@ -84,7 +90,11 @@ def _user_headers(spec: MessageSpec) -> tuple[list[str], frozenset[str]]:
         if _FIELD_NAME.fullmatch(name) is None:
             raise ComposeError(f"{field}.Name {name!r} is not a valid header field name")
         lower = name.lower()
-        if lower in _RESERVED or lower.startswith(_RESERVED_PREFIXES):
+        if (
+            lower in _RESERVED
+            or lower.startswith(_RESERVED_PREFIXES)
+            or (_is_bulk(spec) and lower.startswith(_BULK_RESERVED_PREFIX))
+        ):
             raise ComposeError(f"{field}.Name {name!r} is set by mailstack and cannot be overridden")
         if lower in _SINGLE:
             if lower in seen:
@@ -159,7 +169,7 @@ def compose(envelope: Envelope, settings: ComposeSettings, *, now: datetime | No
         )
     message_id = _message_id(envelope, settings)
     lines.append(f"Message-ID: {message_id}\r\n")
-    if spec.bulk or spec.campaign:
+    if _is_bulk(spec):
         lines.extend(_list_unsubscribe(envelope, settings))
     lines.extend(user_lines)
     lines.append("MIME-Version: 1.0\r\n")

@@ -217,8 +217,8 @@ def phrase_tokens(name: str) -> tuple[str, ...]:
     if all(raw) and len(quoted := quote_string(name)) <= _TOKEN_MAX:
         # The conventional form: "Doe, John" rather than "Doe," John.
         return (quoted,)
-    quoted = {i: quote_string(w) for i, w in enumerate(words) if raw[i] and not atoms[i]}
-    return _runs(words, raw, quoted)
+    quoted_words = {i: quote_string(w) for i, w in enumerate(words) if raw[i] and not atoms[i]}
+    return _runs(words, raw, quoted_words)
 
 
 def _unquote(text: str) -> str:

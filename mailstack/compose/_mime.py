@@ -82,10 +82,15 @@ def text_part(text: str, subtype: str, field: str) -> Part:
     return Part(_TEXT_HEADERS[subtype, cte], body)
 
 
+def _random_boundary() -> str:
+    # "=_" can never occur in quoted-printable or base64 output; 96 random bits make 7bit collisions
+    # practically impossible, and _new_boundary still checks.
+    return "=_" + os.urandom(12).hex()
+
+
 def _new_boundary(rendered: Sequence[bytes]) -> str:
     while True:
-        # "=_" can never occur in quoted-printable or base64 output; the explicit check covers 7bit parts.
-        boundary = "=_" + os.urandom(12).hex()
+        boundary = _random_boundary()
         needle = boundary.encode("ascii")
         if not any(needle in part for part in rendered):
             return boundary

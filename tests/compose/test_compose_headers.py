@@ -386,7 +386,7 @@ def test_user_reply_to_header_allowed_without_spec_reply_to() -> None:
 
 
 def test_user_subject_header_allowed_when_spec_subject_empty() -> None:
-    composed, msg = build(subject="", headers=(("Subject", "From headers"),))
+    _, msg = build(subject="", headers=(("Subject", "From headers"),))
     assert msg.get_all("Subject") == ["From headers"]
 
 
@@ -394,10 +394,11 @@ def test_user_subject_header_allowed_when_spec_subject_empty() -> None:
 
 
 def test_list_unsubscribe_for_bulk() -> None:
-    composed, msg = build(bulk=True, message_id=4242)
+    _, msg = build(bulk=True, message_id=4242)
     value = msg["List-Unsubscribe"]
     match = re.fullmatch(
-        r"<https://t\.example\.com/unsubscribe/([\w.-]+)>, <mailto:unsubscribe\+([\w.-]+)@bounces\.example\.com>",
+        r"<https://t\.example\.com/unsubscribe/([\w.-]+)>, "
+        r"<mailto:unsubscribe\+([\w.-]+)@bounces\.example\.com>",
         value,
     )
     assert match, value

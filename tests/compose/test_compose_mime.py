@@ -6,12 +6,12 @@ import email
 import email.policy
 import os
 from datetime import UTC, datetime
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from typing import Any
 
 import pytest
 
-from mailstack.compose import ComposedMessage, ComposeSettings, compose
+from mailstack.compose import ComposedMessage, ComposeSettings, _mime, compose
 from mailstack.model import Address, Attachment, Envelope, MessageSpec, RecipientKind
 from mailstack.tokens import TokenSigner
 
@@ -69,15 +69,15 @@ def build(**spec_kw: Any) -> tuple[ComposedMessage, EmailMessage]:
     return composed, msg
 
 
-def body_of(part: EmailMessage) -> str:
+def body_of(part: MIMEPart) -> str:
     content = part.get_content()
     assert isinstance(content, str)
     return content.replace("\r\n", "\n")
 
 
-def structure(msg: EmailMessage) -> Any:
+def structure(msg: MIMEPart) -> Any:
     if msg.is_multipart():
-        return (msg.get_content_type(), [structure(p) for p in msg.iter_parts()])  # type: ignore[arg-type]
+        return (msg.get_content_type(), [structure(p) for p in msg.iter_parts()])
     return msg.get_content_type()
 
 
@@ -182,7 +182,7 @@ def test_attachments_make_multipart_mixed_outermost() -> None:
         "multipart/mixed",
         [("multipart/alternative", ["text/plain", "text/html"]), "application/pdf"],
     )
-    part = list(msg.iter_attachments())[0]
+    part = next(iter(msg.iter_attachments()))
     assert part.get_filename() == "report.pdf"
     assert part.get_content_disposition() == "attachment"
     assert part["Content-Transfer-Encoding"] == "base64"
@@ -229,7 +229,7 @@ def test_inline_attachments_make_related_around_html() -> None:
         ],
     )
     alternative = next(msg.iter_parts())
-    related = list(alternative.iter_parts())[1]  # type: ignore[attr-defined]
+    related = list(alternative.iter_parts())[1]
     assert related.get_param("type") == "text/html"
     html_part, image = related.iter_parts()
     assert body_of(html_part) == html
@@ -270,7 +270,7 @@ def test_inline_attachments_without_html_go_to_mixed() -> None:
 def test_filenames_round_trip_rfc2231(filename: str) -> None:
     att = Attachment(filename, "application/octet-stream", b"data")
     composed, msg = build(text="t", attachments=(att,))
-    part = list(msg.iter_attachments())[0]
+    part = next(iter(msg.iter_attachments()))
     assert part.get_filename() == filename
     assert part.get_param("name") == filename
     assert composed.data.isascii()
@@ -284,7 +284,7 @@ def test_filenames_round_trip_rfc2231(filename: str) -> None:
 def test_content_type_parameters_are_kept() -> None:
     ics = Attachment("invite.ics", "text/calendar; method=REQUEST; charset=UTF-8", b"BEGIN:VCALENDAR\r\n")
     _, msg = build(text="t", attachments=(ics,))
-    part = list(msg.iter_attachments())[0]
+    part = next(iter(msg.iter_attachments()))
     assert part.get_content_type() == "text/calendar"
     assert part.get_param("method") == "REQUEST"
     assert part.get_filename() == "invite.ics"
@@ -302,14 +302,12 @@ def test_composite_content_types_are_sent_as_opaque_data() -> None:
 def test_content_type_is_normalised_to_lower_case() -> None:
     att = Attachment("a.PDF", "Application/PDF", b"x")
     _, msg = build(text="t", attachments=(att,))
-    assert list(msg.iter_attachments())[0].get_content_type() == "application/pdf"
+    assert next(iter(msg.iter_attachments())).get_content_type() == "application/pdf"
 
 
 def test_boundary_never_occurs_in_content(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mailstack.compose import _mime
-
-    draws = iter([b"\x00" * 12, b"\x11" * 12, b"\x22" * 12, b"\x33" * 12])
-    monkeypatch.setattr(_mime.os, "urandom", lambda n: next(draws))
+    draws = iter(["=_" + "00" * 12, "=_" + "11" * 12, "=_" + "22" * 12, "=_" + "33" * 12])
+    monkeypatch.setattr(_mime, "_random_boundary", lambda: next(draws))
     colliding = "--=_" + "00" * 12  # what the first random draw would produce
     composed, msg = build(text=colliding, html="<p>h</p>")
     assert msg.get_boundary() == "=_" + "11" * 12

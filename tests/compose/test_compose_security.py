@@ -109,8 +109,6 @@ RESERVED = [
     "DKIM-Signature",
     "Return-Path",
     "Received",
-    "List-Unsubscribe",
-    "List-Unsubscribe-Post",
     "Sender",
     "Authentication-Results",
     "ARC-Seal",
@@ -123,6 +121,22 @@ def test_reserved_headers_cannot_be_overridden(name: str) -> None:
         compose(make_envelope(headers=((name, "x@example.com"),)), make_settings(), now=NOW)
 
 
+@pytest.mark.parametrize("name", ["List-Unsubscribe", "List-Unsubscribe-Post"])
+def test_bulk_mail_keeps_its_own_unsubscribe_headers(name: str) -> None:
+    with pytest.raises(ComposeError, match=r"Headers\[0\]\.Name"):
+        compose(
+            make_envelope(campaign="autumn", headers=((name, "<mailto:x@example.com>"),)), make_settings()
+        )
+
+
+def test_transactional_mail_may_bring_its_own_unsubscribe_header() -> None:
+    composed = compose(
+        make_envelope(headers=(("List-Unsubscribe", "<mailto:leave@example.com>"),)), make_settings(), now=NOW
+    )
+    assert b"\r\nList-Unsubscribe: <mailto:leave@example.com>\r\n" in composed.data
+    assert composed.data.count(b"List-Unsubscribe:") == 1
+
+
 @pytest.mark.parametrize("name", ["X Foo", "X:Foo", "", "Xé", "X\tFoo", "X\x7fFoo", "X-Foo:"])
 def test_invalid_header_names_rejected(name: str) -> None:
     with pytest.raises(ComposeError, match=r"Headers\[0\]\.Name"):
@@ -132,7 +146,7 @@ def test_invalid_header_names_rejected(name: str) -> None:
 def test_singleton_headers_cannot_conflict_or_repeat() -> None:
     with pytest.raises(ComposeError, match="Subject"):
         compose(make_envelope(subject="Hi", headers=(("Subject", "Other"),)), make_settings(), now=NOW)
-    with pytest.raises(ComposeError, match="(?i)reply-to"):
+    with pytest.raises(ComposeError, match=r"(?i)reply-to"):
         spec_kw: dict[str, Any] = {"reply_to": Address("r@example.com"), "headers": (("reply-to", "x@y.z"),)}
         compose(make_envelope(**spec_kw), make_settings(), now=NOW)
     with pytest.raises(ComposeError, match="only once"):

@@ -15,7 +15,9 @@ def _write(tmp_path: Path, text: str) -> Path:
     return tmp_path
 
 
-def test_the_default_file_loads_with_documented_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_default_file_loads_with_documented_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("MAILSTACK_DATABASE_URL", raising=False)
     settings = load_settings(_write(tmp_path, render_default_config("example.com")))
     assert settings.mail.domain == "example.com"
