@@ -9,6 +9,7 @@ DATA_DIR  ?= $(CURDIR)/data
 DOMAIN    ?= example.com
 PYTEST_ARGS ?=
 ONLY      ?=
+# The lock is made with `uv pip compile pyproject.toml --all-extras -o requirements.lock`.
 # Debian packages the tests and benchmarks use: Postfix (and its smtp-sink/smtp-source load tools),
 # OpenDKIM as the independent DKIM verifier.
 APT_PACKAGES := postfix opendkim opendkim-tools ssl-cert
@@ -23,9 +24,9 @@ help:
 $(BIN)/.installed: pyproject.toml requirements.lock
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-venv; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements.lock
-	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/pip install -q --disable-pip-version-check uv==0.13.9
+	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	@touch $@
 
 system-deps:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine
@@ -130,61 +130,34 @@ class DeliveryWorker:
                 if result.outcome is Outcome.SENT:
                     if not self._queue.complete(conn, lease):
                         log.warning("lease lost before acknowledgement", message_id=lease.message_id)
-                    update_message_status(
+                    _settle(
                         conn,
-                        lease.message_id,
+                        lease,
+                        result,
                         MessageStatus.SENT,
-                        now=now,
-                        attempts=lease.attempts,
-                        last_reply=result.summary(),
-                        message_id_header=_message_id_header(mail),
-                    )
-                    record_event(
-                        conn, lease.message_id, EventType.SENT, {"smtp_reply": result.summary()}, now=now
+                        EventType.SENT,
+                        {},
+                        now,
+                        _message_id_header(mail),
                     )
                 elif result.outcome is Outcome.DEFERRED and lease.attempts < self._settings.max_attempts:
                     retry_at = now + retry_delay(lease.attempts, self._settings)
                     self._queue.retry(conn, lease, available_at=retry_at, error=result.summary())
-                    update_message_status(
-                        conn,
-                        lease.message_id,
-                        MessageStatus.DEFERRED,
-                        now=now,
-                        attempts=lease.attempts,
-                        last_reply=result.summary(),
-                    )
-                    record_event(
-                        conn,
-                        lease.message_id,
-                        EventType.DEFERRED,
-                        {"smtp_reply": result.summary(), "attempt": lease.attempts, "retry_at": retry_at},
-                        now=now,
-                    )
+                    detail = {"attempt": lease.attempts, "retry_at": retry_at}
+                    _settle(conn, lease, result, MessageStatus.DEFERRED, EventType.DEFERRED, detail, now)
                 else:
                     self._fail(conn, lease, result, now)
         self._count(delivered, now)
 
     def _fail(self, conn: Connection, lease: Lease, result: DeliveryResult, now: float) -> None:
+        # A temporary failure that reaches here has used up its attempts: a dead letter.
         exhausted = result.outcome is Outcome.DEFERRED
         if exhausted:
             self._queue.dead(conn, lease, error=result.summary())
         else:
             self._queue.complete(conn, lease)
-        update_message_status(
-            conn,
-            lease.message_id,
-            MessageStatus.FAILED,
-            now=now,
-            attempts=lease.attempts,
-            last_reply=result.summary(),
-        )
-        record_event(
-            conn,
-            lease.message_id,
-            EventType.FAILED,
-            {"smtp_reply": result.summary(), "attempts": lease.attempts, "dead_letter": exhausted},
-            now=now,
-        )
+        detail = {"attempts": lease.attempts, "dead_letter": exhausted}
+        _settle(conn, lease, result, MessageStatus.FAILED, EventType.FAILED, detail, now)
 
     def _count(self, delivered: list[tuple[Lease, OutgoingMail, DeliveryResult]], now: float) -> None:
         if self._metrics is None:
@@ -196,6 +169,30 @@ class DeliveryWorker:
                 self._metrics.deferred.inc()
             else:
                 self._metrics.failed.inc()
+
+
+def _settle(
+    conn: Connection,
+    lease: Lease,
+    result: DeliveryResult,
+    status: MessageStatus,
+    event: EventType,
+    detail: Mapping[str, object],
+    now: float,
+    message_id_header: str | None = None,
+) -> None:
+    """Record a delivery outcome: the message's status and its event, with the relay's reply."""
+    reply = result.summary()
+    update_message_status(
+        conn,
+        lease.message_id,
+        status,
+        now=now,
+        attempts=lease.attempts,
+        last_reply=reply,
+        message_id_header=message_id_header,
+    )
+    record_event(conn, lease.message_id, event, {"smtp_reply": reply, **detail}, now=now)
 
 
 def _message_id_header(mail: OutgoingMail) -> str | None:
