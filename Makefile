@@ -11,8 +11,8 @@ PYTEST_ARGS ?=
 ONLY      ?=
 # The lock is made with `uv pip compile pyproject.toml --all-extras -o requirements.lock`.
 # Debian packages the tests and benchmarks use: Postfix (and its smtp-sink/smtp-source load tools),
-# OpenDKIM as the independent DKIM verifier.
-APT_PACKAGES := postfix opendkim opendkim-tools ssl-cert
+# OpenDKIM as the independent DKIM verifier, Chromium for the dashboard's browser tests.
+APT_PACKAGES := postfix opendkim opendkim-tools ssl-cert chromium
 
 .PHONY: help setup system-deps services run test lint typecheck pytest bench clean
 

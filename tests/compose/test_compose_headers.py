@@ -13,6 +13,7 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
+from compose_helpers import NOW, SECRET, UUID, assert_wire_format, make_envelope, make_settings
 
 from mailstack.compose import (
     ComposedMessage,
@@ -22,45 +23,8 @@ from mailstack.compose import (
     parse_verp,
     verp_address,
 )
-from mailstack.model import Address, Envelope, MessageSpec, RecipientKind
+from mailstack.model import Address, Envelope, RecipientKind
 from mailstack.tokens import TokenSigner
-
-NOW = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
-SECRET = b"compose-test-secret-0123456789ab"
-UUID = "5b1d2c3e-0000-4000-8000-000000000001"
-
-
-def make_settings(**kw: Any) -> ComposeSettings:
-    kw.setdefault("unsubscribe_base_url", "https://t.example.com")
-    return ComposeSettings(
-        hostname="mailstack.example.com",
-        bounce_domain="bounces.example.com",
-        tokens=TokenSigner(SECRET),
-        **kw,
-    )
-
-
-def make_envelope(
-    *,
-    message_id: int = 1001,
-    uuid: str = UUID,
-    recipient: Address | None = None,
-    kind: RecipientKind = RecipientKind.TO,
-    **spec_kw: Any,
-) -> Envelope:
-    spec_kw.setdefault("sender", Address("news@example.com", "Example News"))
-    spec_kw.setdefault("to", (Address("alice@example.org", "Alice"),))
-    spec_kw.setdefault("subject", "Hello")
-    spec_kw.setdefault("text", "Hello\n")
-    spec = MessageSpec(**spec_kw)
-    return Envelope(message_id, uuid, recipient or spec.to[0], kind, spec)
-
-
-def assert_wire_format(data: bytes) -> None:
-    assert data.endswith(b"\r\n")
-    for line in data.split(b"\r\n")[:-1]:
-        assert b"\r" not in line and b"\n" not in line
-        assert len(line) <= 998
 
 
 def header_block(data: bytes) -> bytes:

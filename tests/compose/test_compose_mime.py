@@ -5,44 +5,17 @@ from __future__ import annotations
 import email
 import email.policy
 import os
-from datetime import UTC, datetime
 from email.message import EmailMessage, MIMEPart
 from typing import Any
 
 import pytest
+from compose_helpers import NOW, assert_wire_format, make_envelope, make_settings
 
-from mailstack.compose import ComposedMessage, ComposeSettings, _mime, compose
-from mailstack.model import Address, Attachment, Envelope, MessageSpec, RecipientKind
-from mailstack.tokens import TokenSigner
+from mailstack.compose import ComposedMessage, _mime, compose
+from mailstack.model import Attachment
 
-NOW = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 3
 PDF = b"%PDF-1.7\n" + os.urandom(5000)
-
-
-def make_settings() -> ComposeSettings:
-    return ComposeSettings(
-        hostname="mailstack.example.com",
-        bounce_domain="bounces.example.com",
-        tokens=TokenSigner(b"compose-test-secret-0123456789ab"),
-        unsubscribe_base_url="https://t.example.com",
-    )
-
-
-def make_envelope(**spec_kw: Any) -> Envelope:
-    spec_kw.setdefault("sender", Address("news@example.com", "Example News"))
-    spec_kw.setdefault("to", (Address("alice@example.org", "Alice"),))
-    spec_kw.setdefault("subject", "Hello")
-    spec = MessageSpec(**spec_kw)
-    return Envelope(1001, "5b1d2c3e-0000-4000-8000-000000000001", spec.to[0], RecipientKind.TO, spec)
-
-
-def assert_wire_format(data: bytes) -> None:
-    """Every line CRLF-terminated, no bare CR or LF, no line over 998 octets."""
-    assert data.endswith(b"\r\n")
-    for line in data.split(b"\r\n")[:-1]:
-        assert b"\r" not in line and b"\n" not in line
-        assert len(line) <= 998
 
 
 def all_header_lines(data: bytes) -> list[bytes]:
@@ -60,7 +33,7 @@ def all_header_lines(data: bytes) -> list[bytes]:
 
 
 def build(**spec_kw: Any) -> tuple[ComposedMessage, EmailMessage]:
-    composed = compose(make_envelope(**spec_kw), make_settings(), now=NOW)
+    composed = compose(make_envelope(**{"text": None, **spec_kw}), make_settings(), now=NOW)
     assert_wire_format(composed.data)
     msg = email.message_from_bytes(composed.data, policy=email.policy.default)
     assert isinstance(msg, EmailMessage)

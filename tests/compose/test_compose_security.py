@@ -4,35 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from compose_helpers import NOW, make_envelope, make_settings
 
-from mailstack.compose import ComposeError, ComposeSettings, compose
-from mailstack.model import Address, Attachment, Envelope, MessageSpec, RecipientKind
-from mailstack.tokens import TokenSigner
+from mailstack.compose import ComposeError, compose
+from mailstack.model import Address, Attachment, Envelope
 
-NOW = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
 BAD_SEQUENCES = ["\r", "\n", "\r\n", "\x00", "\r\nBcc: victim@example.com"]
-
-
-def make_settings() -> ComposeSettings:
-    return ComposeSettings(
-        hostname="mailstack.example.com",
-        bounce_domain="bounces.example.com",
-        tokens=TokenSigner(b"compose-test-secret-0123456789ab"),
-        unsubscribe_base_url="https://t.example.com",
-    )
-
-
-def make_envelope(**spec_kw: Any) -> Envelope:
-    spec_kw.setdefault("sender", Address("news@example.com", "Example News"))
-    spec_kw.setdefault("to", (Address("alice@example.org", "Alice"),))
-    spec_kw.setdefault("subject", "Hello")
-    spec_kw.setdefault("text", "Hello\n")
-    spec = MessageSpec(**spec_kw)
-    return Envelope(1001, "5b1d2c3e-0000-4000-8000-000000000001", spec.to[0], RecipientKind.TO, spec)
 
 
 def attachment(**kw: Any) -> Attachment:
