@@ -14,12 +14,14 @@ ONLY      ?=
 # OpenDKIM as the independent DKIM verifier, Chromium for the dashboard's browser tests.
 APT_PACKAGES := postfix opendkim opendkim-tools ssl-cert chromium
 
-.PHONY: help setup system-deps services run test lint typecheck pytest bench clean
+.PHONY: help setup system-deps services run test lint typecheck pytest bench clean compliance ansible-test
 
 help:
 	@echo "make run    - set up, initialise $(DATA_DIR) on first use, and serve the API (embedded default)"
 	@echo "make test   - set up and run every test (lint, types, pytest)"
 	@echo "make bench  - run the benchmarks, write bench/results.json (ONLY=<name> for one)"
+	@echo "make ansible-test - apply site.yml to this machine (inventories/local) and prove it (tests/roles)"
+	@echo "make compliance - policy pack over every example Pulumi stack (mocked) + mailstack's retention/encryption"
 
 $(BIN)/.installed: pyproject.toml requirements.lock
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-venv; }
@@ -63,7 +65,17 @@ typecheck: $(BIN)/.installed
 pytest: setup services
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test: setup services lint typecheck pytest
+# The Ansible roles' proof on this machine, as root (part of `make test` too): site.yml applied with
+# inventories/local twice (changed=0) and in check mode, then testinfra, relay, firewall, end-to-end, lint.
+ansible-test: setup services
+	$(BIN)/pytest tests/roles $(PYTEST_ARGS)
+
+test: setup services lint typecheck pytest compliance
+
+# The CrossGuard rules over the Pulumi program run under mocks (no cloud account), and mailstack's own
+# retention and encryption settings; exits non-zero on a mandatory violation.
+compliance: setup
+	$(BIN)/python -m policies.compliance
 
 bench: setup services
 	$(BIN)/python bench/run.py $(if $(ONLY),--only $(ONLY))

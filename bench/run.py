@@ -20,6 +20,11 @@ sys.path.insert(0, str(HERE))
 MODULES = {
     "bench_dkim": ("dkim-rsa", "dkim-ed25519"),
     "bench_pipeline": ("pipeline-sqlite", "pipeline-postgres"),
+    "bench_postfix": ("postfix-e2e",),
+    "bench_stats": ("stats-aggregate", "stats-query"),
+    "bench_tracking": ("tracking-pixel",),
+    "bench_classify": ("bounce-classify",),
+    "bench_throttle": ("throttle-sqlite", "throttle-postgres"),
 }
 
 

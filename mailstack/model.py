@@ -99,7 +99,15 @@ class MessageSpec:
     priority: int = 2
     template_language: bool = False
     variables: dict[str, Any] = field(default_factory=dict)
+    # Mailjet's TemplateErrorReporting (who gets a report of a template error) and TemplateErrorDeliver
+    # (send the message anyway, unrendered, instead of failing it).
+    template_error_reporting: Address | None = None
+    template_error_deliver: bool = False
     bulk: bool = False  # marketing mail: gets List-Unsubscribe headers
+    # A message submitted over SMTP, kept as the client's MIME bytes (Bcc, DKIM-Signature and Return-Path
+    # stripped, Date added): compose only fixes it up. The fields above then describe it (sender = its
+    # From, to/cc/bcc = its envelope recipients by kind, subject = its Subject) for storage and status.
+    raw: bytes | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         """Serialise for storage; :meth:`from_json` is its inverse."""
@@ -124,7 +132,13 @@ class MessageSpec:
             "Priority": self.priority,
             "TemplateLanguage": self.template_language,
             "Variables": self.variables,
+            "TemplateErrorReporting": (
+                self.template_error_reporting.to_json() if self.template_error_reporting else None
+            ),
+            "TemplateErrorDeliver": self.template_error_deliver,
             "Bulk": self.bulk,
+            # Only present for submitted messages, so stored API messages keep their exact shape.
+            **({"Raw": base64.b64encode(self.raw).decode("ascii")} if self.raw is not None else {}),
         }
 
     @classmethod
@@ -154,7 +168,10 @@ class MessageSpec:
             priority=data["Priority"],
             template_language=data["TemplateLanguage"],
             variables=data["Variables"],
+            template_error_reporting=addr(data.get("TemplateErrorReporting")),
+            template_error_deliver=data.get("TemplateErrorDeliver", False),
             bulk=data["Bulk"],
+            raw=base64.b64decode(data["Raw"]) if data.get("Raw") is not None else None,
         )
 
 
@@ -175,6 +192,11 @@ class MessageStatus(StrEnum):
     DEFERRED = "deferred"
     FAILED = "failed"  # dead-lettered or refused permanently by the relay
     BLOCKED = "blocked"
+    # What came back after delivery (mailstack.bounces), in Mailjet's message-status vocabulary.
+    HARD_BOUNCED = "hardbounced"
+    SOFT_BOUNCED = "softbounced"
+    SPAM = "spam"
+    UNSUB = "unsub"
 
 
 class EventType(StrEnum):
@@ -183,3 +205,12 @@ class EventType(StrEnum):
     DEFERRED = "deferred"
     FAILED = "failed"
     BLOCKED = "blocked"
+    # Engagement, recorded by the tracking endpoints (mailstack.tracking) and the conversions API.
+    OPEN = "open"
+    CLICK = "click"
+    CONVERSION = "conversion"
+    # Feedback (mailstack.bounces): the destination's verdict from Postfix's log, bounces, complaints.
+    DELIVERED = "delivered"  # the destination server accepted it (Mailjet's "sent")
+    BOUNCE = "bounce"
+    SPAM = "spam"
+    UNSUB = "unsub"

@@ -13,7 +13,6 @@ from mailstack.service import Runtime
 from mailstack.storage import (
     ApiKeyRecord,
     get_idempotent_response,
-    insert_messages,
     save_idempotent_response,
 )
 
@@ -130,8 +129,7 @@ def accept_send_request(
     now = time.time()
     try:
         with runtime.engine.begin() as conn:
-            accepted = insert_messages(conn, api_key.id, valid, now=now) if valid else []
-            runtime.queue.enqueue(conn, [r.message_id for group in accepted for r in group], available_at=now)
+            accepted = runtime.accept_messages(conn, api_key.id, valid, now=now)
             entries = []
             position = 0
             for result in results:
@@ -153,12 +151,9 @@ def accept_send_request(
         if replay is None:
             raise
         return replay
-    count = sum(len(group) for group in accepted)
-    runtime.metrics.accepted.inc(count)
+    runtime.notify(accepted)
     if len(valid) < len(results):
         runtime.metrics.rejected.inc(len(results) - len(valid))
-    if count:
-        runtime.wake.set()
     return status, payload, False
 
 

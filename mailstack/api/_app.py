@@ -26,8 +26,14 @@ from mailstack.storage import (
 
 from ._accept import accept_send_request, malformed_json_error
 from ._auth import Authenticator, auth_failure_body
+from ._automation import register_automation
+from ._dashboard import register_dashboard
 from ._openapi import SEND_REQUEST_SCHEMA
 from ._sendv31 import RequestError
+from ._stats import register_stats
+from ._suppressions import register_suppressions
+from ._tracking import register_tracking
+from ._webhooks import register_webhooks
 
 _Handler = Callable[[Request, ApiKeyRecord], Awaitable[Response]]
 
@@ -234,6 +240,13 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     async def outbox_message_route(request: Request) -> Response:
         return await authenticated(request, outbox_message)
+
+    register_tracking(app, runtime)
+    register_stats(app, runtime)
+    register_webhooks(app, runtime)
+    register_automation(app, runtime)
+    register_dashboard(app, runtime)
+    register_suppressions(app, runtime)
 
     @app.get("/healthz", tags=["Operations"], summary="Liveness and database reachability")
     async def healthz() -> Response:

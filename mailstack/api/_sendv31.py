@@ -145,8 +145,6 @@ class ParsedMessage:
     """A valid message. The extra fields are accepted properties that :class:`MessageSpec` lacks."""
 
     spec: MessageSpec
-    template_error_reporting: Address | None = None
-    template_error_deliver: bool = False
     deduplicate_campaign: bool = False
     monitoring_category: str = ""
     url_tags: str = ""
@@ -875,12 +873,12 @@ def _parse_message(
         priority=2 if priority is None else priority,
         template_language=template_language,
         variables=variables,
+        template_error_reporting=error_reporting,
+        template_error_deliver=bool(error_deliver),
         bulk=bool(campaign),
     )
     return ParsedMessage(
         spec=spec,
-        template_error_reporting=error_reporting,
-        template_error_deliver=bool(error_deliver),
         deduplicate_campaign=deduplicate,
         monitoring_category=monitoring,
         url_tags=url_tags,

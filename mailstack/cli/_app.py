@@ -14,6 +14,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mailstack.cli._bounce import bounce_app
+from mailstack.cli._dashboard import dashboard_app
+from mailstack.cli._suppression import suppression_app
+from mailstack.cli._template import template_app
 from mailstack.config import CONFIG_FILE, ConfigError, Settings, load_settings, render_default_config
 from mailstack.keyring import Keyring
 from mailstack.storage import create_api_key, create_storage_engine, list_outbox, migrate
@@ -27,6 +31,10 @@ apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(dkim_app, name="dkim")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(template_app, name="template")
+app.add_typer(suppression_app, name="suppression")
+app.add_typer(bounce_app, name="bounce")
+app.add_typer(dashboard_app, name="dashboard")
 
 err = Console(stderr=True)
 DataDir = Annotated[
@@ -112,6 +120,10 @@ def serve(
         str | None, typer.Option(help="SMTP relay HOST:PORT (Postfix); default: sandbox outbox.")
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Delivery worker threads.")] = None,
+    smtp: Annotated[
+        str | None,
+        typer.Option(help="SMTP submission listen address HOST:PORT (STARTTLS + AUTH); default: off."),
+    ] = None,
 ) -> None:
     """Run the API and the delivery workers until SIGTERM (which drains in-flight work)."""
     from mailstack.observability import configure_logging
@@ -125,6 +137,8 @@ def serve(
             **({"relay": relay} if relay is not None else {}),
             **({"workers": workers} if workers is not None else {}),
         }
+    if smtp is not None:
+        overrides["smtp"] = {"listen": smtp}
     settings = _settings(data_dir, overrides)
     configure_logging()
     raise typer.Exit(run_service(settings))

@@ -18,6 +18,7 @@ from mailstack.compose._headers import (
     unstructured_tokens,
 )
 from mailstack.compose._mime import build_body
+from mailstack.compose._raw import compose_raw
 from mailstack.compose._types import ComposedMessage, ComposeSettings
 from mailstack.compose._verp import verp_address
 from mailstack.model import Address, Envelope, MessageSpec
@@ -143,6 +144,9 @@ def compose(envelope: Envelope, settings: ComposeSettings, *, now: datetime | No
         now = datetime.now(UTC)
     elif now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
+    if spec.raw is not None:
+        # Submitted over SMTP: the client's own MIME message, fixed up but never rebuilt.
+        return compose_raw(envelope, settings, now=now, message_id=_message_id(envelope, settings))
     user_lines, user_names = _user_headers(spec)
 
     lines = [f"Date: {email.utils.format_datetime(now)}\r\n"]

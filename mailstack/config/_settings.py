@@ -1,11 +1,22 @@
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
+from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ._engagement import (
+    AutomationSettings,
+    DashboardSettings,
+    StatsSettings,
+    TrackingSettings,
+    WebhookSettings,
+)
 
 CONFIG_FILE = "mailstack.toml"
 DATABASE_URL_ENV = "MAILSTACK_DATABASE_URL"
@@ -76,6 +87,165 @@ class DeliverySettings(_Section):
 
 class QueueSettings(_Section):
     lease_seconds: Annotated[float, Field(gt=0)] = 300.0
+    # "sql": the database's own queue (SQLite/PostgreSQL); "sqs": Amazon SQS with a database outbox.
+    backend: Literal["sql", "sqs"] = "sql"
+    sqs_url: str = ""
+    sqs_dead_letter_url: str = ""  # empty = the target of the queue's redrive policy
+
+    @model_validator(mode="after")
+    def _check_sqs(self) -> QueueSettings:
+        if self.backend == "sqs" and not self.sqs_url:
+            raise ValueError("queue.backend = 'sqs' needs queue.sqs_url")
+        return self
+
+
+class FeedbackSettings(_Section):
+    """What comes back after delivery (``mailstack.bounces``): Postfix's log, bounce intake, suppression."""
+
+    # Postfix's maillog_file; empty = no delivery status from Postfix (relay acceptance stays the last word).
+    postfix_log: str = ""
+    postfix_log_poll_seconds: Annotated[float, Field(gt=0)] = 0.5
+    # HOST:PORT of the SMTP listener the bounce domain is routed to; empty = none.
+    intake: str = ""
+    intake_max_bytes: Annotated[int, Field(gt=0)] = 10 * 1024 * 1024
+    # An address is suppressed after this many soft-bounced messages within soft_bounce_days ...
+    soft_bounce_limit: Annotated[int, Field(ge=1)] = 3
+    soft_bounce_days: Annotated[float, Field(gt=0)] = 7.0
+    # ... for this many days (0 = until removed): a full mailbox or a suspended account may recover.
+    soft_bounce_suppression_days: Annotated[float, Field(ge=0)] = 30.0
+
+    @field_validator("intake")
+    @classmethod
+    def _check_intake(cls, value: str) -> str:
+        if value:
+            parse_hostport(value, what="feedback.intake")
+        return value
+
+
+class SmtpSettings(_Section):
+    """SMTP submission (``mailstack.smtp``): STARTTLS, then AUTH with an API key, then mail."""
+
+    listen: str = ""  # HOST:PORT; empty = no SMTP listener
+    # PEM certificate chain and key (relative to the data directory); both empty = a self-signed
+    # certificate that serve generates once into DATA_DIR/smtp-tls.pem.
+    tls_cert: str = ""
+    tls_key: str = ""
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        if value:
+            parse_hostport(value, what="smtp.listen")
+        return value
+
+    @model_validator(mode="after")
+    def _check_tls_pair(self) -> SmtpSettings:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("smtp.tls_cert and smtp.tls_key must be set together")
+        return self
+
+
+# --- throttle ---------------------------------------------------------------------------------------
+# One source of truth for pacing: mailstack enforces these values fleet-wide, and the Ansible roles render
+# Postfix's per-provider transports (concurrency, rate delay) from the same keys. Keep the shape stable.
+
+_PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_BUILTIN_PROVIDERS = ("google", "microsoft", "yahoo", "other")
+
+
+class ThrottleLimit(_Section):
+    """A sustained rate in messages per second and how many may go at once (default: a second's worth)."""
+
+    rate: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    burst: Annotated[int, Field(ge=1)] | None = None
+
+
+class ProviderThrottle(ThrottleLimit):
+    """One mailbox provider's limit, fleet-wide. ``other`` applies to each remaining domain separately."""
+
+    # Postfix's destination concurrency for this provider's transport (rendered by Ansible); unused here.
+    concurrency: Annotated[int, Field(ge=1)] | None = None
+    domains: tuple[str, ...] = ()  # recipient domains beyond the built-in list
+    mx: tuple[str, ...] = ()  # MX host suffixes beyond the built-in list (with mx_lookup)
+
+    @field_validator("domains", "mx")
+    @classmethod
+    def _normalise(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        names = tuple(value.strip().strip(".").lower() for value in values)
+        if any(not name or " " in name or "@" in name for name in names):
+            raise ValueError("must be domain names")
+        return names
+
+
+class SendingIpSettings(_Section):
+    """A source address (Postfix ``smtp_bind_address``) with an optional rate and warm-up schedule."""
+
+    address: str
+    relay: str = ""  # HOST:PORT of the Postfix listener sending from this IP; empty = delivery.relay
+    rate: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    burst: Annotated[int, Field(ge=1)] | None = None
+    warmup_start: date | None = None  # day 1 of the warm-up (UTC); the IP sends nothing before
+    warmup_curve: tuple[Annotated[int, Field(ge=0)], ...] = ()  # daily caps of day 1, 2, …; the last stays
+    warmup_first: Annotated[int, Field(ge=1)] | None = None  # or: day 1's cap, times growth daily, to ceiling
+    warmup_growth: Annotated[float, Field(gt=1, allow_inf_nan=False)] = 2.0
+    warmup_ceiling: Annotated[int, Field(ge=1)] | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _check_address(cls, value: str) -> str:
+        return str(ipaddress.ip_address(value.strip()))
+
+    @field_validator("relay")
+    @classmethod
+    def _check_relay(cls, value: str) -> str:
+        if value:
+            parse_hostport(value, what="relay")
+        return value
+
+    @model_validator(mode="after")
+    def _check_warmup(self) -> SendingIpSettings:
+        geometric = self.warmup_first is not None or self.warmup_ceiling is not None
+        if self.warmup_curve and geometric:
+            raise ValueError("give warmup_curve or warmup_first/warmup_ceiling, not both")
+        if geometric and (self.warmup_first is None or self.warmup_ceiling is None):
+            raise ValueError("warmup_first and warmup_ceiling go together")
+        if geometric and self.warmup_ceiling < self.warmup_first:  # type: ignore[operator]
+            raise ValueError("warmup_ceiling must be at least warmup_first")
+        if (bool(self.warmup_curve) or geometric) != (self.warmup_start is not None):
+            raise ValueError("a warm-up needs warmup_start and a curve (warmup_curve or warmup_first)")
+        if self.burst is not None and self.rate is None:
+            raise ValueError("burst needs a rate")
+        return self
+
+
+class ThrottleSettings(_Section):
+    """Pacing per API key, per destination provider and per sending IP; nothing is limited by default."""
+
+    mx_lookup: bool = False  # classify unknown domains by their MX (Workspace, Microsoft 365, Yahoo)
+    api_key: ThrottleLimit | None = None  # every API key
+    api_keys: dict[str, ThrottleLimit] = Field(default_factory=dict)  # by public key, overriding api_key
+    providers: dict[str, ProviderThrottle] = Field(default_factory=dict)
+    ips: tuple[SendingIpSettings, ...] = ()
+
+    @field_validator("providers")
+    @classmethod
+    def _check_providers(cls, providers: dict[str, ProviderThrottle]) -> dict[str, ProviderThrottle]:
+        for name, provider in providers.items():
+            if not _PROVIDER_NAME.match(name):
+                raise ValueError(f"provider name {name!r}: lowercase letters, digits, - and _")
+            if name == "other" and (provider.domains or provider.mx):
+                raise ValueError("provider 'other' is everything unmatched: it takes no domains or mx")
+            if name not in _BUILTIN_PROVIDERS and not (provider.domains or provider.mx):
+                raise ValueError(f"provider {name!r} is not built in: give its domains or mx")
+        return providers
+
+    @field_validator("ips")
+    @classmethod
+    def _check_ips(cls, ips: tuple[SendingIpSettings, ...]) -> tuple[SendingIpSettings, ...]:
+        addresses = [ip.address for ip in ips]
+        if len(set(addresses)) != len(addresses):
+            raise ValueError("each sending IP address may appear once")
+        return ips
 
 
 class Settings(_Section):
@@ -87,6 +257,14 @@ class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     delivery: DeliverySettings = DeliverySettings()
     queue: QueueSettings = QueueSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
+    throttle: ThrottleSettings = ThrottleSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    tracking: TrackingSettings = TrackingSettings()
+    stats: StatsSettings = StatsSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    automation: AutomationSettings = AutomationSettings()
+    dashboard: DashboardSettings = DashboardSettings()
     secret_key_file: str = "secret.key"  # noqa: S105 - a file name
 
     @property
@@ -196,4 +374,48 @@ workers = 4
 
 [queue]
 # lease_seconds = 300                # a crashed worker's messages are retried after this
+# backend = "sql"                    # or "sqs" (AWS): Amazon SQS, jobs relayed from a database outbox
+# sqs_url = "https://sqs.eu-west-1.amazonaws.com/123456789012/mailstack-prod"
+
+[feedback]
+# postfix_log = "/var/log/postfix.log" # Postfix's maillog_file: per-recipient delivered/deferred/bounced
+# intake = "127.0.0.1:2526"          # SMTP listener for mail to the bounce domain (route it here in Postfix)
+# intake_max_bytes = 10485760
+# soft_bounce_limit = 3              # suppress after this many soft-bounced messages ...
+# soft_bounce_days = 7               # ... within this many days ...
+# soft_bounce_suppression_days = 30  # ... for this long (0 = until removed)
+
+[smtp]
+# listen = "127.0.0.1:2587"          # SMTP submission (STARTTLS, AUTH with API key:secret); off when unset
+# tls_cert = "/etc/ssl/mail.pem"     # PEM certificate chain; unset = self-signed DATA_DIR/smtp-tls.pem
+# tls_key = "/etc/ssl/mail.key"      # its private key (PEM)
+
+[throttle]
+# Nothing is limited unless configured. Rates are messages per second for the whole fleet; burst is how
+# many may go at once (default: one second's worth). Postfix transports are rendered from these values.
+# mx_lookup = false                  # also classify domains by MX (Google Workspace, Microsoft 365, Yahoo)
+# api_key = {{ rate = 100, burst = 200 }}          # every API key
+# api_keys."<public key>" = {{ rate = 10 }}        # one key's own limit instead
+#
+# [throttle.providers.google]        # gmail.com, googlemail.com; with mx_lookup also MX *.google.com
+# rate = 50
+# burst = 50
+# concurrency = 20                   # Postfix destination concurrency for this transport (Ansible)
+# domains = ["example-workspace.com"] # more domains of this provider
+# [throttle.providers.microsoft]     # outlook.com, hotmail.*, live.*, msn.com; MX *.protection.outlook.com
+# rate = 20
+# [throttle.providers.yahoo]         # yahoo.*, ymail.com, aol.com; MX *.yahoodns.net
+# rate = 10
+# [throttle.providers.other]         # every other domain, each domain separately
+# rate = 5
+#
+# [[throttle.ips]]                   # sending IPs; mail is spread over them
+# address = "203.0.113.10"
+# relay = "127.0.0.1:2526"           # the Postfix listener that sends from this IP (default: delivery.relay)
+# rate = 20
+# warmup_start = 2026-12-01          # day 1 of the warm-up (UTC); nothing is sent from the IP before
+# warmup_first = 50                  # day 1's cap, times warmup_growth each day, up to warmup_ceiling,
+# warmup_growth = 2.0                # which then stays the daily cap
+# warmup_ceiling = 100000
+# warmup_curve = [50, 100, 250, 500] # or explicit daily caps (the last one stays)
 """

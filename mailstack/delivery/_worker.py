@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import heapq
 import random
 import threading
 import time
@@ -11,12 +12,35 @@ from sqlalchemy import Connection, Engine
 from mailstack.model import Envelope, EventType, MessageStatus
 from mailstack.observability import Metrics, get_logger
 from mailstack.queue import Lease, Queue
-from mailstack.storage import load_envelopes, record_event, update_message_status
+from mailstack.storage import (
+    Suppression,
+    active_suppressions,
+    load_envelopes,
+    preblocked_detail,
+    record_event,
+    suppression_key,
+    update_message_status,
+)
+from mailstack.throttle import Request, Throttle
 
 from ._transport import DeliveryResult, Outcome, OutgoingMail, Transport
 
 log = get_logger("mailstack.delivery")
 
+# Statuses of messages that must not be sent (again) when a job for them is leased.
+_DONE = frozenset(
+    {
+        MessageStatus.SENT,
+        MessageStatus.FAILED,
+        MessageStatus.BLOCKED,
+        MessageStatus.HARD_BOUNCED,
+        MessageStatus.SOFT_BOUNCED,
+        MessageStatus.SPAM,
+        MessageStatus.UNSUB,
+    }
+)
+# How many wake-up times of throttled messages one worker remembers.
+_MAX_WAKEUPS = 10000
 # Turns an envelope into signed mail; raises ValueError for a message that can never be sent.
 Prepare = Callable[[Envelope], OutgoingMail]
 
@@ -54,7 +78,12 @@ class DeliveryWorker:
         settings: WorkerSettings,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
+        *,
+        throttle: Throttle | None = None,
+        ip_transports: Mapping[str, Transport] | None = None,
     ) -> None:
+        """``throttle`` paces delivery; ``ip_transports`` maps a sending IP the throttle picks to the relay
+        that sends from it (IPs not in it, and messages without one, use ``transport``)."""
         self._engine = engine
         self._queue = queue
         self._prepare = prepare
@@ -62,6 +91,10 @@ class DeliveryWorker:
         self._settings = settings
         self._metrics = metrics
         self._clock = clock
+        self._throttle = throttle
+        self._ip_transports = dict(ip_transports or {})
+        # When the messages this worker put back come due (a heap): an idle worker wakes for each.
+        self._due: list[float] = []
 
     def run(self, stop: threading.Event, wake: threading.Event | None = None) -> None:
         """Work until ``stop`` is set; the batch in hand is always finished first (graceful drain)."""
@@ -72,39 +105,71 @@ class DeliveryWorker:
                 log.exception("delivery batch failed; its leases will expire and be retried")
                 worked = 0
             if worked == 0:
+                idle = self._idle_seconds()
                 if wake is not None:
-                    wake.wait(self._settings.poll_seconds)
+                    wake.wait(idle)
                     wake.clear()
                 else:
-                    stop.wait(self._settings.poll_seconds)
+                    stop.wait(idle)
+
+    def _idle_seconds(self) -> float:
+        # A throttled message comes back when its token does; a worker that only polled every
+        # poll_seconds would leave tokens unused (a bucket keeps no more than its burst) and then send
+        # half a second's worth at once. Never below 10 ms, so float noise cannot make a busy loop.
+        now = self._clock()
+        while self._due and self._due[0] <= now:
+            heapq.heappop(self._due)
+        if not self._due:
+            return self._settings.poll_seconds
+        return min(self._settings.poll_seconds, max(0.01, self._due[0] - now))
 
     def run_once(self) -> int:
         """Lease, deliver and record one batch; returns how many jobs it handled."""
         leases = self._queue.lease(self._settings.batch_size, self._settings.lease_seconds, now=self._clock())
         if not leases:
             return 0
+        now = self._clock()
         with self._engine.connect() as conn:
             envelopes = load_envelopes(conn, [lease.message_id for lease in leases])
-        to_send: list[tuple[Lease, OutgoingMail]] = []
+            # Suppressed since it was queued (a hard bounce, a complaint, an unsubscribe): never send.
+            suppressed = active_suppressions(
+                conn,
+                [(p.envelope.recipient.email, p.envelope.spec.sender.domain) for p in envelopes.values()],
+                now=now,
+            )
+        candidates: list[tuple[Lease, Envelope]] = []
         finished: list[tuple[Lease, DeliveryResult | None, str | None]] = []
+        blocked: list[tuple[Lease, Suppression]] = []
         for lease in leases:
             found = envelopes.get(lease.message_id)
             if found is None:
                 finished.append((lease, None, "message not found"))
                 continue
-            if found.status in (MessageStatus.SENT, MessageStatus.FAILED):
-                # Delivered before a crash that lost the acknowledgement: never send twice.
+            if found.status in _DONE:
+                # Delivered before a crash that lost the acknowledgement (or blocked, or already bounced
+                # back according to Postfix's log): never send twice.
                 finished.append((lease, None, None))
                 continue
+            entry = suppressed.get(
+                suppression_key(found.envelope.recipient.email, found.envelope.spec.sender.email)
+            )
+            if entry is not None:
+                blocked.append((lease, entry))
+                continue
+            candidates.append((lease, found.envelope))
+        # Throttle before composing: signing mail that is put back would be wasted work.
+        allowed, routes = self._throttled(candidates)
+        to_send: list[tuple[Lease, OutgoingMail]] = []
+        for lease, envelope in allowed:
             try:
-                mail = self._prepare(found.envelope)
+                mail = self._prepare(envelope)
             except ValueError as exc:
                 finished.append((lease, DeliveryResult(Outcome.FAILED, 0, f"cannot compose: {exc}"), None))
                 continue
             to_send.append((lease, mail))
-        results = self._transport.deliver([mail for _lease, mail in to_send]) if to_send else []
+        results = self._deliver(to_send, routes)
         delivered = [(lease, mail, result) for (lease, mail), result in zip(to_send, results, strict=True)]
-        self._record(finished, delivered)
+        self._record(finished, delivered, blocked)
         if self._metrics is not None:
             now = self._clock()
             for lease, _mail, result in delivered:
@@ -112,13 +177,62 @@ class DeliveryWorker:
                     self._metrics.delivery_latency.observe(now - envelopes[lease.message_id].created_at)
         return len(leases)
 
+    def _throttled(
+        self, candidates: list[tuple[Lease, Envelope]]
+    ) -> tuple[list[tuple[Lease, Envelope]], dict[int, str]]:
+        """What may go now, with each one's sending IP; the rest goes back to the queue until its slot."""
+        if self._throttle is None or not candidates:
+            return candidates, {}
+        requests = [Request(lease.message_id, envelope.recipient.domain) for lease, envelope in candidates]
+        decisions = self._throttle.acquire(requests, now=self._clock())
+        allowed: list[tuple[Lease, Envelope]] = []
+        postponed: list[tuple[Lease, float]] = []
+        routes: dict[int, str] = {}
+        for (lease, envelope), decision in zip(candidates, decisions, strict=True):
+            if decision.send:
+                allowed.append((lease, envelope))
+                if decision.ip is not None:
+                    routes[lease.message_id] = decision.ip
+            else:
+                postponed.append((lease, decision.until))
+        if postponed:
+            # Put back at once, before sending the rest: a slow relay must not make these miss their turn.
+            # The attempt is not counted, and there is no event or status change: Mailjet exposes no
+            # throttling event, and one per postponement would flood the message history.
+            with self._engine.begin() as conn:
+                for lease, until in postponed:
+                    self._queue.postpone(conn, lease, available_at=until)
+            for _lease, until in postponed:
+                if len(self._due) < _MAX_WAKEUPS:  # a huge backlog: later batches add the later ones
+                    heapq.heappush(self._due, until)
+        return allowed, routes
+
+    def _deliver(
+        self, to_send: list[tuple[Lease, OutgoingMail]], routes: Mapping[int, str]
+    ) -> list[DeliveryResult]:
+        """Each message through the relay of its sending IP; results in the order of ``to_send``."""
+        groups: dict[str, list[int]] = {}
+        for index, (lease, _mail) in enumerate(to_send):
+            groups.setdefault(routes.get(lease.message_id, ""), []).append(index)
+        results: dict[int, DeliveryResult] = {}
+        for ip, indexes in groups.items():
+            transport = self._ip_transports.get(ip, self._transport)
+            outcomes = transport.deliver([to_send[index][1] for index in indexes])
+            results.update(zip(indexes, outcomes, strict=True))
+        return [results[index] for index in range(len(to_send))]
+
     def _record(
         self,
         finished: list[tuple[Lease, DeliveryResult | None, str | None]],
         delivered: list[tuple[Lease, OutgoingMail, DeliveryResult]],
+        blocked: list[tuple[Lease, Suppression]],
     ) -> None:
         now = self._clock()
         with self._engine.begin() as conn:
+            for lease, entry in blocked:
+                self._queue.complete(conn, lease)
+                update_message_status(conn, lease.message_id, MessageStatus.BLOCKED, now=now)
+                record_event(conn, lease.message_id, EventType.BLOCKED, preblocked_detail(entry), now=now)
             for lease, result, error in finished:
                 if error is not None:
                     self._queue.dead(conn, lease, error=error)

@@ -41,6 +41,10 @@ class Queue(Protocol):
     def retry(self, conn: Connection, lease: Lease, *, available_at: float, error: str) -> bool:
         """Put the job back for another attempt at ``available_at``."""
 
+    def postpone(self, conn: Connection, lease: Lease, *, available_at: float) -> bool:
+        """Put the job back untried until ``available_at`` (throttled): the attempt is not counted and the
+        last error is kept. False when the lease was lost."""
+
     def dead(self, conn: Connection, lease: Lease, *, error: str) -> bool:
         """Move the job to the dead letters; it is kept for inspection and never leased again."""
 

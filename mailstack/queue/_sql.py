@@ -68,6 +68,14 @@ class _SqlQueue:
         )
         return result.rowcount == 1
 
+    def postpone(self, conn: Connection, lease: Lease, *, available_at: float) -> bool:
+        result = conn.execute(
+            update(_jobs)
+            .where(self._owned(lease))
+            .values(state="ready", due_at=available_at, lease_token=None, attempts=_jobs.c.attempts - 1)
+        )
+        return result.rowcount == 1
+
     def dead(self, conn: Connection, lease: Lease, *, error: str) -> bool:
         result = conn.execute(
             update(_jobs)

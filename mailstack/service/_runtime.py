@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from mailstack.compose import ComposeSettings, compose
 from mailstack.config import Settings, parse_hostport
 from mailstack.delivery import OutgoingMail, SandboxOutbox, SmtpRelay, Transport, WorkerSettings
 from mailstack.keyring import Keyring
-from mailstack.model import Envelope
+from mailstack.model import Envelope, MessageSpec
 from mailstack.observability import Metrics
 from mailstack.queue import Queue, queue_for
 from mailstack.signing import Signer, SigningError
-from mailstack.storage import create_storage_engine, migrate
+from mailstack.storage import (
+    AcceptedRecipient,
+    create_storage_engine,
+    insert_messages,
+    message_api_key,
+    migrate,
+)
+from mailstack.templates import TemplateFailure, render_message
+from mailstack.throttle import Throttle, throttle_from_settings
 from mailstack.tokens import TokenSigner
+from mailstack.tracking import Tracker, tracker_for
 
 from ._keys import signing_keys
 
@@ -76,13 +87,38 @@ class Runtime:
             unsubscribe_base_url=settings.public_url,
         )
         metrics = Metrics()
-        queue = queue_for(engine)
+        queue = queue_for(engine, settings.queue)
         metrics.watch_queue(lambda: queue.stats(now=time.time()))
         return cls(settings, engine, queue, keyring, metrics, compose_settings, SignerCache(engine, keyring))
 
+    @functools.cached_property
+    def tracker(self) -> Tracker:
+        """Open/click tracking and unsubscribe links, applied to each copy before composition."""
+        return tracker_for(self.settings, self.compose_settings.tokens)
+
+    def accept_messages(
+        self, conn: Connection, api_key_id: int, specs: Sequence[MessageSpec], *, now: float
+    ) -> list[list[AcceptedRecipient]]:
+        """Store messages and queue them in the caller's transaction; call :meth:`notify` after commit.
+
+        A suppressed recipient's message is stored as blocked (it still gets its MessageID, as with
+        Mailjet) and never queued.
+        """
+        accepted = insert_messages(conn, api_key_id, specs, now=now) if specs else []
+        queued = [r.message_id for group in accepted for r in group if not r.blocked]
+        self.queue.enqueue(conn, queued, available_at=now)
+        return accepted
+
+    def notify(self, accepted: Sequence[Sequence[AcceptedRecipient]]) -> None:
+        """Count accepted recipients and wake the workers if any were queued (after the commit)."""
+        self.metrics.accepted.inc(sum(len(group) for group in accepted))
+        if any(not r.blocked for group in accepted for r in group):
+            self.wake.set()
+
     def prepare(self, envelope: Envelope) -> OutgoingMail:
-        """Compose and DKIM-sign one recipient's copy."""
-        composed = compose(envelope, self.compose_settings)
+        """Render templates, then compose and DKIM-sign one recipient's copy."""
+        envelope = self._render(envelope)
+        composed = compose(self.tracker.apply(envelope), self.compose_settings)
         try:
             data = self.signers.get().sign_message(composed.data, envelope.spec.sender.domain)
         except SigningError as exc:
@@ -94,6 +130,41 @@ class Runtime:
             data=data,
             smtputf8=composed.smtputf8,
         )
+
+    def _render(self, envelope: Envelope) -> Envelope:
+        spec = envelope.spec
+        if not spec.template_language or spec.raw is not None:
+            return envelope
+        outcome = render_message(spec)
+        if isinstance(outcome, TemplateFailure):
+            self._report_template_error(envelope, outcome)
+            if not spec.template_error_deliver:
+                raise ValueError(f"template error in {outcome.message}")
+            # TemplateErrorDeliver: the sender chose to have it sent as written rather than not at all.
+            return replace(envelope, spec=replace(outcome.spec, template_language=False))
+        return replace(envelope, spec=outcome.spec)
+
+    def _report_template_error(self, envelope: Envelope, failure: TemplateFailure) -> None:
+        """Mailjet's TemplateErrorReporting: mail the error to the address the sender named."""
+        spec = envelope.spec
+        if spec.template_error_reporting is None:
+            return
+        report = MessageSpec(
+            sender=spec.sender,
+            to=(spec.template_error_reporting,),
+            subject=f"Template error in message {envelope.message_id}",
+            text=(
+                f"Message {envelope.message_id} ({envelope.message_uuid}) to one recipient could not be "
+                f"rendered:\n\n{failure.message}\n\n"
+                + ("It was sent unrendered (TemplateErrorDeliver).\n" if spec.template_error_deliver else "")
+            ),
+            custom_id=spec.custom_id,
+        )
+        now = time.time()
+        with self.engine.begin() as conn:
+            api_key_id = message_api_key(conn, envelope.message_id)
+            accepted = self.accept_messages(conn, api_key_id, [report], now=now) if api_key_id else []
+        self.notify(accepted)
 
     def relay(self) -> Transport:
         """The relay transport from the settings; the sandbox outbox when no relay is configured."""
@@ -107,6 +178,31 @@ class Runtime:
             pool_size=self.settings.delivery.workers,
             timeout=self.settings.delivery.smtp_timeout_seconds,
         )
+
+    def ip_relays(self) -> dict[str, Transport]:
+        """A relay per sending IP that names its own (the Postfix listener whose transport binds that IP).
+
+        None in sandbox mode: with no ``delivery.relay`` nothing leaves the machine, whatever the IPs say.
+        """
+        if not self.settings.delivery.relay:
+            return {}
+        relays: dict[str, Transport] = {}
+        for ip in self.settings.throttle.ips:
+            if ip.relay:
+                host, port = parse_hostport(ip.relay)
+                relays[ip.address] = SmtpRelay(
+                    host,
+                    port,
+                    helo_name=self.settings.hostname,
+                    pool_size=self.settings.delivery.workers,
+                    timeout=self.settings.delivery.smtp_timeout_seconds,
+                )
+        return relays
+
+    @functools.cached_property
+    def throttle(self) -> Throttle | None:
+        """Pacing shared by every worker of the fleet through the database; None when nothing is limited."""
+        return throttle_from_settings(self.settings.throttle, self.engine, registry=self.metrics.registry)
 
     def worker_settings(self) -> WorkerSettings:
         delivery = self.settings.delivery

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from mailstack.config import Settings, parse_hostport
+from mailstack.bounces import FeedbackServices
+from mailstack.config import ConfigError, Settings, parse_hostport
 from mailstack.delivery import DeliveryWorker
 from mailstack.observability import get_logger
 
@@ -42,7 +43,28 @@ def serve(settings: Settings) -> int:
     from mailstack.api import create_app  # noqa: PLC0415 - the API imports this package
 
     runtime = Runtime.open(settings)
+    smtp = None
+    if settings.smtp.listen:
+        from mailstack.smtp import start_ingress  # noqa: PLC0415 - the SMTP ingress imports this package
+
+        try:
+            smtp = start_ingress(runtime, settings.smtp.listen)
+        except (OSError, ConfigError) as exc:
+            log.error("smtp submission cannot start", error=str(exc))
+            runtime.close()
+            return 1
+    feedback = FeedbackServices(settings, runtime.engine, runtime.compose_settings)
+    try:
+        feedback.start()
+    except OSError as exc:
+        log.error("the bounce intake cannot start", error=str(exc))
+        feedback.stop()
+        if smtp is not None:
+            smtp.stop()
+        runtime.close()
+        return 1
     relay = runtime.relay()
+    ip_relays = runtime.ip_relays()
     stop = threading.Event()
     threads = []
     for index in range(settings.delivery.workers):
@@ -53,6 +75,8 @@ def serve(settings: Settings) -> int:
             relay,
             runtime.worker_settings(),
             runtime.metrics,
+            throttle=runtime.throttle,
+            ip_transports=ip_relays,
         )
         thread = threading.Thread(target=worker.run, args=(stop, runtime.wake), name=f"delivery-{index}")
         thread.start()
@@ -75,16 +99,26 @@ def serve(settings: Settings) -> int:
         relay=settings.delivery.relay or "sandbox outbox (nothing leaves this machine)",
         database=runtime.engine.dialect.name,
         workers=settings.delivery.workers,
+        smtp=smtp.address if smtp is not None else "off",
+        bounce_intake=feedback.intake.address if feedback.intake is not None else "off",
+        postfix_log=settings.feedback.postfix_log or "off",
     )
     try:
         server.run()
     finally:
+        if smtp is not None:
+            # Before the workers: messages being accepted commit and get their 250 first.
+            log.info("draining smtp submission")
+            smtp.stop()
+        feedback.stop()  # no more bounces taken; the log reader commits the chunk in hand
         log.info("draining delivery workers")
         stop.set()
         runtime.wake.set()
         for thread in threads:
             thread.join(DRAIN_SECONDS)
         relay.close()
+        for ip_relay in ip_relays.values():
+            ip_relay.close()
         runtime.close()
         log.info("stopped")
     return 0 if server.started else 1

@@ -14,10 +14,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, case, insert, literal, select, update
 
 from mailstack.model import Address, Envelope, EventType, MessageSpec, MessageStatus, RecipientKind
 
+from ._feedback import FEEDBACK_STATUSES, active_suppressions, preblocked_detail, suppression_key
 from ._schema import api_keys, contents, dkim_keys, events, idempotency_keys, messages, outbox
 
 # --- API keys ---------------------------------------------------------------------------------------
@@ -113,6 +114,7 @@ class AcceptedRecipient:
     kind: RecipientKind
     message_id: int
     message_uuid: str
+    blocked: bool = False  # suppressed: stored with a "blocked" event, never to be queued
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +184,15 @@ def insert_messages(
                 }
             )
         shape.append(recipients)
+    # Suppressed recipients are stored (the client gets its MessageID, as with Mailjet's preblocked mail)
+    # but blocked: checked here so that every way in (API, SMTP ingress) gets the same rule.
+    blocked = active_suppressions(
+        conn, {(row["recipient"], row["sender"].rpartition("@")[2]) for row in rows}, now=now
+    )
+    entries = [blocked.get(suppression_key(row["recipient"], row["sender"])) for row in rows]
+    for row, entry in zip(rows, entries, strict=True):
+        if entry is not None:
+            row["status"] = MessageStatus.BLOCKED.value
     ids = (
         conn.execute(insert(messages).returning(messages.c.id, sort_by_parameter_order=True), rows)
         .scalars()
@@ -189,14 +200,26 @@ def insert_messages(
     )
     conn.execute(
         insert(events),
-        [{"message_id": m, "type": EventType.QUEUED.value, "created_at": now, "detail": {}} for m in ids],
+        [
+            {"message_id": m, "type": EventType.QUEUED.value, "created_at": now, "detail": {}}
+            if entry is None
+            else {
+                "message_id": m,
+                "type": EventType.BLOCKED.value,
+                "created_at": now,
+                "detail": preblocked_detail(entry),
+            }
+            for m, entry in zip(ids, entries, strict=True)
+        ],
     )
     result: list[list[AcceptedRecipient]] = []
     position = 0
     for recipients in shape:
         accepted = []
         for email, kind, message_uuid in recipients:
-            accepted.append(AcceptedRecipient(email, kind, ids[position], message_uuid))
+            accepted.append(
+                AcceptedRecipient(email, kind, ids[position], message_uuid, entries[position] is not None)
+            )
             position += 1
         result.append(accepted)
     return result
@@ -255,11 +278,19 @@ def update_message_status(
     last_reply: str | None = None,
     message_id_header: str | None = None,
 ) -> None:
-    values: dict[str, Any] = {"status": status.value, "updated_at": now}
+    """Record a delivery outcome. A status that reports what came back after delivery (a bounce, a
+    complaint, an unsubscribe) is kept, with its reply: the feedback loop may have read the destination's
+    verdict from Postfix's log before the worker committed the relay's acceptance of the same message.
+    """
+    settled = messages.c.status.in_(FEEDBACK_STATUSES)
+    values: dict[str, Any] = {
+        "status": case((settled, messages.c.status), else_=literal(status.value)),
+        "updated_at": now,
+    }
     if attempts is not None:
         values["attempts"] = attempts
     if last_reply is not None:
-        values["last_reply"] = last_reply[:2000]
+        values["last_reply"] = case((settled, messages.c.last_reply), else_=literal(last_reply[:2000]))
     if message_id_header is not None:
         values["message_id_header"] = message_id_header
     conn.execute(update(messages).where(messages.c.id == message_id).values(**values))
@@ -300,6 +331,11 @@ def get_message(conn: Connection, message_id: int, api_key_id: int) -> MessageRe
         subject=spec.get("Subject", ""),
         attachment_count=len(spec.get("Attachments", [])) + len(spec.get("InlinedAttachments", [])),
     )
+
+
+def message_api_key(conn: Connection, message_id: int) -> int | None:
+    """The API key a message was sent with."""
+    return conn.execute(select(messages.c.api_key_id).where(messages.c.id == message_id)).scalar()
 
 
 def list_events(conn: Connection, message_id: int) -> list[tuple[str, float, dict[str, Any]]]:

@@ -89,8 +89,11 @@ events = Table(
     Column("type", String(16), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("detail", JSON, nullable=False),
+    # Idempotency key of an event that may arrive twice (tracking hits, feedback); NULL when it cannot.
+    Column("uid", String(64)),
 )
 Index("ix_events_message_id", events.c.message_id)
+Index("ux_events_uid", events.c.uid, unique=True)
 
 idempotency_keys = Table(
     "idempotency_keys",
@@ -132,4 +135,25 @@ Index(
     queue_jobs.c.due_at,
     postgresql_where=queue_jobs.c.state != "dead",
     sqlite_where=queue_jobs.c.state != "dead",
+)
+
+# --- throttle (mailstack.throttle): shared by every worker of a fleet, updated under row locks ---------
+
+throttle_buckets = Table(
+    "throttle_buckets",
+    metadata,
+    # "api:<api key id>", "provider:<name>", "provider:other:<domain>", "ip:<address>"
+    Column("key", String(320), primary_key=True),
+    Column("tokens", Float, nullable=False),  # refilled by elapsed time at each update
+    Column("updated_at", Float, nullable=False),
+    # The last retry time handed to a message that found the bucket empty; the next one gets 1/rate later.
+    Column("waitlist_until", Float, nullable=False),
+)
+
+throttle_daily = Table(
+    "throttle_daily",
+    metadata,
+    Column("ip", String(64), primary_key=True),
+    Column("day", Integer, primary_key=True),  # UTC days since 1970-01-01
+    Column("sent", Integer, nullable=False),
 )

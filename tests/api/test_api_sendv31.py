@@ -171,10 +171,10 @@ def test_full_message() -> None:
         priority=3,
         template_language=True,
         variables={"name": "Ann", "items": [1, {"a": None}]},
+        template_error_reporting=Address("dev@example.com", "Dev"),
+        template_error_deliver=True,
         bulk=True,
     )
-    assert parsed.template_error_reporting == Address("dev@example.com", "Dev")
-    assert parsed.template_error_deliver is True
     assert parsed.deduplicate_campaign is True
     assert parsed.monitoring_category == "Category1"
     assert parsed.url_tags == "param1=1&param2=2"

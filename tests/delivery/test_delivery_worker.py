@@ -8,7 +8,15 @@ from support import SmtpSink
 from mailstack.delivery import DeliveryWorker, OutgoingMail, SmtpRelay, WorkerSettings
 from mailstack.model import Address, Envelope, MessageSpec
 from mailstack.queue import queue_for
-from mailstack.storage import create_api_key, find_api_key, insert_messages, list_events, schema
+from mailstack.storage import (
+    GLOBAL_SCOPE,
+    create_api_key,
+    find_api_key,
+    insert_messages,
+    list_events,
+    schema,
+    suppress,
+)
 
 
 def _prepare(envelope: Envelope) -> OutgoingMail:
@@ -136,3 +144,24 @@ def test_a_message_recorded_as_sent_is_never_sent_again(engine: Engine, smtp_sin
     assert smtp_sink.received == []
     assert queue.stats(now=clock.now).ready + queue.stats(now=clock.now).leased == 0
     assert lease.message_id == message_id
+
+
+def test_mail_queued_before_a_suppression_is_blocked_not_sent(engine: Engine, smtp_sink: SmtpSink) -> None:
+    gone, _kept = _accept(engine, ["gone@example.net", "kept@example.net"])
+    with engine.begin() as conn:
+        suppress(
+            conn,
+            "Gone@example.net",
+            scope=GLOBAL_SCOPE,
+            reason="userunknown",
+            source="hard_bounce",
+            now=999.0,
+        )
+    assert _worker(engine, smtp_sink, Clock(1000.0)).run_once() == 2
+    assert [m.rcpt_tos for m in smtp_sink.received] == [["kept@example.net"]]
+    assert _status(engine, gone)[0] == "blocked"
+    with engine.connect() as conn:
+        events = list_events(conn, gone)
+    assert [e[0] for e in events] == ["queued", "blocked"]
+    assert events[1][2]["mailjet"]["error"] == "preblocked"
+    assert queue_for(engine).stats(now=1000.0).ready == 0

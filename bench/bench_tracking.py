@@ -1,0 +1,189 @@
+"""The open pixel under load: requests answered per second, recording asynchronously or inline.
+
+Usage: .venv/bin/python bench/bench_tracking.py [--seconds S]
+
+``tracking-pixel``: ``GET /t/o/<token>`` through mailstack's ASGI app in-process (no sockets, so the
+number is the app's own cost), 64 concurrent requests at a time, on the embedded SQLite database; every
+hit is counted in the events table afterwards (nothing lost). Baseline: the same request answered by a
+route that verifies the same token and writes the event inline, one transaction per hit — what the
+endpoint would cost without the recorder's queue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+try:
+    import mailstack.tracking  # noqa: F401
+except ModuleNotFoundError:  # run from a checkout without the package installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fastapi import Request, Response
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import func, select
+
+from mailstack.api import create_app
+from mailstack.config import load_settings, render_default_config
+from mailstack.model import Address, MessageSpec
+from mailstack.service import Runtime
+from mailstack.storage import create_api_key, insert_messages
+from mailstack.storage.schema import events
+from mailstack.tracking import TrackedEvent, TrackingUrls, store_events
+
+CONCURRENCY = 64
+SECONDS = 3.0
+AGENT = b"Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"
+
+
+async def _call(app: Any, path: str) -> int:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"host", b"bench"), (b"user-agent", AGENT)],
+        "client": ("203.0.113.9", 50000),
+        "server": ("bench", 80),
+    }
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+async def _load(app: Any, path: str, seconds: float) -> int:
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            assert await _call(app, path) == 200
+            done += 1
+
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return done
+
+
+class _Lifespan:
+    """Drives the app's ASGI lifespan: startup, then (later) shutdown, as a server does."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._sent: list[str] = []
+        self._task: asyncio.Future[Any] | None = None
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        self._sent.append(message["type"])
+
+    async def _wait(self, kind: str) -> None:
+        while not any(t.startswith(kind) for t in self._sent):
+            await asyncio.sleep(0.01)
+
+    async def startup(self) -> None:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}}
+        self._task = asyncio.ensure_future(self._app(scope, self._inbox.get, self._send))
+        await self._inbox.put({"type": "lifespan.startup"})
+        await self._wait("lifespan.startup.")
+
+    async def shutdown(self) -> None:
+        await self._inbox.put({"type": "lifespan.shutdown"})
+        await self._wait("lifespan.shutdown.")
+        assert self._task is not None
+        await self._task
+
+
+def run(only: str | None = None, seconds: float = SECONDS) -> list[dict[str, Any]]:
+    """Run the benchmark; returns one result dict."""
+    if only not in (None, "tracking-pixel"):
+        raise ValueError(f"unknown benchmark {only!r}")
+    with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
+        data_dir = Path(tmp)
+        (data_dir / "secret.key").write_text(secrets.token_hex(32))
+        (data_dir / "mailstack.toml").write_text(render_default_config("example.com"))
+        runtime = Runtime.open(load_settings(data_dir, {"stats": {"mx_lookup": False}}))
+        with runtime.engine.begin() as conn:
+            create_api_key(conn)
+            spec = MessageSpec(sender=Address("news@example.com"), to=(Address("ana@example.net"),), text="x")
+            (accepted,) = insert_messages(conn, 1, [spec], now=time.time())
+        message_id = accepted[0].message_id
+        urls = TrackingUrls(runtime.compose_settings.tokens, "http://bench")
+        token = urls.open_url(message_id).removeprefix("http://bench/t/o/")
+        app = create_app(runtime)
+
+        @app.get("/bench/inline/{token}")
+        async def inline(token: str, request: Request) -> Response:
+            target = urls.open_message(token)
+
+            def write() -> None:
+                with runtime.engine.begin() as conn:
+                    store_events(conn, [TrackedEvent(uuid.uuid4().hex, target, "open", time.time(), {})])
+
+            await run_in_threadpool(write)
+            return Response(b"GIF89a", media_type="image/gif")
+
+        async def measure() -> tuple[float, float, int]:
+            lifespan = _Lifespan(app)
+            await lifespan.startup()
+            started = time.perf_counter()
+            queued = await _load(app, f"/t/o/{token}", seconds)
+            queued_rate = queued / (time.perf_counter() - started)
+            await lifespan.shutdown()  # the recorder writes what it holds
+            started = time.perf_counter()
+            inline_count = await _load(app, f"/bench/inline/{token}", seconds)
+            return queued_rate, inline_count / (time.perf_counter() - started), queued + inline_count
+
+        queued_rate, inline_rate, total = asyncio.run(measure())
+        with runtime.engine.connect() as conn:
+            stored = conn.execute(
+                select(func.count()).select_from(events).where(events.c.type == "open")
+            ).scalar()
+        runtime.close()
+    assert stored == total, f"{total} hits answered but {stored} recorded"
+    return [
+        {
+            "name": "tracking-pixel",
+            "unit": "requests/s",
+            "value": round(queued_rate, 1),
+            "baseline_name": "inline-insert-per-hit",
+            "baseline_value": round(inline_rate, 1),
+            "ratio": round(queued_rate / inline_rate, 3),
+        }
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=SECONDS, help="time per measurement")
+    args = parser.parse_args(argv)
+    for result in run(None, args.seconds):
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+#!/usr/bin/python3
+"""What a booting sender does before Ansible runs (shipped in the user data as ``mailstack-boot``).
+
+``mailstack-boot claim-ip CLOUD_VARS OUT``
+    Sending reputation and reverse DNS belong to IP addresses, not to instances that come and go, so the
+    pool is created once by Pulumi and every sender claims one of its free addresses at boot: the one
+    whose warm-up started earliest, so that scaling out uses warm addresses first. An address used for
+    the first time gets its warm-up start date as a tag; mailstack's throttle caps the new IP's daily
+    volume from that date.
+
+``mailstack-boot fetch-secrets CLOUD_VARS OUT``
+    Reads the fleet's secrets from Secrets Manager with the instance role (the fleet-wide master secret,
+    the database password, the first API key, the DKIM keys) into a root-only variables file for the
+    playbook; the user data deletes it once the playbook has run. Nothing secret is in the user data.
+
+Runs with Debian's python3 and python3-boto3 only; ``claim()`` and ``fetch_secrets()`` are importable for
+tests (moto).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import random
+import sys
+import time
+import urllib.request
+from typing import Any
+
+POOL_TAG = "mailstack:ip-pool"
+HOSTNAME_TAG = "mailstack:hostname"
+WARMUP_TAG = "mailstack:warmup-start"
+_IMDS = "http://169.254.169.254/latest/"
+_NOT_STARTED = "9999-12-31"
+
+
+class NoFreeAddressError(RuntimeError):
+    """Every address of the pool is taken; the fleet is larger than its pool."""
+
+
+def _tags(address: dict[str, Any]) -> dict[str, str]:
+    return {tag["Key"]: tag["Value"] for tag in address.get("Tags", [])}
+
+
+def claim(
+    ec2: Any, pool: str, instance_id: str, *, today: datetime.date, attempts: int = 30, pause: float = 10.0
+) -> dict[str, str]:
+    """Associate a free address of ``pool`` with ``instance_id`` (or keep the one it has); returns
+    ``{"address", "allocation_id", "hostname", "warmup_start"}``.
+
+    Two instances booting together may pick the same address; association refuses to steal
+    (``AllowReassociation=False``), so the loser simply tries the next one.
+    """
+    for _attempt in range(attempts):
+        addresses = ec2.describe_addresses(Filters=[{"Name": f"tag:{POOL_TAG}", "Values": [pool]}])[
+            "Addresses"
+        ]
+        chosen = next((a for a in addresses if a.get("InstanceId") == instance_id), None)
+        if chosen is None:
+            free = [a for a in addresses if not a.get("AssociationId") and not a.get("InstanceId")]
+            free.sort(key=lambda a: (_tags(a).get(WARMUP_TAG, _NOT_STARTED), a["AllocationId"]))
+            for candidate in free:
+                try:
+                    ec2.associate_address(
+                        AllocationId=candidate["AllocationId"],
+                        InstanceId=instance_id,
+                        AllowReassociation=False,
+                    )
+                except Exception as exc:  # taken by another booting sender a moment ago
+                    print(f"address {candidate['PublicIp']} not claimed: {exc}", file=sys.stderr)
+                    continue
+                chosen = candidate
+                break
+        if chosen is not None:
+            tags = _tags(chosen)
+            start = tags.get(WARMUP_TAG)
+            if not start:
+                start = today.isoformat()
+                ec2.create_tags(
+                    Resources=[chosen["AllocationId"]], Tags=[{"Key": WARMUP_TAG, "Value": start}]
+                )
+            return {
+                "address": chosen["PublicIp"],
+                "allocation_id": chosen["AllocationId"],
+                "hostname": tags.get(HOSTNAME_TAG, ""),
+                "warmup_start": start,
+            }
+        time.sleep(pause * (0.5 + random.random()))  # noqa: S311 - spreading retries, not security
+    raise NoFreeAddressError(f"no free Elastic IP in pool {pool!r}: raise fleet.ipPoolSize")
+
+
+def ip_variables(claimed: dict[str, str]) -> dict[str, Any]:
+    """The playbook variables for the claimed address (the roles' names, plus the whole claim)."""
+    return {
+        "mailstack_cloud_ip": claimed,
+        "mailstack_hostname": claimed["hostname"],
+        "mailstack_public_address": claimed["address"],
+    }
+
+
+def _secret(secretsmanager: Any, arn: str) -> Any:
+    return json.loads(secretsmanager.get_secret_value(SecretId=arn)["SecretString"])
+
+
+def fetch_secrets(secretsmanager: Any, cloud: dict[str, Any]) -> dict[str, Any]:
+    """The playbook variables holding the fleet's secrets, read from Secrets Manager."""
+    master = _secret(secretsmanager, cloud["master_key_secret_arn"])
+    database = _secret(secretsmanager, cloud["database"]["password_secret_arn"])
+    api = _secret(secretsmanager, cloud["api_key_secret_arn"])
+    dkim = [_secret(secretsmanager, key["secret_arn"]) for key in cloud["dkim"]]
+    return {
+        "mailstack_secret_key": master["secret_key"],
+        "mailstack_database_password": database["password"],
+        "mailstack_api_key": api["api_key"],
+        "mailstack_api_secret": api["api_secret"],
+        "mailstack_dkim_provided_keys": dkim,
+    }
+
+
+def _metadata(path: str, token: str) -> str:
+    request = urllib.request.Request(_IMDS + path, headers={"X-aws-ec2-metadata-token": token})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - the fixed IMDS address
+        return str(response.read().decode())
+
+
+def _imds_token() -> str:
+    # IMDSv2: a session token first (the launch template requires it).
+    request = urllib.request.Request(  # noqa: S310
+        _IMDS + "api/token", method="PUT", headers={"X-aws-ec2-metadata-token-ttl-seconds": "300"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        return str(response.read().decode())
+
+
+def _write_private(path: str, document: dict[str, Any]) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(document, handle)
+
+
+def main(argv: list[str]) -> int:
+    """``mailstack-boot claim-ip|fetch-secrets CLOUD_VARS.json OUT.json``."""
+    import boto3  # type: ignore[import-untyped]  # noqa: PLC0415 - not needed by importers (tests)
+
+    if len(argv) != 4 or argv[1] not in ("claim-ip", "fetch-secrets"):
+        print("usage: mailstack-boot claim-ip|fetch-secrets CLOUD_VARS.json OUT.json", file=sys.stderr)
+        return 2
+    command, vars_path, out_path = argv[1:4]
+    with open(vars_path) as handle:
+        cloud = json.load(handle)["mailstack_cloud"]
+    token = _imds_token()
+    region = _metadata("meta-data/placement/region", token)
+    if command == "fetch-secrets":
+        _write_private(out_path, fetch_secrets(boto3.client("secretsmanager", region_name=region), cloud))
+        return 0
+    instance_id = _metadata("meta-data/instance-id", token)
+    ec2 = boto3.client("ec2", region_name=region)
+    claimed = claim(ec2, cloud["ip_pool"], instance_id, today=datetime.datetime.now(datetime.UTC).date())
+    _write_private(out_path, ip_variables(claimed))
+    print(f"claimed {claimed['address']} ({claimed['hostname']}), warm-up since {claimed['warmup_start']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,242 @@
+"""Automation routes: ``/api/v1/automations`` (list, create, delete); the engine runs with the app.
+
+A rule's ``Template`` is a Send API v3.1 message without recipients (``From``, ``Subject``,
+``TextPart``/``HTMLPart``, ``TemplateLanguage``, ``Variables``, ``CustomCampaign``...); the recipient of
+the triggering message becomes its ``To``. It is validated like a Send API message when the rule is
+created, and sent through the same path (suppression list included) when it fires.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+
+from mailstack.automation import (
+    TRIGGER_EVENTS,
+    AutomationEngine,
+    SendFailedError,
+    create_rule,
+    delete_rule,
+    list_rules,
+)
+from mailstack.service import Runtime
+from mailstack.storage import ApiKeyRecord
+from mailstack.storage.schema import api_keys
+
+from ._accept import accept_send_request
+from ._auth import Authenticator, auth_failure_body
+from ._lifespan import on_lifespan
+from ._sendv31 import MessageErrors, RequestError, parse_send_request
+
+__all__ = ["register_automation"]
+
+_FIELDS = {"Name", "EventType", "CustomCampaign", "Template"}
+_RECIPIENT_FIELDS = ("To", "Cc", "Bcc")
+_PROBE = {"Email": "recipient@example.com"}  # stands in for the recipient while validating a template
+
+
+def _error(message: str, status: int = 400, errors: list[Any] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"ErrorInfo": "", "ErrorMessage": message, "StatusCode": status}
+    if errors:
+        body["Errors"] = errors
+    return JSONResponse(body, status)
+
+
+def _api_key(runtime: Runtime, api_key_id: int) -> ApiKeyRecord:
+    with runtime.engine.connect() as conn:
+        row = conn.execute(select(api_keys).where(api_keys.c.id == api_key_id)).one()
+    return ApiKeyRecord(row.id, row.public_key, row.name, row.secret_hash, row.disabled)
+
+
+def make_sender(runtime: Runtime) -> Any:
+    """The engine's way of sending: the Send API's own acceptance path, idempotent per run."""
+
+    def send(api_key_id: int, message: dict[str, Any], idempotency_key: str) -> int:
+        api_key = _api_key(runtime, api_key_id)
+        if api_key.disabled:
+            raise SendFailedError("the rule's API key is disabled")
+        body = {"Messages": [message]}
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        try:
+            _status, payload, _replayed = accept_send_request(runtime, api_key, body, idempotency_key, digest)
+        except RequestError as exc:
+            raise SendFailedError(json.dumps(exc.payload)[:1000]) from None
+        entry = payload["Messages"][0]
+        if entry.get("Status") != "success" or not entry.get("To"):
+            raise SendFailedError(json.dumps(entry.get("Errors", entry))[:1000])
+        return int(entry["To"][0]["MessageID"])
+
+    return send
+
+
+def _check_template(runtime: Runtime, template: object) -> tuple[str, list[Any]]:
+    if not isinstance(template, dict):
+        return "Template must be a Send API message object.", []
+    present = [name for name in _RECIPIENT_FIELDS if name in template]
+    if present:
+        return (
+            f"Template must not name recipients ({', '.join(present)}): the trigger's recipient is used.",
+            [],
+        )
+    settings = runtime.settings
+    try:
+        parsed = parse_send_request(
+            {"Messages": [{**template, "To": [_PROBE]}]},
+            max_recipients=settings.mail.max_recipients,
+            max_message_bytes=settings.mail.max_message_bytes,
+        )
+    except RequestError as exc:
+        return "Template is not a valid message.", [exc.payload]
+    result = parsed.results[0]
+    if isinstance(result, MessageErrors):
+        return "Template is not a valid message.", [error.to_json() for error in result.errors]
+    domain = result.spec.sender.domain
+    if domain not in runtime.signers.get().domains:
+        return f"Template's From domain {domain} has no DKIM key on this server.", []
+    return "", []
+
+
+def register_automation(app: FastAPI, runtime: Runtime) -> AutomationEngine:
+    """Add the automation routes; the engine thread starts and stops with the app."""
+    engine = AutomationEngine(
+        runtime.engine, make_sender(runtime), poll_seconds=runtime.settings.automation.poll_seconds
+    )
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def start() -> None:
+        engine.start()
+        stop.clear()
+        thread = threading.Thread(target=engine.run, args=(stop,), name="automation", daemon=True)
+        thread.start()
+        threads.append(thread)
+
+    def finish() -> None:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        threads.clear()
+
+    on_lifespan(app, start, finish)
+    app.state.automation = engine
+    auth = Authenticator(runtime.engine)
+
+    async def api_key_of(request: Request) -> ApiKeyRecord | None:
+        return await run_in_threadpool(auth.authenticate, request.headers.get("authorization"))
+
+    def unauthorized() -> JSONResponse:
+        return JSONResponse(
+            auth_failure_body(),
+            401,
+            headers={"WWW-Authenticate": 'Basic realm="Provide an apikey and secretkey"'},
+        )
+
+    @app.get("/api/v1/automations", tags=["Automation"], summary="Your automation rules")
+    async def list_route(request: Request) -> Response:
+        api_key = await api_key_of(request)
+        if api_key is None:
+            return unauthorized()
+
+        def load() -> list[dict[str, Any]]:
+            with runtime.engine.connect() as conn:
+                return [rule.to_json() for rule in list_rules(conn, api_key.id)]
+
+        data = await run_in_threadpool(load)
+        return JSONResponse({"Count": len(data), "Data": data, "Total": len(data)})
+
+    @app.post(
+        "/api/v1/automations",
+        tags=["Automation"],
+        summary='Add a rule: "when EventType happens for CustomCampaign, send Template to that recipient"',
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["EventType", "CustomCampaign", "Template"],
+                            "properties": {
+                                "Name": {"type": "string", "maxLength": 200},
+                                "EventType": {"type": "string", "enum": list(TRIGGER_EVENTS)},
+                                "CustomCampaign": {"type": "string", "maxLength": 255},
+                                "Template": {
+                                    "type": "object",
+                                    "description": "A Send API message without To",
+                                },
+                            },
+                        }
+                    }
+                },
+            }
+        },
+    )
+    async def create_route(request: Request) -> Response:
+        api_key = await api_key_of(request)
+        if api_key is None:
+            return unauthorized()
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            return _error("The body must be a JSON object.")
+        if not isinstance(body, dict):
+            return _error("The body must be a JSON object.")
+        unknown = set(body) - _FIELDS
+        if unknown:
+            return _error(f"Unknown properties: {', '.join(sorted(unknown))}.")
+        event_type = body.get("EventType")
+        if event_type not in TRIGGER_EVENTS:
+            return _error(f"EventType must be one of {', '.join(TRIGGER_EVENTS)}.")
+        campaign = body.get("CustomCampaign")
+        if not isinstance(campaign, str) or not 0 < len(campaign) <= 255:
+            return _error(
+                "CustomCampaign must name the campaign whose events trigger the rule (1-255 characters)."
+            )
+        name = body.get("Name", "")
+        if not isinstance(name, str) or len(name) > 200:
+            return _error("Name must be at most 200 characters.")
+        template = body.get("Template")
+
+        def create() -> tuple[str, list[Any], dict[str, Any]]:
+            problem, errors = _check_template(runtime, template)
+            if problem:
+                return problem, errors, {}
+            assert isinstance(template, dict)
+            with runtime.engine.begin() as conn:
+                rule = create_rule(
+                    conn,
+                    api_key_id=api_key.id,
+                    name=name,
+                    event_type=str(event_type),
+                    campaign=campaign,
+                    template=template,
+                )
+            return "", [], rule.to_json()
+
+        problem, errors, data = await run_in_threadpool(create)
+        if problem:
+            return _error(problem, errors=errors)
+        return JSONResponse({"Count": 1, "Data": [data], "Total": 1}, 201)
+
+    @app.delete("/api/v1/automations/{rule_id:int}", tags=["Automation"], summary="Remove a rule")
+    async def delete_route(rule_id: int, request: Request) -> Response:
+        api_key = await api_key_of(request)
+        if api_key is None:
+            return unauthorized()
+
+        def remove() -> bool:
+            with runtime.engine.begin() as conn:
+                return delete_rule(conn, api_key.id, rule_id)
+
+        if not await run_in_threadpool(remove):
+            return _error(f"Object not found: automation {rule_id}", 404)
+        return Response(status_code=204)
+
+    return engine

@@ -1,0 +1,23 @@
+"""Automated messages: "when event E happens for campaign C, send template T to that recipient".
+
+:class:`AutomationEngine` matches events against the rules (exactly once per rule and message) and sends
+the follow-ups through the Send API path; ``mailstack.api._automation`` holds the ``/api/v1/automations``
+routes.
+"""
+
+from __future__ import annotations
+
+from mailstack.automation._engine import CURSOR, TRIGGER_EVENTS, AutomationEngine, Sender, SendFailedError
+from mailstack.automation._rules import RuleRecord, create_rule, delete_rule, list_rules
+
+__all__ = [
+    "CURSOR",
+    "TRIGGER_EVENTS",
+    "AutomationEngine",
+    "RuleRecord",
+    "SendFailedError",
+    "Sender",
+    "create_rule",
+    "delete_rule",
+    "list_rules",
+]

@@ -1,0 +1,100 @@
+"""Automation rules: creating, listing and removing them."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select
+
+from mailstack.storage.schema import automation_rules, automation_runs
+
+__all__ = ["RuleRecord", "create_rule", "delete_rule", "list_rules"]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleRecord:
+    id: int
+    api_key_id: int
+    name: str
+    event_type: str
+    campaign: str
+    template: dict[str, Any]
+    active: bool
+    created_at: float
+    runs: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ID": self.id,
+            "Name": self.name,
+            "EventType": self.event_type,
+            "CustomCampaign": self.campaign,
+            "Template": self.template,
+            "Active": self.active,
+            "CreatedAt": self.created_at,
+            "Runs": self.runs,
+        }
+
+
+def create_rule(
+    conn: Connection, *, api_key_id: int, name: str, event_type: str, campaign: str, template: dict[str, Any]
+) -> RuleRecord:
+    now = time.time()
+    new_id = conn.execute(
+        insert(automation_rules)
+        .values(
+            api_key_id=api_key_id,
+            name=name,
+            event_type=event_type,
+            campaign=campaign,
+            template=template,
+            created_at=now,
+        )
+        .returning(automation_rules.c.id)
+    ).scalar_one()
+    return RuleRecord(new_id, api_key_id, name, event_type, campaign, template, True, now)
+
+
+def list_rules(conn: Connection, api_key_id: int) -> list[RuleRecord]:
+    """The API key's rules, each with how many follow-ups it has sent."""
+    runs = (
+        select(func.count())
+        .where(
+            automation_runs.c.rule_id == automation_rules.c.id, automation_runs.c.sent_message_id.is_not(None)
+        )
+        .scalar_subquery()
+    )
+    rows = conn.execute(
+        select(automation_rules, runs.label("runs"))
+        .where(automation_rules.c.api_key_id == api_key_id)
+        .order_by(automation_rules.c.id)
+    )
+    return [
+        RuleRecord(
+            r.id,
+            r.api_key_id,
+            r.name,
+            r.event_type,
+            r.campaign,
+            r.template,
+            r.active,
+            r.created_at,
+            int(r.runs),
+        )
+        for r in rows
+    ]
+
+
+def delete_rule(conn: Connection, api_key_id: int, rule_id: int) -> bool:
+    owned = conn.execute(
+        select(automation_rules.c.id).where(
+            automation_rules.c.id == rule_id, automation_rules.c.api_key_id == api_key_id
+        )
+    ).first()
+    if owned is None:
+        return False
+    conn.execute(delete(automation_runs).where(automation_runs.c.rule_id == rule_id))
+    conn.execute(delete(automation_rules).where(automation_rules.c.id == rule_id))
+    return True

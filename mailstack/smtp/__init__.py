@@ -1,0 +1,57 @@
+"""SMTP submission (RFC 6409): applications send through mailstack over SMTP instead of HTTP.
+
+STARTTLS, then AUTH PLAIN or LOGIN with an API key and secret (offered only over TLS), then mail from a
+domain this server holds DKIM keys for. Each accepted message is stored as the client's own MIME
+message, one stored message per envelope recipient with its MessageID, queued, composed (VERP return
+path, Message-ID if missing) and DKIM-signed at delivery exactly like API mail.
+
+Public API:
+
+* :class:`SmtpIngress` — the listener ``mailstack serve`` runs when ``[smtp] listen`` is set;
+* :func:`start_ingress` — builds it from the settings (TLS included) and starts it;
+* :func:`accept_submission` / :class:`SubmissionRefused` — the accept step, usable without a socket;
+* :func:`server_tls_context` / :func:`ensure_self_signed` — the STARTTLS certificate;
+* :mod:`mailstack.smtp.replies` — the named replies.
+"""
+
+from __future__ import annotations
+
+from mailstack.config import parse_hostport
+from mailstack.observability import get_logger
+from mailstack.service import Runtime
+
+from . import replies
+from ._accept import SubmissionRefused, accept_submission
+from ._server import SmtpIngress
+from ._tls import SELF_SIGNED_FILE, ensure_self_signed, server_tls_context
+
+__all__ = [
+    "SELF_SIGNED_FILE",
+    "SmtpIngress",
+    "SubmissionRefused",
+    "accept_submission",
+    "ensure_self_signed",
+    "replies",
+    "server_tls_context",
+    "start_ingress",
+]
+
+log = get_logger("mailstack.smtp")
+
+
+def start_ingress(runtime: Runtime, listen: str) -> SmtpIngress:
+    """Start SMTP submission on ``listen`` (``HOST:PORT``) with the configured or self-signed certificate.
+
+    Raises :class:`~mailstack.config.ConfigError` (certificate) or OSError (address in use).
+    """
+    host, port = parse_hostport(listen, what="smtp.listen")
+    context, cert, self_signed = server_tls_context(runtime.settings, host)
+    ingress = SmtpIngress(runtime, host, port, context)
+    ingress.start()
+    log.info(
+        "smtp submission listening",
+        smtp=ingress.address,
+        certificate=str(cert),
+        self_signed=self_signed,
+    )
+    return ingress

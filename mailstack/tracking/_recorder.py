@@ -1,0 +1,260 @@
+"""Recording tracking events without making requests wait for the database.
+
+The tracking endpoints hand each event to :meth:`EventRecorder.submit`, which only appends to a bounded
+in-memory queue; a background thread writes the queue to the ``events`` table in batches. Nothing is
+lost on the way:
+
+* when the queue is full, or the database refuses a batch, events go to an append-only spool file in the
+  data directory, replayed once the database takes writes again (and at the next start);
+* :meth:`EventRecorder.stop` (called on SIGTERM, after the last request) drains the queue first;
+* every event carries a unique ``uid`` and is inserted with "on conflict do nothing", so a batch written
+  twice (a replay after a crash half-way through) is still stored once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from mailstack.observability import get_logger
+from mailstack.storage.schema import events, messages
+
+__all__ = ["EventRecorder", "TrackedEvent", "store_events"]
+
+log = get_logger("mailstack.tracking")
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedEvent:
+    """One event to record; ``uid`` makes recording it idempotent."""
+
+    uid: str
+    message_id: int
+    type: str
+    created_at: float
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "uid": self.uid,
+            "message_id": self.message_id,
+            "type": self.type,
+            "created_at": self.created_at,
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrackedEvent:
+        return cls(
+            str(data["uid"]),
+            int(data["message_id"]),
+            str(data["type"]),
+            float(data["created_at"]),
+            dict(data["detail"]),
+        )
+
+
+def store_events(conn: Connection, items: Sequence[TrackedEvent]) -> int:
+    """Insert the events whose message still exists; a ``uid`` already stored is skipped.
+
+    Returns how many rows were offered to the database (duplicates included). Events of messages that no
+    longer exist (erased since the mail went out) are dropped: there is nothing left to attach them to.
+    """
+    if not items:
+        return 0
+    ids = {item.message_id for item in items}
+    known = set(conn.execute(select(messages.c.id).where(messages.c.id.in_(ids))).scalars())
+    rows = [
+        {
+            "uid": item.uid,
+            "message_id": item.message_id,
+            "type": item.type,
+            "created_at": item.created_at,
+            "detail": item.detail,
+        }
+        for item in items
+        if item.message_id in known
+    ]
+    if not rows:
+        return 0
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(dialect.insert(events).on_conflict_do_nothing(index_elements=["uid"]), rows)
+    return len(rows)
+
+
+class EventRecorder:
+    """A bounded queue of events written to the database in batches by one background thread."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        capacity: int = 100_000,
+        batch_size: int = 1000,
+        flush_seconds: float = 0.25,
+        spool_dir: Path | None = None,
+    ) -> None:
+        self._engine = engine
+        self._queue: queue.Queue[TrackedEvent] = queue.Queue(maxsize=capacity)
+        self._batch_size = batch_size
+        self._flush_seconds = flush_seconds
+        self._spool_dir = spool_dir
+        self._spool_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._write_lock = threading.Lock()  # one writer at a time: the thread, or flush() from outside
+        self.stored = 0
+        self.spooled = 0
+
+    # --- the request side ------------------------------------------------------------------------
+
+    def submit(self, event: TrackedEvent) -> None:
+        """Queue an event; never waits for the database (overflow goes to the spool file)."""
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self._spool([event])
+            return
+        if self._queue.qsize() >= self._batch_size:
+            self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the writer thread; spool files left by an earlier run are replayed by it."""
+        if self._thread is not None:
+            return
+        self._reclaim_abandoned_spools()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="tracking-recorder", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the thread and write everything still queued (to the spool if the database fails)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self.flush()
+
+    def flush(self) -> int:
+        """Write everything queued now; returns how many events were written to the database."""
+        with self._write_lock:
+            written = self._drain()
+            if self._spool_dir is not None and written >= 0:
+                self._replay_spools()
+            return max(written, 0)
+
+    # --- the writer --------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._flush_seconds)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:  # the thread must survive anything; the events are spooled by _drain
+                log.exception("tracking recorder flush failed")
+
+    def _take(self) -> list[TrackedEvent]:
+        batch: list[TrackedEvent] = []
+        while len(batch) < self._batch_size:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _drain(self) -> int:
+        """Write queued batches; returns the count written, or -1 after a database failure."""
+        written = 0
+        while True:
+            batch = self._take()
+            if not batch:
+                return written
+            try:
+                with self._engine.begin() as conn:
+                    store_events(conn, batch)
+            except Exception:
+                log.exception("cannot record tracking events; spooling them", count=len(batch))
+                self._spool(batch)
+                for _ in range(self._queue.qsize()):
+                    rest = self._take()
+                    if not rest:
+                        break
+                    self._spool(rest)
+                return -1
+            written += len(batch)
+            self.stored += len(batch)
+
+    # --- the spool -----------------------------------------------------------------------------------
+
+    def _spool(self, batch: Sequence[TrackedEvent]) -> None:
+        if self._spool_dir is None:
+            # Without a spool directory there is nowhere safe to put them: say so loudly.
+            log.error("tracking events dropped: queue full or database down and no spool", count=len(batch))
+            return
+        lines = "".join(json.dumps(item.to_json(), separators=(",", ":")) + "\n" for item in batch)
+        with self._spool_lock:
+            self._spool_dir.mkdir(parents=True, exist_ok=True)
+            with (self._spool_dir / f"tracking-{os.getpid()}.jsonl").open("a", encoding="utf-8") as spool:
+                spool.write(lines)
+        self.spooled += len(batch)
+
+    def _reclaim_abandoned_spools(self) -> None:
+        # A replay that died half-way left a claimed file; replaying it again is harmless (uids).
+        if self._spool_dir is None or not self._spool_dir.is_dir():
+            return
+        for path in self._spool_dir.glob("*.replay"):
+            try:
+                path.rename(path.with_name(path.name.removesuffix(".replay") + ".jsonl"))
+            except OSError:
+                continue
+
+    def _replay_spools(self) -> None:
+        assert self._spool_dir is not None
+        if not self._spool_dir.is_dir():
+            return
+        for path in sorted(self._spool_dir.glob("tracking-*.jsonl")):
+            claimed = path.with_name(f"{path.stem}.{os.getpid()}.{time.time_ns()}.replay")
+            with self._spool_lock:
+                try:
+                    path.rename(claimed)  # atomic: another process replaying the same file loses the race
+                except OSError:
+                    continue
+            items = []
+            with claimed.open(encoding="utf-8") as spool:
+                for raw_line in spool:
+                    line = raw_line.strip()
+                    if line:
+                        try:
+                            items.append(TrackedEvent.from_json(json.loads(line)))
+                        except (ValueError, KeyError, TypeError):
+                            log.warning("skipping a corrupt tracking spool line", file=claimed.name)
+            try:
+                for start in range(0, len(items), self._batch_size):
+                    with self._engine.begin() as conn:
+                        store_events(conn, items[start : start + self._batch_size])
+            except Exception:
+                log.exception("tracking spool replay failed; will retry", file=claimed.name)
+                claimed.rename(claimed.with_name(claimed.name.removesuffix(".replay") + ".jsonl"))
+                return
+            claimed.unlink()
+            self.stored += len(items)
+            log.info("replayed spooled tracking events", count=len(items))

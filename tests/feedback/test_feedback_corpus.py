@@ -1,0 +1,73 @@
+"""Accuracy of the classifier on the real bounces of ../shared/corpora/bounces (Sisimai's test set)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailstack.feedback import classify
+
+# tests/feedback/<this file> -> the checkout is parents[2]; shared/ lives beside the checkout.
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpora" / "bounces"
+
+
+def _category(label: dict[str, Any]) -> str:
+    if label["reason"] == "feedback":
+        return "complaint"
+    if label["reason"] in ("vacation", "delivered"):
+        return "not_bounce"
+    return "hard" if label["hardbounce"] else "soft"
+
+
+@pytest.fixture(scope="module")
+def scores() -> dict[str, float]:
+    labels_file = CORPUS / "sisimai-expected.jsonl"
+    if not labels_file.is_file():
+        pytest.fail(
+            f"the bounce corpus is missing: looked for {labels_file} "
+            "(shared/corpora/bounces beside the checkout)",
+            pytrace=False,
+        )
+    labels: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for line in labels_file.read_text().splitlines():
+        if line.strip():
+            label = json.loads(line)
+            labels[label["file"]].append(label)
+    total = found = category = reason = 0
+    for name, expected in labels.items():
+        results = classify((CORPUS / "sisimai" / name).read_bytes())
+        for index, label in enumerate(expected):
+            total += 1
+            if index < len(results):
+                found += bool(results[index].recipient)
+                category += results[index].category == _category(label)
+                reason += results[index].reason == label["reason"]
+    assert total > 400, f"only {total} labelled recipients in {labels_file}"
+    return {"recipient": found / total, "category": category / total, "reason": reason / total}
+
+
+def test_recipient_found_for_95_percent(scores: dict[str, float]) -> None:
+    assert scores["recipient"] >= 0.95, scores
+
+
+def test_category_right_for_95_percent(scores: dict[str, float]) -> None:
+    assert scores["category"] >= 0.95, scores
+
+
+def test_reason_right_for_85_percent(scores: dict[str, float]) -> None:
+    assert scores["reason"] >= 0.85, scores
+
+
+def test_every_corpus_file_answers() -> None:
+    files = sorted((CORPUS / "sisimai").glob("*.eml"))
+    assert len(files) > 400, f"expected the Sisimai corpus in {CORPUS / 'sisimai'}"
+    for path in files:
+        results = classify(path.read_bytes())
+        assert results, path.name
+        for result in results:
+            assert result.category in ("hard", "soft", "complaint", "not_bounce"), path.name
+            assert result.reason, path.name

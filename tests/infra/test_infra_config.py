@@ -1,0 +1,143 @@
+"""Stack configuration: the examples parse, and every mistake is refused with the key named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from infra_mocks import Mocked
+
+from infra.config import StackConfigError, load_stack_config
+from infra.harness import REPO_ROOT, config_from_stack_file, run_program
+
+BASE = {
+    "mailstack:domain": "example.com",
+    "mailstack:release": json.dumps({"repository": "https://git.example.com/mailstack.git", "ref": "v1"}),
+}
+
+
+def _with(**structured: object) -> dict[str, str]:
+    config = dict(BASE)
+    for key, value in structured.items():
+        config[f"mailstack:{key}"] = value if isinstance(value, str) else json.dumps(value)
+    return config
+
+
+def test_the_example_stacks_parse(mocked: Mocked) -> None:
+    mocked.configure(config_from_stack_file(REPO_ROOT / "Pulumi.prod.yaml"))
+    prod = load_stack_config()
+    assert prod.target == "aws" and prod.aws is not None
+    assert (prod.aws.fleet.max_size, prod.aws.fleet.ip_pool_size, prod.aws.network.az_count) == (6, 6, 3)
+    assert prod.aws.database.multi_az and prod.aws.dns.mta_sts_mode == "enforce"
+    assert prod.aws.fleet.warmup.growth == 1.5
+    mocked.configure(config_from_stack_file(REPO_ROOT / "Pulumi.dev.yaml"))
+    dev = load_stack_config()
+    assert dev.aws is not None and not dev.aws.database.multi_az
+    assert dev.aws.dns.api_host == "api.dev.example.com"  # defaults follow the domain
+    mocked.configure(config_from_stack_file(REPO_ROOT / "Pulumi.baremetal.yaml"))
+    metal = load_stack_config()
+    assert metal.target == "baremetal" and metal.baremetal is not None
+    assert [(h.name, h.groups) for h in metal.baremetal.hosts][-1] == ("db1", ("db",))
+
+
+def test_defaults_fill_everything_optional(mocked: Mocked) -> None:
+    mocked.configure(BASE)
+    config = load_stack_config()
+    assert config.aws is not None
+    assert (
+        config.aws.fleet.min_size == 1 and config.aws.queue.max_receive_count > config.aws.queue.max_attempts
+    )
+    assert config.aws.api_allowed_cidrs == ("0.0.0.0/0",)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"mailstack:release": BASE["mailstack:release"]}, "mailstack:domain: missing required value"),
+        (_with(domain="not a domain"), "mailstack:domain: expected a domain name"),
+        (_with(target="gcp"), "mailstack:target: expected aws or baremetal"),
+        (_with(fleet={"maxSize": "ten"}), "mailstack:fleet.maxSize: expected a whole number"),
+        (_with(fleet={"maxSzie": 3}), "mailstack:fleet.maxSzie: unknown key"),
+        (_with(fleet={"minSize": 3, "maxSize": 2}), "mailstack:fleet.maxSize: must be at least minSize"),
+        (
+            _with(fleet={"maxSize": 4, "ipPoolSize": 2}),
+            "mailstack:fleet.ipPoolSize: must be at least maxSize",
+        ),
+        (
+            _with(fleet={"architecture": "sparc"}),
+            "mailstack:fleet.architecture: expected one of amd64, arm64",
+        ),
+        (_with(fleet={"warmup": {"first": 0}}), "mailstack:fleet.warmup.first: expected a whole number"),
+        (_with(fleet="[1, 2]"), "mailstack:fleet: expected an object"),
+        (_with(network={"cidr": "10.0.0.0/33"}), "mailstack:network.cidr: expected an IPv4 CIDR"),
+        (_with(network={"cidr": "10.0.0.0/24"}), "mailstack:network.cidr: needs at least a /20"),
+        (_with(network={"azCount": 1}), "mailstack:network.azCount: expected a whole number from 2 to 6"),
+        (
+            _with(queue={"maxReceiveCount": 5, "maxAttempts": 8}),
+            "mailstack:queue.maxReceiveCount: must exceed",
+        ),
+        (_with(database={"multiAz": "yes"}), "mailstack:database.multiAz: expected true or false"),
+        (_with(database={"engineVersion": "9.6"}), "mailstack:database.engineVersion: expected one of"),
+        (_with(dns={"dmarcPolicy": "strict"}), "mailstack:dns.dmarcPolicy: expected one of none, quarantine"),
+        (_with(dns={"apiHost": "not a host"}), "mailstack:dns.apiHost: expected a host name"),
+        (
+            _with(dns={"dkimRsaSelector": "same", "dkimEd25519Selector": "same"}),
+            "mailstack:dns.dkimEd25519Selector: must differ",
+        ),
+        (_with(alerts={"email": "nobody"}), "mailstack:alerts.email: expected an email address"),
+        (_with(api={"allowedCidrs": ["everyone"]}), "mailstack:api.allowedCidrs[0]: expected an IPv4 CIDR"),
+        ({"mailstack:domain": "example.com"}, "mailstack:release.repository: missing required value"),
+        (_with(target="baremetal"), "mailstack:baremetal.hosts: expected a non-empty list"),
+        (
+            _with(
+                target="baremetal",
+                baremetal={"hosts": [{"name": "a", "address": "192.0.2.1", "groups": ["db"]}]},
+            ),
+            "at least one host must be in the senders group",
+        ),
+        (
+            _with(
+                target="baremetal",
+                baremetal={"hosts": [{"name": "a", "address": "192.0.2.1", "groups": ["web"]}]},
+            ),
+            "mailstack:baremetal.hosts[0].groups: unknown group 'web'",
+        ),
+        (
+            _with(target="baremetal", baremetal={"hosts": [{"name": "a"}]}),
+            "mailstack:baremetal.hosts[0].address: missing required value",
+        ),
+    ],
+)
+def test_a_broken_config_names_the_key(mocked: Mocked, config: dict[str, str], message: str) -> None:
+    mocked.configure(config)
+    with pytest.raises(StackConfigError) as raised:
+        load_stack_config()
+    assert message in str(raised.value)
+
+
+def test_a_broken_stack_fails_the_program_before_anything_is_created(tmp_path: Path) -> None:
+    broken = config_from_stack_file(REPO_ROOT / "Pulumi.dev.yaml")
+    broken["mailstack:fleet"] = json.dumps({"minSize": 1, "maxSize": "two"})
+    with pytest.raises(
+        StackConfigError, match=r"mailstack:fleet\.maxSize: expected a whole number"
+    ) as raised:
+        run_program("dev", broken)
+    # Raised as a pulumi.RunError: Pulumi prints the message alone, no traceback.
+    assert "Traceback" not in str(raised.value)
+
+
+def test_encrypted_values_in_an_example_stack_are_refused(tmp_path: Path) -> None:
+    stack = tmp_path / "Pulumi.leaky.yaml"
+    stack.write_text("config:\n  mailstack:domain: example.com\n  mailstack:token:\n    secure: v1:abc\n")
+    with pytest.raises(ValueError, match="encrypted"):
+        config_from_stack_file(stack)
+
+
+def test_a_pool_too_large_for_the_mta_sts_policy_is_a_config_error() -> None:
+    config = config_from_stack_file(REPO_ROOT / "Pulumi.dev.yaml")
+    config["mailstack:fleet"] = json.dumps(
+        {"maxSize": 40, "ipPoolSize": 40, "hostnamePrefix": "sender-outbound"}
+    )
+    with pytest.raises(StackConfigError, match=r"mailstack:fleet\.ipPoolSize: 40 sender host names"):
+        run_program("dev", config)

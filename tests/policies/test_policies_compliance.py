@@ -1,0 +1,94 @@
+"""make compliance: the example stacks pass, violations are found, reported and fail the run."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pulumi_policy import EnforcementLevel
+
+from infra.harness import REPO_ROOT, ProgramRun, RecordedResource, run_stack_file
+from policies import compliance
+from policies.retention import load_retention
+from policies.rules import RULES
+
+
+@pytest.fixture(scope="module")
+def dev_run() -> ProgramRun:
+    return run_stack_file(REPO_ROOT / "Pulumi.dev.yaml")
+
+
+def test_the_dev_stack_passes_every_mandatory_rule(dev_run: ProgramRun) -> None:
+    findings = compliance.evaluate(dev_run, RULES)
+    assert not [f for f in findings if f.blocking], [f for f in findings if f.blocking]
+    judged = {f.rule for f in findings if f.verdict != "n/a"}
+    assert judged == {rule.name for rule in RULES}  # every rule found something to judge in an AWS stack
+    # The only warning: dev runs its database in one availability zone on purpose.
+    assert [(f.rule, f.verdict) for f in findings if f.verdict == "fail"] == [("rds-multi-az", "fail")]
+
+
+def _replace(run: ProgramRun, type_token: str, **changes: object) -> ProgramRun:
+    resources: list[RecordedResource] = []
+    for resource in run.resources:
+        if resource.type == type_token:
+            resources.append(dataclasses.replace(resource, props={**resource.props, **changes}))
+        else:
+            resources.append(resource)
+    return dataclasses.replace(run, resources=resources)
+
+
+def test_a_violation_in_the_recorded_resources_is_found_with_its_remediation(dev_run: ProgramRun) -> None:
+    public_db = _replace(dev_run, "aws:rds/instance:Instance", publiclyAccessible=True)
+    findings = compliance.evaluate(public_db, RULES)
+    (blocking,) = [f for f in findings if f.blocking]
+    assert blocking.rule == "rds-private-encrypted-backed-up"
+    assert blocking.resource == "Instance database-postgres"
+    assert "publicly accessible" in blocking.message and "publicly_accessible=False" in blocking.remediation
+    report = compliance.render(findings, verbose=False)
+    assert "FAIL" in report and "rds-private-encrypted-backed-up" in report and "remediation:" in report
+    leaky_logs = _replace(dev_run, "aws:cloudwatch/logGroup:LogGroup", retentionInDays=400)
+    rules = {f.rule for f in compliance.evaluate(leaky_logs, RULES) if f.blocking}
+    assert rules == {"log-retention-within-policy"}
+
+
+def test_the_verbose_report_lists_every_check(dev_run: ProgramRun) -> None:
+    findings = compliance.evaluate(dev_run, RULES)
+    report = compliance.render(findings, verbose=True)
+    assert "PASS     kms-key-rotation" in report and "Key keys-storage" in report
+
+
+def test_mailstack_itself_keeps_secrets_sealed_and_tables_classified(tmp_path: Path) -> None:
+    findings = compliance.check_secrets_at_rest(tmp_path)
+    assert findings and all(f.verdict == "pass" for f in findings), findings
+    assert any("mailstack.db" in f.resource for f in findings)
+    tables = compliance.check_tables_classified(load_retention())
+    assert {f.resource for f in tables} >= {"table contents", "table messages", "table events"}
+    assert all(f.enforcement == EnforcementLevel.ADVISORY for f in tables)
+
+
+def test_a_broken_stack_fails_the_command(tmp_path: Path) -> None:
+    broken = tmp_path / "Pulumi.broken.yaml"
+    broken.write_text((REPO_ROOT / "Pulumi.dev.yaml").read_text().replace("maxSize: 2", "maxSize: many"))
+    result = subprocess.run(
+        [sys.executable, "-m", "policies.compliance", "--stack", str(broken), "--no-mailstack"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "program-runs" in result.stdout and "mailstack:fleet.maxSize" in result.stdout
+    assert "1 mandatory violation(s)" in result.stdout
+
+
+def test_the_command_passes_on_the_example_stacks() -> None:
+    status, report = compliance.run(
+        [REPO_ROOT / "Pulumi.prod.yaml", REPO_ROOT / "Pulumi.baremetal.yaml"], check_mailstack=False
+    )
+    assert status == 0, report
+    assert "0 mandatory violation(s)" in report
+    assert "N/A      iam-least-privilege" in report  # the baremetal stack has nothing of the kind

@@ -1,0 +1,320 @@
+"""Helpers and fixtures of the role tests: site.yml applied to this machine once per session, an outside host.
+
+The deployment fixture converges this machine with ``inventories/local`` (as root), runs the playbook a
+second time and in check mode, and hands the three results to the tests; everything else then inspects the
+deployed machine. A file lock serialises sessions: several engineers' ``make test`` may run at once on the
+same machine, and they all deploy to it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+INVENTORY = REPO / "inventories" / "local"
+LOCK_FILE = Path("/run/lock/mailstack-roles-tests.lock")
+LOCK_WAIT_SECONDS = 900
+
+# What inventories/local sets up; the tests read these, not guesses.
+DATA_DIR = Path("/var/lib/mailstack")
+CONTROLLER_DIR = Path("/var/lib/mailstack-controller/local")
+API = "127.0.0.1:8825"
+DOMAIN = "example.com"
+BOUNCE_DOMAIN = f"bounces.{DOMAIN}"
+SINK_DOMAIN = "example.net"  # routed by the transport map to the sink below
+SINK_ADDRESS = ("127.0.0.2", 2625)
+REFUSING_DOMAIN = "bounce.example.net"  # routed to a sink that refuses every recipient
+REFUSING_SINK_ADDRESS = ("127.0.0.2", 2626)
+
+# The outside host: a network namespace joined to this machine by a veth pair (msout0 is the interface the
+# local inventory's firewall filters).
+NETNS = "mailstack-outside"
+HOST_IF, OUTSIDE_IF = "msout0", "msout1"
+HOST_ADDRESS, OUTSIDE_ADDRESS = "10.200.0.1", "10.200.0.2"
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("the role tests deploy to this machine and must run as root (make test does)", False)
+
+
+def require_commands(*names: str) -> None:
+    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+    missing = [name for name in names if shutil.which(name, path=path) is None]
+    if missing:
+        pytest.fail(f"missing commands: {', '.join(missing)} (make system-deps installs them)", False)
+
+
+@dataclass
+class PlaybookRun:
+    """One ansible-playbook run with the json callback: its recap and the tasks that changed."""
+
+    args: list[str]
+    returncode: int
+    seconds: float
+    stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    changed_tasks: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    output: str = ""
+
+    def total(self, key: str) -> int:
+        return sum(host.get(key, 0) for host in self.stats.values())
+
+    def describe(self) -> str:
+        lines = [f"ansible-playbook {' '.join(self.args)}: rc={self.returncode} in {self.seconds:.0f}s"]
+        lines += [f"  stats {host}: {counts}" for host, counts in self.stats.items()]
+        lines += [f"  changed: {task}" for task in self.changed_tasks]
+        lines += [f"  FAILED: {failure}" for failure in self.failures]
+        if not self.stats:
+            lines.append(self.output[-4000:])
+        return "\n".join(lines)
+
+
+def ansible_env(recap: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+            "ANSIBLE_CALLBACK_PLUGINS": str(Path(__file__).parent / "callback_plugins"),
+            "ANSIBLE_CALLBACKS_ENABLED": "mailstack_recap",
+            "MAILSTACK_RECAP_FILE": str(recap),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "PATH": f"{BIN}:{env.get('PATH', '')}:/usr/sbin:/sbin",
+        }
+    )
+    env.pop("MAILSTACK_DATABASE_URL", None)
+    return env
+
+
+def run_playbook(*args: str, timeout: float = 900) -> PlaybookRun:
+    command = [str(BIN / "ansible-playbook"), "-i", str(INVENTORY), str(REPO / "site.yml"), *args]
+    with tempfile.TemporaryDirectory(prefix="mailstack-recap-") as scratch:
+        recap = Path(scratch) / "recap.json"
+        started = time.monotonic()
+        result = subprocess.run(
+            command,
+            cwd=REPO,
+            env=ansible_env(recap),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        run = PlaybookRun(
+            list(args), result.returncode, time.monotonic() - started, output=result.stdout + result.stderr
+        )
+        if recap.exists():
+            report: dict[str, Any] = json.loads(recap.read_text())
+            run.stats = report["stats"]
+            run.changed_tasks = report["changed"]
+            run.failures = report["failed"]
+    return run
+
+
+@dataclass
+class Deployment:
+    first: PlaybookRun
+    second: PlaybookRun
+    check: PlaybookRun
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        return json.loads((DATA_DIR / "api-credentials.json").read_text())
+
+
+def _snapshot_sources(target: Path) -> Path:
+    """A frozen copy of what the mailstack role builds: other engineers edit the checkout meanwhile, and an
+    idempotence check needs the same inputs twice."""
+    target.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md", "requirements.lock"):
+        shutil.copy2(REPO / name, target / name)
+    shutil.copytree(REPO / "mailstack", target / "mailstack", ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+@pytest.fixture(scope="session")
+def roles_lock() -> Iterator[None]:
+    """Held for the whole session: one deployment (and one outside host) at a time on this machine."""
+    require_root()
+    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with LOCK_FILE.open("w") as handle:
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"another session held {LOCK_FILE} for {LOCK_WAIT_SECONDS}s", False)
+                time.sleep(2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="session")
+def deployment(roles_lock: None, tmp_path_factory: pytest.TempPathFactory) -> Deployment:
+    """site.yml applied to this machine, then applied again, then run in check mode."""
+    require_commands("apt-get", "runuser", "setpriv", "start-stop-daemon")
+    sources = _snapshot_sources(tmp_path_factory.mktemp("roles") / "src")
+    source = ["-e", f"mailstack__source_dir={sources}"]
+    first = run_playbook(*source)
+    if first.returncode != 0:
+        pytest.fail(f"site.yml failed on this machine:\n{first.describe()}", False)
+    second = run_playbook(*source)
+    check = run_playbook(*source, "--check", "--diff")
+    return Deployment(first, second, check)
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+
+def _remove_outside_host() -> None:
+    _ip("link", "del", HOST_IF, check=False)
+    _ip("netns", "del", NETNS, check=False)
+
+
+@dataclass
+class OutsideHost:
+    """A host outside this machine: commands run in the namespace, reaching us at HOST_ADDRESS."""
+
+    address: str = OUTSIDE_ADDRESS
+    target: str = HOST_ADDRESS
+
+    def python(self, code: str, *args: str, timeout: float = 60) -> Any:
+        """Run Python ``code`` in the namespace; it prints one JSON value, which is returned."""
+        result = subprocess.run(
+            ["ip", "netns", "exec", NETNS, sys.executable, "-c", code, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="session")
+def outside(deployment: Deployment) -> Iterator[OutsideHost]:
+    """A network namespace with a veth pair: 10.200.0.2 (outside) talks to this machine at 10.200.0.1."""
+    require_commands("ip")
+    _remove_outside_host()  # leftovers of an interrupted session
+    try:
+        _ip("netns", "add", NETNS)
+        _ip("link", "add", HOST_IF, "type", "veth", "peer", "name", OUTSIDE_IF)
+        _ip("link", "set", OUTSIDE_IF, "netns", NETNS)
+        _ip("addr", "add", f"{HOST_ADDRESS}/30", "dev", HOST_IF)
+        _ip("link", "set", HOST_IF, "up")
+        _ip("-n", NETNS, "addr", "add", f"{OUTSIDE_ADDRESS}/30", "dev", OUTSIDE_IF)
+        _ip("-n", NETNS, "link", "set", OUTSIDE_IF, "up")
+        _ip("-n", NETNS, "link", "set", "lo", "up")
+    except subprocess.CalledProcessError as exc:
+        _remove_outside_host()
+        pytest.fail(f"cannot create the outside host: {exc.stderr}", False)
+    try:
+        yield OutsideHost()
+    finally:
+        _remove_outside_host()
+
+
+@dataclass
+class Sink:
+    """Postfix's smtp-sink standing in for a destination MX; every message is dumped to a file."""
+
+    directory: Path
+    process: subprocess.Popen[bytes]
+
+    def messages(self) -> list[bytes]:
+        return [path.read_bytes() for path in sorted(self.directory.glob("msg.*"))]
+
+    def wait_for(self, marker: bytes, timeout: float = 60) -> bytes:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in self.messages():
+                if marker in message:
+                    return message
+            time.sleep(0.2)
+        pytest.fail(f"no message containing {marker!r} reached the sink in {timeout}s", False)
+
+
+def _start_sink(address: tuple[str, int], directory: Path, *options: str) -> Sink:
+    require_commands("smtp-sink")
+    directory.chmod(0o777)  # smtp-sink writes as nobody (so not under pytest's private tmp_path)
+    host, port = address
+    process = subprocess.Popen(
+        [
+            "smtp-sink",
+            "-u",
+            "nobody",
+            "-h",
+            "mx.example.net",
+            "-d",
+            f"{directory}/msg.%H%M%S.",
+            *options,
+            f"{host}:{port}",
+            "64",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(address, timeout=0.5).close()
+            return Sink(directory, process)
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                stderr = process.stderr.read().decode() if process.stderr else ""
+                pytest.fail(f"smtp-sink did not start on {host}:{port}: {stderr}", False)
+            time.sleep(0.1)
+
+
+def _stop_sink(sink: Sink) -> None:
+    sink.process.terminate()
+    try:
+        sink.process.wait(10)
+    except subprocess.TimeoutExpired:
+        sink.process.kill()
+        sink.process.wait()
+    shutil.rmtree(sink.directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def sink(deployment: Deployment) -> Iterator[Sink]:
+    """example.net's MX: accepts everything."""
+    started = _start_sink(SINK_ADDRESS, Path(tempfile.mkdtemp(prefix="mailstack-sink-")))
+    try:
+        yield started
+    finally:
+        _stop_sink(started)
+
+
+@pytest.fixture(scope="session")
+def refusing_sink(deployment: Deployment) -> Iterator[Sink]:
+    """bounce.example.net's MX: refuses every recipient with a 5xx, so Postfix bounces the mail."""
+    started = _start_sink(
+        REFUSING_SINK_ADDRESS, Path(tempfile.mkdtemp(prefix="mailstack-sink-")), "-f", "RCPT"
+    )
+    try:
+        yield started
+    finally:
+        _stop_sink(started)
