@@ -411,7 +411,7 @@ workers = 4
 #
 # [[throttle.ips]]                   # sending IPs; mail is spread over them
 # address = "203.0.113.10"
-# relay = "127.0.0.1:2526"           # the Postfix listener that sends from this IP (default: delivery.relay)
+# relay = "127.0.0.1:10026"          # the Postfix listener that sends from this IP (default: delivery.relay)
 # rate = 20
 # warmup_start = 2026-12-01          # day 1 of the warm-up (UTC); nothing is sent from the IP before
 # warmup_first = 50                  # day 1's cap, times warmup_growth each day, up to warmup_ceiling,

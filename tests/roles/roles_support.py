@@ -298,14 +298,31 @@ def _stop_sink(sink: Sink) -> None:
     shutil.rmtree(sink.directory, ignore_errors=True)
 
 
+def _flush_postfix() -> None:
+    """Retry deferred mail now: a destination that was down (no sink) stays suspended for a while."""
+    subprocess.run(["postqueue", "-f"], capture_output=True, check=False)
+
+
+def purge_test_mail() -> None:
+    """Delete queued mail for the tests' destinations, so nothing lingers in this machine's queue."""
+    listing = subprocess.run(["postqueue", "-j"], capture_output=True, text=True, check=False).stdout
+    for line in listing.splitlines():
+        entry = json.loads(line)
+        domains = {r["address"].rpartition("@")[2] for r in entry.get("recipients", [])}
+        if domains & {SINK_DOMAIN, REFUSING_DOMAIN, BOUNCE_DOMAIN}:
+            subprocess.run(["postsuper", "-d", entry["queue_id"]], capture_output=True, check=False)
+
+
 @pytest.fixture(scope="session")
 def sink(deployment: Deployment) -> Iterator[Sink]:
     """example.net's MX: accepts everything."""
     started = _start_sink(SINK_ADDRESS, Path(tempfile.mkdtemp(prefix="mailstack-sink-")))
+    _flush_postfix()
     try:
         yield started
     finally:
         _stop_sink(started)
+        purge_test_mail()
 
 
 @pytest.fixture(scope="session")
