@@ -71,7 +71,7 @@ def test_the_documented_example_is_valid_and_means_what_it_says(
     assert ip.address == "203.0.113.10" and ip.limit == Limit(20.0, 20)
     assert ip.warmup is not None and ip.warmup.start == date(2026, 12, 1)
     assert ip.warmup.cap(ip.warmup.start.toordinal() - date(1970, 1, 1).toordinal() + 1) == 100
-    assert throttle.ips[0].relay == "127.0.0.1:2526"
+    assert throttle.ips[0].relay == "127.0.0.1:10026"
     assert classifier_from_settings(throttle).classify("example-workspace.com") == "google"
 
 
