@@ -13,11 +13,13 @@ from mailstack.model import Envelope, EventType, MessageStatus
 from mailstack.observability import Metrics, get_logger
 from mailstack.queue import Lease, Queue
 from mailstack.storage import (
+    SentRecord,
     Suppression,
     active_suppressions,
     load_envelopes,
     preblocked_detail,
     record_event,
+    record_sent,
     suppression_key,
     update_message_status,
 )
@@ -240,19 +242,15 @@ class DeliveryWorker:
                     self._queue.complete(conn, lease)
                 else:
                     self._fail(conn, lease, result, now)
+            sent: list[SentRecord] = []
+            sent_leases: list[Lease] = []
             for lease, mail, result in delivered:
                 if result.outcome is Outcome.SENT:
-                    if not self._queue.complete(conn, lease):
-                        log.warning("lease lost before acknowledgement", message_id=lease.message_id)
-                    _settle(
-                        conn,
-                        lease,
-                        result,
-                        MessageStatus.SENT,
-                        EventType.SENT,
-                        {},
-                        now,
-                        _message_id_header(mail),
+                    sent_leases.append(lease)
+                    sent.append(
+                        SentRecord(
+                            lease.message_id, lease.attempts, result.summary(), _message_id_header(mail)
+                        )
                     )
                 elif result.outcome is Outcome.DEFERRED and lease.attempts < self._settings.max_attempts:
                     retry_at = now + retry_delay(lease.attempts, self._settings)
@@ -261,6 +259,9 @@ class DeliveryWorker:
                     _settle(conn, lease, result, MessageStatus.DEFERRED, EventType.DEFERRED, detail, now)
                 else:
                     self._fail(conn, lease, result, now)
+            for job_id in self._queue.complete_many(conn, sent_leases):
+                log.warning("lease lost before acknowledgement", job_id=job_id)
+            record_sent(conn, sent, now=now)
         self._count(delivered, now)
 
     def _fail(self, conn: Connection, lease: Lease, result: DeliveryResult, now: float) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, func, select, text, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, func, select, text, tuple_, update
 
 from mailstack.storage import schema
 
@@ -55,6 +55,14 @@ class _SqlQueue:
     @staticmethod
     def _owned(lease: Lease) -> ColumnElement[bool]:
         return and_(_jobs.c.id == lease.job_id, _jobs.c.lease_token == lease.token)
+
+    def complete_many(self, conn: Connection, leases: Sequence[Lease]) -> set[int]:
+        if not leases:
+            return set()
+        # One statement for the batch; a lease counts only with its token (see complete).
+        owned = tuple_(_jobs.c.id, _jobs.c.lease_token).in_([(lease.job_id, lease.token) for lease in leases])
+        removed = set(conn.execute(_jobs.delete().where(owned).returning(_jobs.c.id)).scalars())
+        return {lease.job_id for lease in leases} - removed
 
     def complete(self, conn: Connection, lease: Lease) -> bool:
         result = conn.execute(_jobs.delete().where(self._owned(lease)))

@@ -231,6 +231,10 @@ class SqsQueue:
         leases.sort(key=lambda lease: lease.job_id)
         return leases
 
+    def complete_many(self, conn: Connection, leases: Sequence[Lease]) -> set[int]:
+        """Each acknowledgement is its own SQS call anyway: complete them one by one."""
+        return {lease.job_id for lease in leases if not self.complete(conn, lease)}
+
     def complete(self, conn: Connection, lease: Lease) -> bool:
         """Delete the message once the caller's transaction has committed the outcome (see the module)."""
         self._thread_state().acks.append(_Ack(lease, None))

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, case, insert, literal, select, update
+from sqlalchemy import Connection, bindparam, case, func, insert, literal, or_, select, update
 
 from mailstack.model import Address, Envelope, EventType, MessageSpec, MessageStatus, RecipientKind
 
@@ -294,6 +294,62 @@ def update_message_status(
     if message_id_header is not None:
         values["message_id_header"] = message_id_header
     conn.execute(update(messages).where(messages.c.id == message_id).values(**values))
+
+
+@dataclass(frozen=True, slots=True)
+class SentRecord:
+    """One message the relay accepted, as :func:`record_sent` stores it."""
+
+    message_id: int
+    attempts: int
+    reply: str
+    message_id_header: str | None
+
+
+def record_sent(conn: Connection, sent: Sequence[SentRecord], *, now: float) -> None:
+    """Statuses and ``sent`` events of a whole batch in two statements (the delivery hot path).
+
+    Same rule as :func:`update_message_status`: a status the feedback loop already set is kept.
+    """
+    if not sent:
+        return
+    # Plain comparisons, not IN: an expanding IN parameter cannot go through executemany.
+    settled = or_(*(messages.c.status == literal(str(status)) for status in sorted(FEEDBACK_STATUSES)))
+    statement = (
+        update(messages)
+        .where(messages.c.id == bindparam("b_id"))
+        .values(
+            status=case((settled, messages.c.status), else_=literal(MessageStatus.SENT.value)),
+            updated_at=now,
+            attempts=bindparam("b_attempts"),
+            last_reply=case((settled, messages.c.last_reply), else_=bindparam("b_reply")),
+            message_id_header=func.coalesce(bindparam("b_header"), messages.c.message_id_header),
+        )
+    )
+    conn.execute(
+        statement,
+        [
+            {
+                "b_id": s.message_id,
+                "b_attempts": s.attempts,
+                "b_reply": s.reply[:2000],
+                "b_header": s.message_id_header,
+            }
+            for s in sent
+        ],
+    )
+    conn.execute(
+        insert(events),
+        [
+            {
+                "message_id": s.message_id,
+                "type": EventType.SENT.value,
+                "created_at": now,
+                "detail": {"smtp_reply": s.reply},
+            }
+            for s in sent
+        ],
+    )
 
 
 def record_event(

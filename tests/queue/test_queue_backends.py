@@ -120,3 +120,17 @@ def test_concurrent_workers_never_share_a_job(engine: Engine) -> None:
     for thread in threads:
         thread.join(60)
     assert sorted(taken) == sorted(ids)  # every job exactly once
+
+
+def test_complete_many_removes_owned_jobs_and_reports_lost_leases(engine: Engine) -> None:
+    queue = queue_for(engine)
+    ids = _messages(engine, 3)
+    with engine.begin() as conn:
+        queue.enqueue(conn, ids, available_at=1000.0)
+    first = queue.lease(3, 30, now=1000.0)
+    queue.lease(1, 30, now=1031.0)  # all three expired; another worker re-leases one of them
+    with engine.begin() as conn:
+        lost = queue.complete_many(conn, first)
+    assert len(lost) == 1
+    assert lost <= {lease.job_id for lease in first}
+    assert queue.stats(now=1031.0).leased == 1  # the re-leased job stays with its new owner
