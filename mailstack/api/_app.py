@@ -25,7 +25,7 @@ from mailstack.storage import (
 )
 
 from ._accept import accept_send_request, malformed_json_error
-from ._auth import Authenticator, auth_failure_body
+from ._auth import Authenticator, authenticate_request, unauthorized_response
 from ._automation import register_automation
 from ._dashboard import register_dashboard
 from ._openapi import SEND_REQUEST_SCHEMA
@@ -61,13 +61,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     settings = runtime.settings
 
     async def authenticated(request: Request, handler: _Handler) -> Response:
-        record = await run_in_threadpool(auth.authenticate, request.headers.get("authorization"))
+        record = await authenticate_request(auth, request)
         if record is None:
-            return _json(
-                auth_failure_body(),
-                401,
-                {"WWW-Authenticate": 'Basic realm="Provide an apikey and secretkey"'},
-            )
+            return unauthorized_response()
         return await handler(request, record)
 
     async def read_body(request: Request) -> bytes | None:

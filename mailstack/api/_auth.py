@@ -6,6 +6,10 @@ import base64
 import binascii
 import uuid
 
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
 from mailstack.credentials import ApiKeyVerifier
 from mailstack.storage import ApiKeyRecord
 
@@ -35,3 +39,17 @@ class Authenticator(ApiKeyVerifier):
         if not sep:
             return None
         return self.verify(public_key, secret)
+
+
+def unauthorized_response() -> JSONResponse:
+    """Mailjet's 401 answer to missing or wrong credentials."""
+    return JSONResponse(
+        auth_failure_body(),
+        status_code=401,
+        headers={"WWW-Authenticate": 'Basic realm="Provide an apikey and secretkey"'},
+    )
+
+
+async def authenticate_request(auth: Authenticator, request: Request) -> ApiKeyRecord | None:
+    """The API key of a request's Basic credentials (checked off the event loop), or None."""
+    return await run_in_threadpool(auth.authenticate, request.headers.get("authorization"))

@@ -31,7 +31,7 @@ from mailstack.storage import ApiKeyRecord
 from mailstack.storage.schema import api_keys
 
 from ._accept import accept_send_request
-from ._auth import Authenticator, auth_failure_body
+from ._auth import Authenticator, authenticate_request, unauthorized_response
 from ._lifespan import on_lifespan
 from ._sendv31 import MessageErrors, RequestError, parse_send_request
 
@@ -128,21 +128,11 @@ def register_automation(app: FastAPI, runtime: Runtime) -> AutomationEngine:
     app.state.automation = engine
     auth = Authenticator(runtime.engine)
 
-    async def api_key_of(request: Request) -> ApiKeyRecord | None:
-        return await run_in_threadpool(auth.authenticate, request.headers.get("authorization"))
-
-    def unauthorized() -> JSONResponse:
-        return JSONResponse(
-            auth_failure_body(),
-            401,
-            headers={"WWW-Authenticate": 'Basic realm="Provide an apikey and secretkey"'},
-        )
-
     @app.get("/api/v1/automations", tags=["Automation"], summary="Your automation rules")
     async def list_route(request: Request) -> Response:
-        api_key = await api_key_of(request)
+        api_key = await authenticate_request(auth, request)
         if api_key is None:
-            return unauthorized()
+            return unauthorized_response()
 
         def load() -> list[dict[str, Any]]:
             with runtime.engine.connect() as conn:
@@ -179,9 +169,9 @@ def register_automation(app: FastAPI, runtime: Runtime) -> AutomationEngine:
         },
     )
     async def create_route(request: Request) -> Response:
-        api_key = await api_key_of(request)
+        api_key = await authenticate_request(auth, request)
         if api_key is None:
-            return unauthorized()
+            return unauthorized_response()
         try:
             body = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError):
@@ -227,9 +217,9 @@ def register_automation(app: FastAPI, runtime: Runtime) -> AutomationEngine:
 
     @app.delete("/api/v1/automations/{rule_id:int}", tags=["Automation"], summary="Remove a rule")
     async def delete_route(rule_id: int, request: Request) -> Response:
-        api_key = await api_key_of(request)
+        api_key = await authenticate_request(auth, request)
         if api_key is None:
-            return unauthorized()
+            return unauthorized_response()
 
         def remove() -> bool:
             with runtime.engine.begin() as conn:

@@ -31,7 +31,7 @@ from mailstack.stats import (
 )
 from mailstack.storage import ApiKeyRecord
 
-from ._auth import Authenticator, auth_failure_body
+from ._auth import Authenticator, authenticate_request, unauthorized_response
 from ._lifespan import on_lifespan
 
 __all__ = ["StatsParamError", "parse_statcounters", "register_stats"]
@@ -154,21 +154,11 @@ def register_stats(app: FastAPI, runtime: Runtime) -> Aggregator:
     app.state.aggregator = aggregator
     auth = Authenticator(runtime.engine)
 
-    async def api_key_of(request: Request) -> ApiKeyRecord | None:
-        return await run_in_threadpool(auth.authenticate, request.headers.get("authorization"))
-
-    def unauthorized() -> JSONResponse:
-        return JSONResponse(
-            auth_failure_body(),
-            401,
-            headers={"WWW-Authenticate": 'Basic realm="Provide an apikey and secretkey"'},
-        )
-
     @app.get("/v3/REST/statcounters", tags=["Statistics"], summary="Key counters (Mailjet's /statcounters)")
     async def statcounters(request: Request) -> Response:
-        api_key = await api_key_of(request)
+        api_key = await authenticate_request(auth, request)
         if api_key is None:
-            return unauthorized()
+            return unauthorized_response()
         try:
             spec, resolution, source_id = parse_statcounters(_params(request), api_key)
         except StatsParamError as exc:
@@ -195,9 +185,9 @@ def register_stats(app: FastAPI, runtime: Runtime) -> Aggregator:
         summary="Counters per mailbox provider (Mailjet's /statistics/recipient-esp)",
     )
     async def recipient_esp(request: Request) -> Response:
-        api_key = await api_key_of(request)
+        api_key = await authenticate_request(auth, request)
         if api_key is None:
-            return unauthorized()
+            return unauthorized_response()
         params = _params(request)
         try:
             start = parse_timestamp(params["fromts"], "FromTS") if params.get("fromts") else None
@@ -219,9 +209,9 @@ def register_stats(app: FastAPI, runtime: Runtime) -> Aggregator:
         summary="Clicks per link (Mailjet's /statistics/link-click)",
     )
     async def link_click(request: Request) -> Response:
-        api_key = await api_key_of(request)
+        api_key = await authenticate_request(auth, request)
         if api_key is None:
-            return unauthorized()
+            return unauthorized_response()
         campaign = _params(request).get("campaignid", "")[:255]
 
         def load() -> list[dict[str, Any]]:

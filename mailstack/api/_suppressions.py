@@ -29,7 +29,7 @@ from mailstack.storage import (
     valid_address,
 )
 
-from ._auth import Authenticator, auth_failure_body
+from ._auth import Authenticator, authenticate_request, unauthorized_response
 
 __all__ = ["register_suppressions", "suppression_json"]
 
@@ -79,13 +79,9 @@ def register_suppressions(app: FastAPI, runtime: Runtime) -> None:
     engine = runtime.engine
 
     async def authenticated(request: Request, handler: _Handler) -> Response:
-        record = await run_in_threadpool(auth.authenticate, request.headers.get("authorization"))
+        record = await authenticate_request(auth, request)
         if record is None:
-            return JSONResponse(
-                auth_failure_body(),
-                status_code=401,
-                headers={"WWW-Authenticate": 'Basic realm="Provide an apikey and secretkey"'},
-            )
+            return unauthorized_response()
         return await handler(request, record)
 
     async def listing(request: Request, _api_key: ApiKeyRecord) -> Response:

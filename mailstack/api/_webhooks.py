@@ -18,7 +18,6 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from mailstack.service import Runtime
-from mailstack.storage import ApiKeyRecord
 from mailstack.storage.schema import webhook_endpoints
 from mailstack.webhooks import (
     EVENT_TYPES,
@@ -32,7 +31,7 @@ from mailstack.webhooks import (
     list_endpoints,
 )
 
-from ._auth import Authenticator, auth_failure_body
+from ._auth import Authenticator, authenticate_request, unauthorized_response
 from ._lifespan import on_lifespan
 
 __all__ = ["register_webhooks"]
@@ -102,21 +101,11 @@ def register_webhooks(app: FastAPI, runtime: Runtime) -> Dispatcher:
     app.state.webhooks = dispatcher
     auth = Authenticator(runtime.engine)
 
-    async def api_key_of(request: Request) -> ApiKeyRecord | None:
-        return await run_in_threadpool(auth.authenticate, request.headers.get("authorization"))
-
-    def unauthorized() -> JSONResponse:
-        return JSONResponse(
-            auth_failure_body(),
-            401,
-            headers={"WWW-Authenticate": 'Basic realm="Provide an apikey and secretkey"'},
-        )
-
     @app.get("/v3/REST/eventcallbackurl", tags=["Webhooks"], summary="Your webhook endpoints")
     async def list_route(request: Request) -> Response:
-        api_key = await api_key_of(request)
+        api_key = await authenticate_request(auth, request)
         if api_key is None:
-            return unauthorized()
+            return unauthorized_response()
 
         def load() -> list[dict[str, Any]]:
             with runtime.engine.connect() as conn:
@@ -151,9 +140,9 @@ def register_webhooks(app: FastAPI, runtime: Runtime) -> Dispatcher:
         },
     )
     async def create_route(request: Request) -> Response:
-        api_key = await api_key_of(request)
+        api_key = await authenticate_request(auth, request)
         if api_key is None:
-            return unauthorized()
+            return unauthorized_response()
         try:
             body = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError):
@@ -190,9 +179,9 @@ def register_webhooks(app: FastAPI, runtime: Runtime) -> Dispatcher:
 
     @app.get("/v3/REST/eventcallbackurl/{endpoint_id:int}", tags=["Webhooks"], summary="One endpoint")
     async def show_route(endpoint_id: int, request: Request) -> Response:
-        api_key = await api_key_of(request)
+        api_key = await authenticate_request(auth, request)
         if api_key is None:
-            return unauthorized()
+            return unauthorized_response()
 
         def load() -> dict[str, Any] | None:
             with runtime.engine.connect() as conn:
@@ -208,9 +197,9 @@ def register_webhooks(app: FastAPI, runtime: Runtime) -> Dispatcher:
         "/v3/REST/eventcallbackurl/{endpoint_id:int}", tags=["Webhooks"], summary="Remove an endpoint"
     )
     async def delete_route(endpoint_id: int, request: Request) -> Response:
-        api_key = await api_key_of(request)
+        api_key = await authenticate_request(auth, request)
         if api_key is None:
-            return unauthorized()
+            return unauthorized_response()
 
         def remove() -> bool:
             with runtime.engine.begin() as conn:
@@ -226,9 +215,9 @@ def register_webhooks(app: FastAPI, runtime: Runtime) -> Dispatcher:
         summary="The delivery log of an endpoint, newest first",
     )
     async def deliveries_route(endpoint_id: int, request: Request) -> Response:
-        api_key = await api_key_of(request)
+        api_key = await authenticate_request(auth, request)
         if api_key is None:
-            return unauthorized()
+            return unauthorized_response()
         limit_text = request.query_params.get("Limit", request.query_params.get("limit", "50"))
         if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
             return _error("Limit must be a number from 1 to 1000.")
