@@ -14,6 +14,7 @@ from ._engagement import (
     webhook_endpoints,
 )
 from ._feedback import log_cursors, relay_queue_ids, soft_bounces, suppressions
+from ._privacy import audit_log, consents
 from ._schema import (
     api_keys,
     contents,
@@ -29,8 +30,10 @@ from ._schema import (
 __all__ = [
     "COUNTER_COLUMNS",
     "api_keys",
+    "audit_log",
     "automation_rules",
     "automation_runs",
+    "consents",
     "contents",
     "dashboard_users",
     "dkim_keys",
