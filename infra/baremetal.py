@@ -20,12 +20,17 @@ PLAYBOOK_INPUTS = ("site.yml", "ansible.cfg", "roles", "group_vars", "host_vars"
 
 
 def inventory(config: BaremetalConfig) -> dict[str, Any]:
-    """An Ansible YAML/JSON inventory: each host under its groups (``senders``, ``db``)."""
+    """An Ansible YAML/JSON inventory: each host under its groups (``senders``, ``db``), with the
+    address the roles bind and allow between hosts (``mailstack_private_address``)."""
     groups: dict[str, dict[str, Any]] = {}
     for host in config.hosts:
         for group in host.groups:
             hosts = groups.setdefault(group, {"hosts": {}})["hosts"]
-            hosts[host.name] = {"ansible_host": host.address, "ansible_user": host.user}
+            hosts[host.name] = {
+                "ansible_host": host.address,
+                "ansible_user": host.user,
+                "mailstack_private_address": host.private_address or host.address,
+            }
     return {"all": {"children": groups}}
 
 

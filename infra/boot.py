@@ -6,7 +6,8 @@
     pool is created once by Pulumi and every sender claims one of its free addresses at boot: the one
     whose warm-up started earliest, so that scaling out uses warm addresses first. An address used for
     the first time gets its warm-up start date as a tag; mailstack's throttle caps the new IP's daily
-    volume from that date.
+    volume from that date. The variables also carry the instance's private address
+    (``mailstack_private_address``, from the instance metadata), which the roles bind and allow.
 
 ``mailstack-boot fetch-secrets CLOUD_VARS OUT``
     Reads the fleet's secrets from Secrets Manager with the instance role (the fleet-wide master secret,
@@ -20,6 +21,7 @@ tests (moto).
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import json
 import os
 import random
@@ -31,7 +33,8 @@ from typing import Any
 POOL_TAG = "mailstack:ip-pool"
 HOSTNAME_TAG = "mailstack:hostname"
 WARMUP_TAG = "mailstack:warmup-start"
-_IMDS = "http://169.254.169.254/latest/"
+# The instance metadata service; AWS_EC2_METADATA_SERVICE_ENDPOINT is botocore's own override of it.
+_IMDS_ENDPOINT = "http://169.254.169.254"
 _NOT_STARTED = "9999-12-31"
 
 
@@ -90,12 +93,21 @@ def claim(
     raise NoFreeAddressError(f"no free Elastic IP in pool {pool!r}: raise fleet.ipPoolSize")
 
 
-def ip_variables(claimed: dict[str, str]) -> dict[str, Any]:
-    """The playbook variables for the claimed address (the roles' names, plus the whole claim)."""
+def ip_variables(claimed: dict[str, str], private_address: str) -> dict[str, Any]:
+    """The playbook variables for the claimed address and the instance's private address (the roles'
+    names, plus the whole claim)."""
+    try:
+        private = str(ipaddress.ip_address(private_address.strip()))
+    except ValueError:
+        raise ValueError(
+            f"mailstack_private_address: the instance metadata's local-ipv4 is not an IP address: "
+            f"{private_address[:60]!r}"
+        ) from None
     return {
         "mailstack_cloud_ip": claimed,
         "mailstack_hostname": claimed["hostname"],
         "mailstack_public_address": claimed["address"],
+        "mailstack_private_address": private,
     }
 
 
@@ -118,19 +130,34 @@ def fetch_secrets(secretsmanager: Any, cloud: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _imds() -> str:
+    endpoint = os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or _IMDS_ENDPOINT
+    return endpoint.rstrip("/") + "/latest/"
+
+
 def _metadata(path: str, token: str) -> str:
-    request = urllib.request.Request(_IMDS + path, headers={"X-aws-ec2-metadata-token": token})  # noqa: S310
-    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - the fixed IMDS address
+    request = urllib.request.Request(_imds() + path, headers={"X-aws-ec2-metadata-token": token})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - the IMDS address
         return str(response.read().decode())
 
 
 def _imds_token() -> str:
     # IMDSv2: a session token first (the launch template requires it).
     request = urllib.request.Request(  # noqa: S310
-        _IMDS + "api/token", method="PUT", headers={"X-aws-ec2-metadata-token-ttl-seconds": "300"}
+        _imds() + "api/token", method="PUT", headers={"X-aws-ec2-metadata-token-ttl-seconds": "300"}
     )
     with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
         return str(response.read().decode())
+
+
+def instance_identity() -> dict[str, str]:
+    """This instance's ``region``, ``instance_id`` and ``private_address``, from the metadata (IMDSv2)."""
+    token = _imds_token()
+    return {
+        "region": _metadata("meta-data/placement/region", token),
+        "instance_id": _metadata("meta-data/instance-id", token),
+        "private_address": _metadata("meta-data/local-ipv4", token),
+    }
 
 
 def _write_private(path: str, document: dict[str, Any]) -> None:
@@ -149,15 +176,15 @@ def main(argv: list[str]) -> int:
     command, vars_path, out_path = argv[1:4]
     with open(vars_path) as handle:
         cloud = json.load(handle)["mailstack_cloud"]
-    token = _imds_token()
-    region = _metadata("meta-data/placement/region", token)
+    identity = instance_identity()
+    region = identity["region"]
     if command == "fetch-secrets":
         _write_private(out_path, fetch_secrets(boto3.client("secretsmanager", region_name=region), cloud))
         return 0
-    instance_id = _metadata("meta-data/instance-id", token)
     ec2 = boto3.client("ec2", region_name=region)
-    claimed = claim(ec2, cloud["ip_pool"], instance_id, today=datetime.datetime.now(datetime.UTC).date())
-    _write_private(out_path, ip_variables(claimed))
+    today = datetime.datetime.now(datetime.UTC).date()
+    claimed = claim(ec2, cloud["ip_pool"], identity["instance_id"], today=today)
+    _write_private(out_path, ip_variables(claimed, identity["private_address"]))
     print(f"claimed {claimed['address']} ({claimed['hostname']}), warm-up since {claimed['warmup_start']}")
     return 0
 

@@ -18,8 +18,15 @@ HOSTNAME_TAG = "mailstack:hostname"
 WARMUP_TAG = "mailstack:warmup-start"
 
 Classification = Literal["public", "internal", "confidential", "personal"]
-# The namespace mailstack's nodes publish their delivery counters to (alarms and scaling read it).
+# What mailstack publishes (mailstack/stats/_cloudwatch.py) and the alarms read: the namespace (also the
+# scope of the senders' cloudwatch:PutMetricData), the counters and their one dimension. One publisher per
+# fleet (a shared cursor in the database) publishes each event once, so a Sum over the Stack dimension is
+# the whole fleet's count. tests/stats checks that mailstack's names are these.
 METRICS_NAMESPACE = "Mailstack"
+METRIC_SENT = "Sent"
+METRIC_BOUNCED = "Bounced"  # hard bounces
+METRIC_COMPLAINED = "Complained"
+METRICS_DIMENSION = "Stack"
 
 
 def stack_tags(component: str, **extra: str) -> dict[str, str]:

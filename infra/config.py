@@ -121,6 +121,9 @@ class BaremetalHost:
     address: str
     groups: tuple[str, ...]
     user: str
+    # The address the database listens on and the firewall allows between hosts (the roles'
+    # ``mailstack_private_address``); empty = ``address``.
+    private_address: str = ""
 
 
 @dataclass(frozen=True)
@@ -444,6 +447,25 @@ def _aws(config: pulumi.Config, domain: str) -> AwsConfig:
     )
 
 
+def _private_address(host_cfg: _Object, address: str) -> str:
+    """A host's private IP (``privateAddress``); defaults to ``address`` when that is an IP itself."""
+    private = host_cfg.string("privateAddress", "", expected="the host's private IP address")
+    if private:
+        try:
+            return str(ipaddress.ip_address(private))
+        except ValueError:
+            raise StackConfigError(
+                f"{host_cfg.key}.privateAddress: expected an IP address, got {_show(private)}"
+            ) from None
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        raise StackConfigError(
+            f"{host_cfg.key}.privateAddress: missing required value (the host's private IP address; "
+            f"address {_show(address)} is a name, not an IP)"
+        ) from None
+
+
 def _baremetal(config: pulumi.Config, domain: str) -> BaremetalConfig:
     cfg = _structured(config, "baremetal")
     hosts: list[BaremetalHost] = []
@@ -452,16 +474,25 @@ def _baremetal(config: pulumi.Config, domain: str) -> BaremetalConfig:
         address = host_cfg.string("address", expected="the host's IP address or DNS name")
         groups = host_cfg.strings("groups", ["senders"], expected="a list of inventory groups")
         user = host_cfg.string("user", "root")
+        private = _private_address(host_cfg, address)
         host_cfg.done()
         unknown_groups = sorted(set(groups) - {"senders", "db"})
         if unknown_groups:
             raise StackConfigError(
                 f"{host_cfg.key}.groups: unknown group {unknown_groups[0]!r} (senders, db)"
             )
-        hosts.append(BaremetalHost(name, address, tuple(groups), user))
+        hosts.append(BaremetalHost(name, address, tuple(groups), user, private))
     names = [host.name for host in hosts]
     if len(set(names)) != len(names):
         raise StackConfigError(f"{cfg.key}.hosts: each host name may appear once")
+    seen: dict[str, int] = {}
+    for index, host in enumerate(hosts):
+        if host.private_address in seen:
+            raise StackConfigError(
+                f"{cfg.key}.hosts[{index}].privateAddress: {host.private_address} is already the private "
+                f"address of hosts[{seen[host.private_address]}] ({hosts[seen[host.private_address]].name})"
+            )
+        seen[host.private_address] = index
     if not any("senders" in host.groups for host in hosts):
         raise StackConfigError(f"{cfg.key}.hosts: at least one host must be in the senders group")
     playbook = cfg.string("playbook", "site.yml")

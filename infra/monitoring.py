@@ -9,7 +9,16 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from .common import METRICS_NAMESPACE, data_tags, prefix, stack_tags
+from .common import (
+    METRIC_BOUNCED,
+    METRIC_COMPLAINED,
+    METRIC_SENT,
+    METRICS_DIMENSION,
+    METRICS_NAMESPACE,
+    data_tags,
+    prefix,
+    stack_tags,
+)
 
 # The retention values CloudWatch Logs accepts.
 CLOUDWATCH_RETENTION_DAYS = (
@@ -39,8 +48,12 @@ class AlarmTargets:
 
 
 def _rate(name: str, numerator: str) -> list[dict[str, Any]]:
-    """Metric math: ``numerator`` as a percentage of sent mail over an hour, 0 below :data:`MIN_SAMPLE`."""
-    dimensions = {"Stack": pulumi.get_stack()}
+    """Metric math: ``numerator`` as a percentage of sent mail over an hour, 0 below :data:`MIN_SAMPLE`.
+
+    The sums are the fleet's: one publisher per fleet sends each event's count once, with only the
+    ``Stack`` dimension (a per-host dimension would need a SEARCH/SUM over hosts here instead).
+    """
+    dimensions = {METRICS_DIMENSION: pulumi.get_stack()}
 
     def metric(metric_id: str, metric_name: str) -> dict[str, Any]:
         return {
@@ -56,7 +69,7 @@ def _rate(name: str, numerator: str) -> list[dict[str, Any]]:
         }
 
     return [
-        metric("sent", "Sent"),
+        metric("sent", METRIC_SENT),
         metric("bad", numerator),
         {
             "id": "rate",
@@ -70,8 +83,9 @@ def _rate(name: str, numerator: str) -> list[dict[str, Any]]:
 class Monitoring(pulumi.ComponentResource):
     """Encrypted SNS topic (with an optional e-mail subscription), log groups and alarms.
 
-    mailstack's nodes publish ``Sent``, ``Bounced`` and ``Complained`` counts to the ``Mailstack``
-    namespace with the dimension ``Stack``; the rates are computed here from those counts.
+    mailstack publishes ``Sent``, ``Bounced`` (hard bounces) and ``Complained`` counts to the ``Mailstack``
+    namespace with the dimension ``Stack`` (``mailstack/stats/_cloudwatch.py``, one publisher per fleet);
+    the rates are computed here from those counts.
     """
 
     def __init__(
@@ -157,8 +171,9 @@ class Monitoring(pulumi.ComponentResource):
         )
         alarm(
             "bounce-rate",
-            f"More than {bounce_rate_percent}% of the last hour's mail bounced: check list hygiene, blocks.",
-            metric_queries=_rate("Bounce", "Bounced"),
+            f"More than {bounce_rate_percent}% of the last hour's mail hard-bounced: check list hygiene, "
+            "blocks.",
+            metric_queries=_rate("Bounce", METRIC_BOUNCED),
             evaluation_periods=1,
             threshold=bounce_rate_percent,
             comparison_operator="GreaterThanThreshold",
@@ -168,7 +183,7 @@ class Monitoring(pulumi.ComponentResource):
             "complaint-rate",
             f"More than {complaint_rate_percent}% of the last hour's mail was reported as spam "
             "(Gmail and Yahoo require staying below 0.3%).",
-            metric_queries=_rate("Complaint", "Complained"),
+            metric_queries=_rate("Complaint", METRIC_COMPLAINED),
             evaluation_periods=1,
             threshold=complaint_rate_percent,
             comparison_operator="GreaterThanThreshold",

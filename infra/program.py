@@ -9,7 +9,7 @@ from policies.retention import load_retention
 
 from .archive import ArchiveBucket
 from .baremetal import Baremetal
-from .common import prefix
+from .common import METRICS_NAMESPACE, prefix
 from .config import AwsConfig, BaremetalConfig, StackConfigError, load_stack_config
 from .database import Database
 from .dns import Alias, HostedZone, MailDns
@@ -157,7 +157,7 @@ def build_aws(config: AwsConfig) -> None:
         ],
         "archive_bucket": archive.bucket.bucket,
         "log_groups": {stream: group.name for stream, group in monitoring.log_groups.items()},
-        "metrics_namespace": "Mailstack",
+        "metrics_namespace": METRICS_NAMESPACE,
         "ip_pool": ip_pool,
         "warmup": {
             "first": config.fleet.warmup.first,
@@ -192,6 +192,11 @@ def build_aws(config: AwsConfig) -> None:
             "mailstack_database_name": "mailstack",
             "mailstack_database_user": "mailstack",
             "mailstack_database_sslmode": "require",
+            # mailstack's [metrics]: the counters the bounce- and complaint-rate alarms divide.
+            "mailstack_metrics_enabled": True,
+            "mailstack_metrics_namespace": METRICS_NAMESPACE,
+            "mailstack_metrics_stack": pulumi.get_stack(),
+            "mailstack_metrics_region": region,
         },
         repository=config.release.repository,
         ref=config.release.ref,

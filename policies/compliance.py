@@ -5,8 +5,10 @@ and that mailstack itself keeps its data as policies/retention.yaml says.
 2. Evaluates every rule of :mod:`policies.rules` over what each run registered: resource rules on each
    resource they apply to, stack rules on the whole stack, through the same validate callbacks that
    ``pulumi up --policy-pack policies`` calls.
-3. Checks mailstack's own side: the retention policy is valid, every database table is classified, and a
-   freshly initialised data directory stores DKIM private keys encrypted and API secrets hashed.
+3. Checks mailstack's own side: the retention policy is valid, every database table is classified, a
+   freshly initialised data directory stores DKIM private keys encrypted and API secrets hashed, and its
+   purge (``mailstack privacy purge --dry-run --json``) is enabled, enforces this very policy file and
+   runs often enough (``--data-dir`` judges a deployment's settings instead).
 4. Prints a report (rule, resource, verdict, remediation) and exits 1 on any mandatory violation.
 
 Usage: ``.venv/bin/python -m policies.compliance [--verbose] [--stack Pulumi.dev.yaml ...]``
@@ -24,7 +26,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pulumi_policy import (
     EnforcementLevel,
@@ -227,8 +229,8 @@ def check_tables_classified(retention: RetentionPolicy) -> list[Finding]:
     from mailstack.storage import schema  # noqa: PLC0415 - the service's schema only for this check
 
     rule = "mailstack-tables-classified"
-    # Advisory until mailstack enforces the policy itself (privacy issue): new tables must be classified.
-    level = EnforcementLevel.ADVISORY
+    # Mandatory: mailstack purges by the policy, so a table in no class would keep its data forever.
+    level = EnforcementLevel.MANDATORY
     remedy = (
         f"List the table under a class's tables, or under exempt with the reason, in {RETENTION_FILE.name}."
     )
@@ -246,8 +248,85 @@ def check_tables_classified(retention: RetentionPolicy) -> list[Finding]:
     return findings
 
 
-def mailstack_findings(retention: RetentionPolicy | None, retention_error: str | None) -> list[Finding]:
-    """mailstack's own retention and encryption settings, as far as they exist."""
+PURGE_RULE = "mailstack-purges-by-itself"
+# The purge may run this much later than a record's limit, as a share of the smallest max age it enforces.
+PURGE_INTERVAL_SHARE = 0.1
+
+
+def judge_purge(report: dict[str, Any], retention: RetentionPolicy, where: str) -> list[Finding]:
+    """mailstack's own account of its purge (``mailstack privacy purge --dry-run --json``) against the
+    policy: enabled, enforcing this very policy file, every class covered, and run often enough."""
+    mandatory = EnforcementLevel.MANDATORY
+    settings = report.get("settings", {})
+    findings: list[Finding] = []
+
+    def verdict(name: str, ok: bool, problem: str, remedy: str) -> None:
+        resource = f"{where}: {name}"
+        if ok:
+            findings.append(Finding("mailstack", PURGE_RULE, mandatory, resource, "pass"))
+        else:
+            findings.append(Finding("mailstack", PURGE_RULE, mandatory, resource, "fail", problem, remedy))
+
+    verdict(
+        "enabled",
+        settings.get("enabled") is True,
+        "[retention] enabled = false: nothing deletes old rows",
+        "Remove `enabled = false` from the [retention] section of mailstack.toml.",
+    )
+    verdict(
+        "policy file",
+        settings.get("policy_sha256") == retention.digest,
+        f"mailstack enforces {settings.get('policy_file')!r}, which differs from {RETENTION_FILE.name}",
+        "Leave [retention] policy_file unset (the shipped policy is policies/retention.yaml), or point it "
+        "at a copy of the same file.",
+    )
+    reported = set(report.get("classes", {}))
+    missing = sorted(set(retention.classes) - reported)
+    verdict(
+        "classes",
+        not missing,
+        f"classes not enforced: {', '.join(missing)}",
+        "Enforce the repository's policy (see above).",
+    )
+    enforced = [c.max_age_days for c in retention.classes.values() if c.tables]
+    smallest = min(enforced) if enforced else 0
+    limit = smallest * 86_400 * PURGE_INTERVAL_SHARE
+    interval = settings.get("interval_seconds")
+    verdict(
+        "interval",
+        isinstance(interval, int | float) and 0 < interval <= limit,
+        f"the purge runs every {interval} s: rows of the {smallest}-day class may outlive it by more "
+        f"than a tenth ({limit:.0f} s)",
+        f"Set [retention] interval_seconds to at most {limit:.0f}.",
+    )
+    return findings
+
+
+def check_purges_by_itself(data_dir: Path, retention: RetentionPolicy) -> list[Finding]:
+    """Ask mailstack, for ``data_dir``, what its purge would do and with which settings, and judge it."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MAILSTACK_")}
+    result = subprocess.run(
+        [*_mailstack_command(), "privacy", "purge", "--data-dir", str(data_dir), "--dry-run", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    if result.returncode != 0:
+        message = f"`mailstack privacy purge --dry-run` failed: {result.stderr.strip()[-300:]}"
+        remedy = "Fix the [retention] settings or the policy file the message names."
+        return [
+            Finding("mailstack", PURGE_RULE, EnforcementLevel.MANDATORY, "purge", "fail", message, remedy)
+        ]
+    return judge_purge(json.loads(result.stdout), retention, "purge")
+
+
+def mailstack_findings(
+    retention: RetentionPolicy | None, retention_error: str | None, data_dir: Path | None = None
+) -> list[Finding]:
+    """mailstack's own retention and encryption settings, on a fresh data directory; the purge settings
+    are ``data_dir``'s instead when given (a deployment's)."""
     mandatory = EnforcementLevel.MANDATORY
     if retention is None:
         return [
@@ -273,17 +352,7 @@ def mailstack_findings(retention: RetentionPolicy | None, retention_error: str |
     findings.extend(check_tables_classified(retention))
     with tempfile.TemporaryDirectory(prefix="mailstack-compliance-") as workdir:
         findings.extend(check_secrets_at_rest(Path(workdir)))
-    findings.append(
-        Finding(
-            "mailstack",
-            "mailstack-purges-by-itself",
-            EnforcementLevel.ADVISORY,
-            "mailstack",
-            "n/a",
-            "database rows are not purged by mailstack yet (privacy issue); the cloud side above already "
-            "expires archives, logs and backups",
-        )
-    )
+        findings.extend(check_purges_by_itself(data_dir or Path(workdir) / "data", retention))
     return findings
 
 
@@ -324,7 +393,13 @@ def render(findings: Iterable[Finding], *, verbose: bool) -> str:
     return "\n".join(lines)
 
 
-def run(stacks: Sequence[Path], *, verbose: bool = False, check_mailstack: bool = True) -> tuple[int, str]:
+def run(
+    stacks: Sequence[Path],
+    *,
+    verbose: bool = False,
+    check_mailstack: bool = True,
+    data_dir: Path | None = None,
+) -> tuple[int, str]:
     """Evaluate everything; returns the exit status (1 on a mandatory violation) and the report."""
     findings: list[Finding] = []
     header = [f"mailstack compliance — retention policy {RETENTION_FILE.relative_to(REPO_ROOT)}"]
@@ -359,7 +434,7 @@ def run(stacks: Sequence[Path], *, verbose: bool = False, check_mailstack: bool 
                 for f in evaluate(program_run, rules)
             )
     if check_mailstack:
-        findings.extend(mailstack_findings(retention, retention_error))
+        findings.extend(mailstack_findings(retention, retention_error, data_dir))
     blocking = [f for f in findings if f.blocking]
     warnings = [f for f in findings if f.verdict == "fail" and not f.blocking]
     summary = (
@@ -376,9 +451,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stack", action="append", type=Path, help="a Pulumi.<stack>.yaml (default: all)")
     parser.add_argument("--verbose", action="store_true", help="list every passing check too")
     parser.add_argument("--no-mailstack", action="store_true", help="skip the checks of mailstack itself")
+    parser.add_argument(
+        "--data-dir", type=Path, help="also judge this deployment's purge settings (default: a fresh one)"
+    )
     args = parser.parse_args(argv)
     stacks = args.stack or stack_files(REPO_ROOT)
-    status, report = run(stacks, verbose=args.verbose, check_mailstack=not args.no_mailstack)
+    status, report = run(
+        stacks, verbose=args.verbose, check_mailstack=not args.no_mailstack, data_dir=args.data_dir
+    )
     print(report)
     return status
 

@@ -21,14 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from mailstack.api import create_app
 from mailstack.config import load_settings, render_default_config
 from mailstack.delivery import DeliveryWorker, SandboxOutbox
 from mailstack.service import Runtime, create_domain_keys
-from mailstack.storage import create_api_key, list_outbox
-from mailstack.storage.schema import events
+from mailstack.storage import create_api_key, list_events, list_outbox
 
 DOMAIN = "example.com"
 
@@ -72,7 +70,9 @@ class Stack:
 
     def outbox_message(self, message_id: int) -> EmailMessage:
         with self.runtime.engine.connect() as conn:
-            items = list_outbox(conn, message_id=message_id, limit=1, with_data=True)
+            items = list_outbox(
+                conn, message_id=message_id, limit=1, with_data=True, vault=self.runtime.vault
+            )
         assert items, f"message {message_id} is not in the outbox"
         data = items[0].data
         assert data is not None
@@ -88,13 +88,10 @@ class Stack:
         return content
 
     def events_of(self, message_id: int) -> list[tuple[str, dict[str, Any]]]:
+        """The message's events, details opened (their personal part is sealed at rest)."""
         with self.runtime.engine.connect() as conn:
-            rows = conn.execute(
-                select(events.c.type, events.c.detail)
-                .where(events.c.message_id == message_id)
-                .order_by(events.c.id)
-            )
-            return [(r.type, r.detail) for r in rows]
+            found = list_events(conn, message_id, vault=self.runtime.vault)
+        return [(kind, detail) for kind, _at, detail in found]
 
 
 def write_data_dir(data_dir: Path, extra_toml: str = "") -> None:
@@ -127,9 +124,10 @@ def make_stack(
             runtime.engine,
             runtime.queue,
             runtime.prepare,
-            SandboxOutbox(runtime.engine),
+            SandboxOutbox(runtime.engine, runtime.vault),
             runtime.worker_settings(),
             runtime.metrics,
+            vault=runtime.vault,
         )
         app = create_app(runtime)
         with TestClient(app, base_url="https://track.example.com") as client:

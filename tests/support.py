@@ -8,6 +8,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import Engine
+
+from mailstack.keyring import Keyring
+from mailstack.privacy import LocalKeyProvider, Vault
+
 
 @dataclass
 class ReceivedMail:
@@ -21,6 +26,7 @@ class SmtpSink:
     """An aiosmtpd server on loopback that keeps what it receives.
 
     ``replies`` maps a recipient address to the reply its RCPT gets (e.g. ``"450 4.2.0 busy"``).
+    It offers PIPELINING, as Postfix does, unless ``pipelining`` is false.
     """
 
     host: str
@@ -28,6 +34,15 @@ class SmtpSink:
     received: list[ReceivedMail] = field(default_factory=list)
     replies: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering DATA: a slow relay
+    pipelining: bool = True
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname  # what aiosmtpd does itself when there is no hook
+        if self.pipelining:
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return responses
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -67,3 +82,12 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+TEST_MASTER_SECRET = bytes(range(32))
+
+
+def make_vault(engine: Engine, secret: bytes = TEST_MASTER_SECRET) -> Vault:
+    """A vault (local key provider) for tests that call storage functions directly."""
+    keyring = Keyring(secret)
+    return Vault(engine, keyring, LocalKeyProvider(keyring))

@@ -141,7 +141,14 @@ def accept_send_request(
             payload = send_response_json(entries)
             if idempotency_key is not None:
                 save_idempotent_response(
-                    conn, api_key.id, idempotency_key, request_hash, status, payload, now=now
+                    conn,
+                    api_key.id,
+                    idempotency_key,
+                    request_hash,
+                    status,
+                    payload,
+                    now=now,
+                    vault=runtime.vault,
                 )
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key committed first: answer as it did.
@@ -161,7 +168,7 @@ def _replay(
     runtime: Runtime, api_key: ApiKeyRecord, idempotency_key: str, request_hash: str
 ) -> tuple[int, dict[str, Any], bool] | None:
     with runtime.engine.connect() as conn:
-        stored = get_idempotent_response(conn, api_key.id, idempotency_key)
+        stored = get_idempotent_response(conn, api_key.id, idempotency_key, vault=runtime.vault)
     if stored is None:
         return None
     if stored.request_hash != request_hash:

@@ -25,10 +25,12 @@ from mailstack.storage import (
 )
 
 from ._accept import accept_send_request, malformed_json_error
-from ._auth import Authenticator, authenticate_request, unauthorized_response
+from ._auth import Authenticator, authenticate_request
 from ._automation import register_automation
+from ._consent import register_consent
 from ._dashboard import register_dashboard
 from ._openapi import SEND_REQUEST_SCHEMA
+from ._privacy import register_privacy
 from ._sendv31 import RequestError
 from ._stats import register_stats
 from ._suppressions import register_suppressions
@@ -36,6 +38,7 @@ from ._tracking import register_tracking
 from ._webhooks import register_webhooks
 
 _Handler = Callable[[Request, ApiKeyRecord], Awaitable[Response]]
+HSTS = "max-age=63072000"  # two years, as the nginx role sends it
 
 
 def _json(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -59,11 +62,22 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     auth = Authenticator(runtime.engine)
     settings = runtime.settings
+    if settings.public_url.startswith("https://"):
+        # Served over https (directly or behind a TLS proxy): browsers must never fall back to http,
+        # where a session cookie or an API secret could be read or a page altered on the way.
 
-    async def authenticated(request: Request, handler: _Handler) -> Response:
-        record = await authenticate_request(auth, request)
-        if record is None:
-            return unauthorized_response()
+        @app.middleware("http")
+        async def strict_transport(
+            request: Request, call_next: Callable[[Request], Awaitable[Response]]
+        ) -> Response:
+            response = await call_next(request)
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
+            return response
+
+    async def authenticated(request: Request, handler: _Handler, scope: str = "read") -> Response:
+        record = await authenticate_request(auth, request, scope)
+        if isinstance(record, Response):
+            return record
         return await handler(request, record)
 
     async def read_body(request: Request) -> bytes | None:
@@ -128,14 +142,14 @@ def create_app(runtime: Runtime) -> FastAPI:
         },
     )
     async def send_route(request: Request) -> Response:
-        return await authenticated(request, send)
+        return await authenticated(request, send, "send")
 
     async def message(request: Request, api_key: ApiKeyRecord) -> Response:
         message_id = int(request.path_params["message_id"])
 
         def load() -> Any:
             with runtime.engine.connect() as conn:
-                return get_message(conn, message_id, api_key.id)
+                return get_message(conn, message_id, api_key.id, vault=runtime.vault)
 
         record = await run_in_threadpool(load)
         if record is None:
@@ -168,9 +182,9 @@ def create_app(runtime: Runtime) -> FastAPI:
 
         def load() -> Any:
             with runtime.engine.connect() as conn:
-                if get_message(conn, message_id, api_key.id) is None:
+                if get_message(conn, message_id, api_key.id, vault=runtime.vault) is None:
                     return None
-                return list_events(conn, message_id)
+                return list_events(conn, message_id, vault=runtime.vault)
 
         found = await run_in_threadpool(load)
         if found is None:
@@ -195,7 +209,7 @@ def create_app(runtime: Runtime) -> FastAPI:
 
         def load() -> Any:
             with runtime.engine.connect() as conn:
-                return list_outbox(conn, api_key_id=api_key.id, limit=limit)
+                return list_outbox(conn, api_key_id=api_key.id, limit=limit, vault=runtime.vault)
 
         items = await run_in_threadpool(load)
         data = [
@@ -221,7 +235,12 @@ def create_app(runtime: Runtime) -> FastAPI:
         def load() -> Any:
             with runtime.engine.connect() as conn:
                 return list_outbox(
-                    conn, api_key_id=api_key.id, message_id=message_id, limit=1, with_data=True
+                    conn,
+                    api_key_id=api_key.id,
+                    message_id=message_id,
+                    limit=1,
+                    with_data=True,
+                    vault=runtime.vault,
                 )
 
         items = await run_in_threadpool(load)
@@ -243,6 +262,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     register_automation(app, runtime)
     register_dashboard(app, runtime)
     register_suppressions(app, runtime)
+    register_consent(app, runtime)
+    register_privacy(app, runtime)
 
     @app.get("/healthz", tags=["Operations"], summary="Liveness and database reachability")
     async def healthz() -> Response:

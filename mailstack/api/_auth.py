@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from mailstack.credentials import ApiKeyVerifier
-from mailstack.storage import ApiKeyRecord
+from mailstack.storage import API_SCOPES, ApiKeyRecord
 
 # Mailjet's own wording, so that clients that match on it keep working.
 AUTH_FAILURE_MESSAGE = (
@@ -50,6 +50,30 @@ def unauthorized_response() -> JSONResponse:
     )
 
 
-async def authenticate_request(auth: Authenticator, request: Request) -> ApiKeyRecord | None:
-    """The API key of a request's Basic credentials (checked off the event loop), or None."""
-    return await run_in_threadpool(auth.authenticate, request.headers.get("authorization"))
+def forbidden_response(scope: str) -> JSONResponse:
+    """403 for a genuine key that lacks the scope a route needs (saying which)."""
+    return JSONResponse(
+        {
+            "ErrorIdentifier": str(uuid.uuid4()),
+            "StatusCode": 403,
+            "ErrorMessage": f"This API key lacks the '{scope}' scope needed here. "
+            f"Grant it with: mailstack apikey scopes KEY --scope {scope}",
+        },
+        status_code=403,
+    )
+
+
+async def authenticate_request(
+    auth: Authenticator, request: Request, scope: str
+) -> ApiKeyRecord | JSONResponse:
+    """The API key of a request's Basic credentials (checked off the event loop) when it holds
+    ``scope``; otherwise the response to send: 401 for missing or wrong credentials, 403 for a
+    missing scope."""
+    if scope not in API_SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")  # a typo in a route must not open it
+    record = await run_in_threadpool(auth.authenticate, request.headers.get("authorization"))
+    if record is None:
+        return unauthorized_response()
+    if not record.allows(scope):
+        return forbidden_response(scope)
+    return record

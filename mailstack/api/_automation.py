@@ -27,11 +27,11 @@ from mailstack.automation import (
     list_rules,
 )
 from mailstack.service import Runtime
-from mailstack.storage import ApiKeyRecord
+from mailstack.storage import ApiKeyRecord, api_key_record
 from mailstack.storage.schema import api_keys
 
 from ._accept import accept_send_request
-from ._auth import Authenticator, authenticate_request, unauthorized_response
+from ._auth import Authenticator, authenticate_request
 from ._lifespan import on_lifespan
 from ._sendv31 import MessageErrors, RequestError, parse_send_request
 
@@ -52,7 +52,7 @@ def _error(message: str, status: int = 400, errors: list[Any] | None = None) -> 
 def _api_key(runtime: Runtime, api_key_id: int) -> ApiKeyRecord:
     with runtime.engine.connect() as conn:
         row = conn.execute(select(api_keys).where(api_keys.c.id == api_key_id)).one()
-    return ApiKeyRecord(row.id, row.public_key, row.name, row.secret_hash, row.disabled)
+    return api_key_record(row)
 
 
 def make_sender(runtime: Runtime) -> Any:
@@ -62,6 +62,8 @@ def make_sender(runtime: Runtime) -> Any:
         api_key = _api_key(runtime, api_key_id)
         if api_key.disabled:
             raise SendFailedError("the rule's API key is disabled")
+        if not api_key.allows("send"):
+            raise SendFailedError("the rule's API key lacks the 'send' scope")
         body = {"Messages": [message]}
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
         try:
@@ -106,7 +108,10 @@ def _check_template(runtime: Runtime, template: object) -> tuple[str, list[Any]]
 def register_automation(app: FastAPI, runtime: Runtime) -> AutomationEngine:
     """Add the automation routes; the engine thread starts and stops with the app."""
     engine = AutomationEngine(
-        runtime.engine, make_sender(runtime), poll_seconds=runtime.settings.automation.poll_seconds
+        runtime.engine,
+        make_sender(runtime),
+        vault=runtime.vault,
+        poll_seconds=runtime.settings.automation.poll_seconds,
     )
     stop = threading.Event()
     threads: list[threading.Thread] = []
@@ -130,9 +135,9 @@ def register_automation(app: FastAPI, runtime: Runtime) -> AutomationEngine:
 
     @app.get("/api/v1/automations", tags=["Automation"], summary="Your automation rules")
     async def list_route(request: Request) -> Response:
-        api_key = await authenticate_request(auth, request)
-        if api_key is None:
-            return unauthorized_response()
+        api_key = await authenticate_request(auth, request, "send")
+        if isinstance(api_key, Response):
+            return api_key
 
         def load() -> list[dict[str, Any]]:
             with runtime.engine.connect() as conn:
@@ -169,9 +174,9 @@ def register_automation(app: FastAPI, runtime: Runtime) -> AutomationEngine:
         },
     )
     async def create_route(request: Request) -> Response:
-        api_key = await authenticate_request(auth, request)
-        if api_key is None:
-            return unauthorized_response()
+        api_key = await authenticate_request(auth, request, "send")
+        if isinstance(api_key, Response):
+            return api_key
         try:
             body = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError):
@@ -217,9 +222,9 @@ def register_automation(app: FastAPI, runtime: Runtime) -> AutomationEngine:
 
     @app.delete("/api/v1/automations/{rule_id:int}", tags=["Automation"], summary="Remove a rule")
     async def delete_route(rule_id: int, request: Request) -> Response:
-        api_key = await authenticate_request(auth, request)
-        if api_key is None:
-            return unauthorized_response()
+        api_key = await authenticate_request(auth, request, "send")
+        if isinstance(api_key, Response):
+            return api_key
 
         def remove() -> bool:
             with runtime.engine.begin() as conn:

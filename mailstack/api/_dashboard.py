@@ -57,7 +57,7 @@ def register_dashboard(app: FastAPI, runtime: Runtime) -> None:
     sessions = Sessions(
         TokenSigner(runtime.keyring.derive("dashboard-session")), settings.dashboard.session_hours * 3600
     )
-    throttle = LoginThrottle()
+    throttle = LoginThrottle(runtime.engine, runtime.keyring.derive("login-throttle"))
     secure = settings.public_url.startswith("https://")
 
     def page(content: str, status: int = 200) -> HTMLResponse:
@@ -69,7 +69,12 @@ def register_dashboard(app: FastAPI, runtime: Runtime) -> None:
         if not origin or origin == "null":
             return origin is None
         parsed = urlsplit(origin)
-        return parsed.netloc == request.headers.get("host", "") or origin.startswith(settings.public_url)
+        public = urlsplit(settings.public_url)
+        # Exact host comparison: a prefix test would let https://<public host>.evil.example through.
+        return parsed.netloc == request.headers.get("host", "") or (parsed.scheme, parsed.netloc) == (
+            public.scheme,
+            public.netloc,
+        )
 
     async def current_user(request: Request) -> UserRecord | None:
         cookie = request.cookies.get(COOKIE)
@@ -91,12 +96,12 @@ def register_dashboard(app: FastAPI, runtime: Runtime) -> None:
         if not same_origin(request):
             return page(login_page("This form must be sent from the dashboard itself."), 403)
         client = request.client.host if request.client is not None else ""
-        if not throttle.allowed(client):
-            return page(login_page("Too many failed sign-ins; try again in a few minutes."), 429)
         raw = (await request.body())[:_MAX_FORM].decode("utf-8", "replace")
         form = parse_qs(raw, max_num_fields=10)
         username = form.get("username", [""])[0]
         password = form.get("password", [""])[0]
+        if not await run_in_threadpool(throttle.allowed, client, username):
+            return page(login_page("Too many failed sign-ins; try again in a few minutes."), 429)
 
         def check() -> UserRecord | None:
             with runtime.engine.begin() as conn:
@@ -104,9 +109,9 @@ def register_dashboard(app: FastAPI, runtime: Runtime) -> None:
 
         user = await run_in_threadpool(check)
         if user is None:
-            throttle.failed(client)
+            await run_in_threadpool(throttle.failed, client, username)
             return page(login_page("Wrong user name or password."), 401)
-        throttle.succeeded(client)
+        await run_in_threadpool(throttle.succeeded, client, username)
         response = RedirectResponse("/dashboard", status_code=303, headers={"Cache-Control": "no-store"})
         response.set_cookie(
             COOKIE,
@@ -190,7 +195,11 @@ def register_dashboard(app: FastAPI, runtime: Runtime) -> None:
 
         def load(conn: Any, key: int | None) -> Any:
             api_key_id = _key(conn, key)
-            return None if api_key_id is None else {"Data": search_messages(conn, api_key_id, query)}
+            return (
+                None
+                if api_key_id is None
+                else {"Data": search_messages(conn, api_key_id, query, vault=runtime.vault)}
+            )
 
         return await data(request, load)
 
@@ -198,7 +207,11 @@ def register_dashboard(app: FastAPI, runtime: Runtime) -> None:
     async def timeline_route(message_id: int, request: Request) -> Response:
         def load(conn: Any, key: int | None) -> Any:
             api_key_id = _key(conn, key)
-            found = None if api_key_id is None else message_timeline(conn, api_key_id, message_id)
+            found = (
+                None
+                if api_key_id is None
+                else message_timeline(conn, api_key_id, message_id, vault=runtime.vault)
+            )
             return None if found is None else {"Data": found}
 
         return await data(request, load)
@@ -206,4 +219,6 @@ def register_dashboard(app: FastAPI, runtime: Runtime) -> None:
     @app.get("/dashboard/api/suppressions", include_in_schema=False)
     async def suppressions_route(request: Request) -> Response:
         query = request.query_params.get("q", "")
-        return await data(request, lambda conn, _key_id: {"Data": suppression_list(conn, query)})
+        return await data(
+            request, lambda conn, _key_id: {"Data": suppression_list(conn, query, vault=runtime.vault)}
+        )

@@ -31,7 +31,7 @@ from mailstack.stats import (
 )
 from mailstack.storage import ApiKeyRecord
 
-from ._auth import Authenticator, authenticate_request, unauthorized_response
+from ._auth import Authenticator, authenticate_request
 from ._lifespan import on_lifespan
 
 __all__ = ["StatsParamError", "parse_statcounters", "register_stats"]
@@ -156,9 +156,9 @@ def register_stats(app: FastAPI, runtime: Runtime) -> Aggregator:
 
     @app.get("/v3/REST/statcounters", tags=["Statistics"], summary="Key counters (Mailjet's /statcounters)")
     async def statcounters(request: Request) -> Response:
-        api_key = await authenticate_request(auth, request)
-        if api_key is None:
-            return unauthorized_response()
+        api_key = await authenticate_request(auth, request, "read")
+        if isinstance(api_key, Response):
+            return api_key
         try:
             spec, resolution, source_id = parse_statcounters(_params(request), api_key)
         except StatsParamError as exc:
@@ -185,9 +185,9 @@ def register_stats(app: FastAPI, runtime: Runtime) -> Aggregator:
         summary="Counters per mailbox provider (Mailjet's /statistics/recipient-esp)",
     )
     async def recipient_esp(request: Request) -> Response:
-        api_key = await authenticate_request(auth, request)
-        if api_key is None:
-            return unauthorized_response()
+        api_key = await authenticate_request(auth, request, "read")
+        if isinstance(api_key, Response):
+            return api_key
         params = _params(request)
         try:
             start = parse_timestamp(params["fromts"], "FromTS") if params.get("fromts") else None
@@ -209,9 +209,9 @@ def register_stats(app: FastAPI, runtime: Runtime) -> Aggregator:
         summary="Clicks per link (Mailjet's /statistics/link-click)",
     )
     async def link_click(request: Request) -> Response:
-        api_key = await authenticate_request(auth, request)
-        if api_key is None:
-            return unauthorized_response()
+        api_key = await authenticate_request(auth, request, "read")
+        if isinstance(api_key, Response):
+            return api_key
         campaign = _params(request).get("campaignid", "")[:255]
 
         def load() -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ from mailstack.storage import (
     valid_address,
 )
 
-from ._auth import Authenticator, authenticate_request, unauthorized_response
+from ._auth import Authenticator, authenticate_request
 
 __all__ = ["register_suppressions", "suppression_json"]
 
@@ -79,9 +79,9 @@ def register_suppressions(app: FastAPI, runtime: Runtime) -> None:
     engine = runtime.engine
 
     async def authenticated(request: Request, handler: _Handler) -> Response:
-        record = await authenticate_request(auth, request)
-        if record is None:
-            return unauthorized_response()
+        record = await authenticate_request(auth, request, "suppressions")
+        if isinstance(record, Response):
+            return record
         return await handler(request, record)
 
     async def listing(request: Request, _api_key: ApiKeyRecord) -> Response:
@@ -100,6 +100,7 @@ def register_suppressions(app: FastAPI, runtime: Runtime) -> None:
             "address": email,
             "scope": parse_scope(scope) if scope is not None else None,
             "include_expired": include_expired,
+            "vault": runtime.vault,
         }
 
         def load() -> tuple[list[Suppression], int]:
@@ -145,8 +146,11 @@ def register_suppressions(app: FastAPI, runtime: Runtime) -> None:
                     now=now,
                     expires_at=expires_at,
                     replace=True,
+                    vault=runtime.vault,
                 )
-                return list_suppressions(conn, address=address, scope=scope, include_expired=True, limit=1)
+                return list_suppressions(
+                    conn, address=address, scope=scope, include_expired=True, limit=1, vault=runtime.vault
+                )
 
         (entry,) = await run_in_threadpool(store)
         return JSONResponse({"Count": 1, "Total": 1, "Data": [suppression_json(entry)]}, status_code=201)
@@ -160,7 +164,7 @@ def register_suppressions(app: FastAPI, runtime: Runtime) -> None:
 
         def drop() -> int:
             with engine.begin() as conn:
-                return unsuppress(conn, address, scope=scope)
+                return unsuppress(conn, address, scope=scope, vault=runtime.vault)
 
         if await run_in_threadpool(drop) == 0:
             return _error(404, f"Object not found: suppression of {address}")

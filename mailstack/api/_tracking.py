@@ -23,12 +23,14 @@ from sqlalchemy import Connection, select
 
 from mailstack.model import EventType
 from mailstack.observability import get_logger
+from mailstack.privacy import Vault
 from mailstack.service import Runtime
+from mailstack.storage import PURPOSE_RECIPIENT
 from mailstack.storage.schema import messages
 from mailstack.tokens import InvalidToken
 from mailstack.tracking import Detector, EventRecorder, TrackedEvent, TrackingUrls, store_events
 
-from ._auth import Authenticator, auth_failure_body
+from ._auth import Authenticator, authenticate_request
 from ._lifespan import on_lifespan
 from ._unsubscribe import suppress_unsubscribed
 
@@ -86,13 +88,18 @@ class _Recipient:
     sender: str
 
 
-def _recipient(conn: Connection, message_id: int) -> _Recipient | None:
+def _recipient(conn: Connection, vault: Vault, message_id: int) -> _Recipient | None:
     row = conn.execute(
         select(messages.c.id, messages.c.api_key_id, messages.c.recipient, messages.c.sender).where(
             messages.c.id == message_id
         )
     ).first()
-    return None if row is None else _Recipient(row.id, row.api_key_id, row.recipient, row.sender)
+    if row is None:
+        return None
+    email = vault.open_optional(conn, row.recipient, purpose=PURPOSE_RECIPIENT)
+    if email is None:
+        return None  # its recipient was erased
+    return _Recipient(row.id, row.api_key_id, email.decode(), row.sender)
 
 
 def register_tracking(app: FastAPI, runtime: Runtime) -> EventRecorder:
@@ -106,6 +113,7 @@ def register_tracking(app: FastAPI, runtime: Runtime) -> EventRecorder:
         batch_size=settings.tracking.batch_size,
         flush_seconds=settings.tracking.flush_seconds,
         spool_dir=settings.data_dir / "spool",
+        vault=runtime.vault,
     )
     on_lifespan(app, recorder.start, recorder.stop)
     app.state.recorder = recorder
@@ -188,7 +196,7 @@ def register_tracking(app: FastAPI, runtime: Runtime) -> EventRecorder:
 
         def record() -> bool:
             with runtime.engine.begin() as conn:
-                found = _recipient(conn, message_id)
+                found = _recipient(conn, runtime.vault, message_id)
                 if found is None:
                     return False
                 suppress_unsubscribed(
@@ -200,6 +208,7 @@ def register_tracking(app: FastAPI, runtime: Runtime) -> EventRecorder:
                     ip=ip,
                     agent=agent,
                     now=time.time(),
+                    vault=runtime.vault,
                 )
             return True
 
@@ -242,9 +251,9 @@ def register_tracking(app: FastAPI, runtime: Runtime) -> EventRecorder:
         },
     )
     async def conversion(request: Request) -> Response:
-        api_key = await run_in_threadpool(auth.authenticate, request.headers.get("authorization"))
-        if api_key is None:
-            return JSONResponse(auth_failure_body(), 401)
+        api_key = await authenticate_request(auth, request, "send")
+        if isinstance(api_key, Response):
+            return api_key
         try:
             body = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError):
@@ -257,7 +266,7 @@ def register_tracking(app: FastAPI, runtime: Runtime) -> EventRecorder:
 
         def record() -> bool:
             with runtime.engine.begin() as conn:
-                found = _recipient(conn, event.message_id)
+                found = _recipient(conn, runtime.vault, event.message_id)
                 if found is None or found.api_key_id != owner_key:
                     return False
                 # The caller's EventID makes a retried conversion count once (per API key).
@@ -267,7 +276,7 @@ def register_tracking(app: FastAPI, runtime: Runtime) -> EventRecorder:
                     else uuid.uuid4().hex
                 )
                 stored = TrackedEvent(uid, event.message_id, EventType.CONVERSION, time.time(), event.detail)
-                store_events(conn, [stored])
+                store_events(conn, [stored], vault=runtime.vault)
             return True
 
         if not await run_in_threadpool(record):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, update
 
 from mailstack.model import EventType, MessageStatus
+from mailstack.privacy import Vault
 from mailstack.storage import suppress
 from mailstack.storage.schema import messages
 from mailstack.tracking import TrackedEvent, store_events
@@ -30,6 +31,7 @@ def suppress_unsubscribed(
     ip: str,
     agent: str,
     now: float,
+    vault: Vault,
 ) -> None:
     """Unsubscribe ``email`` from mail of ``sender``'s domain because of ``message_id``; idempotent."""
     domain = sender.rpartition("@")[2].lower()
@@ -41,6 +43,7 @@ def suppress_unsubscribed(
         source="unsubscribe",
         now=now,
         message_id=message_id,
+        vault=vault,
     )
     conn.execute(
         update(messages)
@@ -50,4 +53,6 @@ def suppress_unsubscribed(
     mailjet = {"event": "unsub", "mj_list_id": 0, "ip": ip, "geo": "", "agent": agent}
     detail = {"mailjet": mailjet, "method": method, "ip": ip, "agent": agent}
     # One unsubscription per message, however many times the button is pressed.
-    store_events(conn, [TrackedEvent(f"unsub:{message_id}", message_id, EventType.UNSUB, now, detail)])
+    store_events(
+        conn, [TrackedEvent(f"unsub:{message_id}", message_id, EventType.UNSUB, now, detail)], vault=vault
+    )

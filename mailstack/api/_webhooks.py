@@ -31,7 +31,7 @@ from mailstack.webhooks import (
     list_endpoints,
 )
 
-from ._auth import Authenticator, authenticate_request, unauthorized_response
+from ._auth import Authenticator, authenticate_request
 from ._lifespan import on_lifespan
 
 __all__ = ["register_webhooks"]
@@ -79,7 +79,11 @@ def register_webhooks(app: FastAPI, runtime: Runtime) -> Dispatcher:
     """Add the webhook routes; the dispatcher thread starts and stops with the app."""
     settings = runtime.settings
     dispatcher = Dispatcher(
-        runtime.engine, runtime.keyring, settings.webhooks, sent_is_delivery=not settings.delivery.relay
+        runtime.engine,
+        runtime.keyring,
+        settings.webhooks,
+        sent_is_delivery=not settings.delivery.relay,
+        vault=runtime.vault,
     )
     stop = threading.Event()
     threads: list[threading.Thread] = []
@@ -103,9 +107,9 @@ def register_webhooks(app: FastAPI, runtime: Runtime) -> Dispatcher:
 
     @app.get("/v3/REST/eventcallbackurl", tags=["Webhooks"], summary="Your webhook endpoints")
     async def list_route(request: Request) -> Response:
-        api_key = await authenticate_request(auth, request)
-        if api_key is None:
-            return unauthorized_response()
+        api_key = await authenticate_request(auth, request, "webhooks")
+        if isinstance(api_key, Response):
+            return api_key
 
         def load() -> list[dict[str, Any]]:
             with runtime.engine.connect() as conn:
@@ -140,9 +144,9 @@ def register_webhooks(app: FastAPI, runtime: Runtime) -> Dispatcher:
         },
     )
     async def create_route(request: Request) -> Response:
-        api_key = await authenticate_request(auth, request)
-        if api_key is None:
-            return unauthorized_response()
+        api_key = await authenticate_request(auth, request, "webhooks")
+        if isinstance(api_key, Response):
+            return api_key
         try:
             body = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError):
@@ -179,9 +183,9 @@ def register_webhooks(app: FastAPI, runtime: Runtime) -> Dispatcher:
 
     @app.get("/v3/REST/eventcallbackurl/{endpoint_id:int}", tags=["Webhooks"], summary="One endpoint")
     async def show_route(endpoint_id: int, request: Request) -> Response:
-        api_key = await authenticate_request(auth, request)
-        if api_key is None:
-            return unauthorized_response()
+        api_key = await authenticate_request(auth, request, "webhooks")
+        if isinstance(api_key, Response):
+            return api_key
 
         def load() -> dict[str, Any] | None:
             with runtime.engine.connect() as conn:
@@ -197,9 +201,9 @@ def register_webhooks(app: FastAPI, runtime: Runtime) -> Dispatcher:
         "/v3/REST/eventcallbackurl/{endpoint_id:int}", tags=["Webhooks"], summary="Remove an endpoint"
     )
     async def delete_route(endpoint_id: int, request: Request) -> Response:
-        api_key = await authenticate_request(auth, request)
-        if api_key is None:
-            return unauthorized_response()
+        api_key = await authenticate_request(auth, request, "webhooks")
+        if isinstance(api_key, Response):
+            return api_key
 
         def remove() -> bool:
             with runtime.engine.begin() as conn:
@@ -215,9 +219,9 @@ def register_webhooks(app: FastAPI, runtime: Runtime) -> Dispatcher:
         summary="The delivery log of an endpoint, newest first",
     )
     async def deliveries_route(endpoint_id: int, request: Request) -> Response:
-        api_key = await authenticate_request(auth, request)
-        if api_key is None:
-            return unauthorized_response()
+        api_key = await authenticate_request(auth, request, "webhooks")
+        if isinstance(api_key, Response):
+            return api_key
         limit_text = request.query_params.get("Limit", request.query_params.get("limit", "50"))
         if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
             return _error("Limit must be a number from 1 to 1000.")

@@ -23,7 +23,8 @@ from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mailstack.observability import get_logger
-from mailstack.storage import EventTail
+from mailstack.privacy import Vault
+from mailstack.storage import PURPOSE_RECIPIENT, PURPOSE_RECIPIENT_NAME, EventTail
 from mailstack.storage.schema import automation_rules, automation_runs, events, messages
 
 __all__ = ["CURSOR", "TRIGGER_EVENTS", "AutomationEngine", "SendFailedError", "Sender"]
@@ -68,11 +69,14 @@ class AutomationEngine:
         engine: Engine,
         send: Sender,
         *,
+        vault: Vault,
         poll_seconds: float = 0.5,
         batch_size: int = 1000,
         gap_grace_seconds: float | None = None,
     ) -> None:
+        """``vault`` opens the sealed recipient of the message that triggered a rule."""
         self._engine = engine
+        self._vault = vault
         self._send = send
         self._poll = poll_seconds
         self._batch = batch_size
@@ -148,14 +152,24 @@ class AutomationEngine:
                 .order_by(automation_runs.c.created_at)
                 .limit(RUN_BATCH)
             ).all()
+            recipients = {
+                (run.rule_id, run.trigger_message_id): (
+                    self._vault.open_optional(conn, run.recipient, purpose=PURPOSE_RECIPIENT),
+                    self._vault.open_optional(conn, run.recipient_name, purpose=PURPOSE_RECIPIENT_NAME),
+                )
+                for run in pending
+            }
         for run in pending:
-            to: dict[str, str] = {"Email": run.recipient}
-            if run.recipient_name:
-                to["Name"] = run.recipient_name
-            message = {**run.template, "To": [to]}
-            key = f"automation-{run.rule_id}-{run.trigger_message_id}"
+            email, name = recipients[(run.rule_id, run.trigger_message_id)]
             values: dict[str, Any]
             try:
+                if email is None:
+                    raise SendFailedError("the recipient was erased")
+                to: dict[str, str] = {"Email": email.decode()}
+                if name:
+                    to["Name"] = name.decode()
+                message = {**run.template, "To": [to]}
+                key = f"automation-{run.rule_id}-{run.trigger_message_id}"
                 values = {"sent_message_id": self._send(run.api_key_id, message, key)}
             except SendFailedError as exc:
                 values = {"error": str(exc)[:2000]}

@@ -22,7 +22,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from mailstack.config import FeedbackSettings
 from mailstack.model import EventType, MessageStatus
 from mailstack.observability import get_logger
-from mailstack.storage import GLOBAL_SCOPE, note_soft_bounce, suppress
+from mailstack.privacy import Vault
+from mailstack.storage import (
+    GLOBAL_SCOPE,
+    PURPOSE_LAST_REPLY,
+    PURPOSE_RECIPIENT,
+    note_soft_bounce,
+    seal_details,
+    suppress,
+)
 from mailstack.storage.schema import events, messages
 
 from ._mailjet import bounce_fields, related_to_recipient, sent_fields, spam_fields, unsub_fields
@@ -94,12 +102,13 @@ class Bounce:
 class FeedbackRecorder:
     """Records feedback for messages and applies the suppression policy of ``[feedback]``."""
 
-    def __init__(self, settings: FeedbackSettings) -> None:
+    def __init__(self, settings: FeedbackSettings, vault: Vault) -> None:
+        """``vault`` opens the sealed recipients and seals the replies, which quote addresses."""
         self._settings = settings
+        self._vault = vault
 
-    @staticmethod
-    def load(conn: Connection, message_ids: Iterable[int]) -> dict[int, MessageFacts]:
-        """The messages that still exist among ``message_ids``."""
+    def load(self, conn: Connection, message_ids: Iterable[int]) -> dict[int, MessageFacts]:
+        """The messages that still exist among ``message_ids`` (an erased recipient's are left out)."""
         wanted = sorted(set(message_ids))
         found: dict[int, MessageFacts] = {}
         for start in range(0, len(wanted), 500):
@@ -107,7 +116,9 @@ class FeedbackRecorder:
                 messages.c.id.in_(wanted[start : start + 500])
             )
             for row in conn.execute(query):
-                found[row.id] = MessageFacts(row.id, row.recipient, row.sender, row.status)
+                email = self._vault.open_optional(conn, row.recipient, purpose=PURPOSE_RECIPIENT)
+                if email is not None:
+                    found[row.id] = MessageFacts(row.id, email.decode(), row.sender, row.status)
         return found
 
     # --- delivery status ------------------------------------------------------------------------------
@@ -120,27 +131,47 @@ class FeedbackRecorder:
         """
         if not reports:
             return 0
-        rows = []
+        kinds: list[EventType] = []
+        details: list[dict[str, Any]] = []
         for report in reports:
             if report.delivered:
-                kind = EventType.DELIVERED
-                detail = {"mailjet": sent_fields(report.reply), "smtp_reply": report.reply, **report.extra}
+                kinds.append(EventType.DELIVERED)
+                details.append(
+                    {"mailjet": sent_fields(report.reply), "smtp_reply": report.reply, **report.extra}
+                )
             else:
-                kind = EventType.DEFERRED
-                detail = {"smtp_reply": report.reply, **report.extra}
-            row = {"message_id": report.message.id, "type": kind.value, "detail": detail, "uid": report.uid}
-            rows.append({**row, "created_at": now})
+                kinds.append(EventType.DEFERRED)
+                details.append({"smtp_reply": report.reply, **report.extra})
+        # Replies quote addresses: sealed, the facts statistics count kept readable.
+        rows = [
+            {
+                "message_id": report.message.id,
+                "type": kind.value,
+                "detail": stored,
+                "uid": report.uid,
+                "created_at": now,
+            }
+            for report, kind, stored in zip(
+                reports, kinds, seal_details(conn, self._vault, details), strict=True
+            )
+        ]
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         stmt = dialect.insert(events).on_conflict_do_nothing(index_elements=["uid"]).returning(events.c.uid)
         inserted = set(conn.execute(stmt, rows).scalars())
-        updates = []
+        changed = []
         for report in reports:
             if report.uid in inserted and report.message.status not in _SETTLED:
                 status = MessageStatus.SENT if report.delivered else MessageStatus.DEFERRED
                 report.message.status = status.value
-                updates.append(
-                    {"b_id": report.message.id, "b_status": status.value, "b_reply": report.reply[:2000]}
-                )
+                changed.append((report, status))
+        # Replies quote addresses: sealed, under the day's shared key (a batch mixes recipients).
+        sealed = self._vault.seal_many(
+            conn, [(r.reply[:2000].encode(), None) for r, _s in changed], purpose=PURPOSE_LAST_REPLY
+        )
+        updates = [
+            {"b_id": r.message.id, "b_status": status.value, "b_reply": reply}
+            for (r, status), reply in zip(changed, sealed, strict=True)
+        ]
         if updates:
             conn.execute(
                 update(messages)
@@ -199,10 +230,10 @@ class FeedbackRecorder:
             "source": bounce.source,
             **bounce.extra,
         }
-        if not _event(conn, message.id, EventType.BOUNCE, detail, uid, now):
+        if not _event(conn, self._vault, message.id, EventType.BOUNCE, detail, uid, now):
             return False
         status = MessageStatus.HARD_BOUNCED if bounce.hard else MessageStatus.SOFT_BOUNCED
-        _set_status(conn, message, status, reply, now)
+        _set_status(conn, self._vault, message, status, reply, now)
         if bounce.hard:
             suppress(
                 conn,
@@ -212,6 +243,7 @@ class FeedbackRecorder:
                 source="hard_bounce",
                 now=now,
                 message_id=message.id,
+                vault=self._vault,
             )
         elif blocked:
             days = self._settings.soft_bounce_suppression_days
@@ -225,6 +257,7 @@ class FeedbackRecorder:
                 now=now,
                 expires_at=now + days * _DAY if days else None,
                 message_id=message.id,
+                vault=self._vault,
             )
         log.info(
             "bounce recorded",
@@ -243,7 +276,9 @@ class FeedbackRecorder:
         if not related_to_recipient(bounce.reason):
             return False
         window = self._settings.soft_bounce_days * _DAY
-        count = note_soft_bounce(conn, message.recipient, message.id, now=now, window=window)
+        count = note_soft_bounce(
+            conn, message.recipient, message.id, now=now, window=window, vault=self._vault
+        )
         return count >= self._settings.soft_bounce_limit
 
     def complaint(
@@ -260,9 +295,9 @@ class FeedbackRecorder:
         if message.status == MessageStatus.SPAM:
             return False
         detail = {"mailjet": spam_fields(source), **extra}
-        if not _event(conn, message.id, EventType.SPAM, detail, uid, now):
+        if not _event(conn, self._vault, message.id, EventType.SPAM, detail, uid, now):
             return False
-        _set_status(conn, message, MessageStatus.SPAM, None, now)
+        _set_status(conn, self._vault, message, MessageStatus.SPAM, None, now)
         suppress(
             conn,
             message.recipient,
@@ -271,6 +306,7 @@ class FeedbackRecorder:
             source="complaint",
             now=now,
             message_id=message.id,
+            vault=self._vault,
         )
         log.info("complaint recorded", message_id=message.id, source=source)
         return True
@@ -280,10 +316,10 @@ class FeedbackRecorder:
     ) -> bool:
         """The recipient unsubscribed: no more mail to them from this message's sender domain."""
         detail = {"mailjet": unsub_fields(), "method": method}
-        if not _event(conn, message.id, EventType.UNSUB, detail, uid, now):
+        if not _event(conn, self._vault, message.id, EventType.UNSUB, detail, uid, now):
             return False
         if message.status not in (MessageStatus.SPAM, MessageStatus.HARD_BOUNCED):
-            _set_status(conn, message, MessageStatus.UNSUB, None, now)
+            _set_status(conn, self._vault, message, MessageStatus.UNSUB, None, now)
         suppress(
             conn,
             message.recipient,
@@ -292,6 +328,7 @@ class FeedbackRecorder:
             source="unsubscribe",
             now=now,
             message_id=message.id,
+            vault=self._vault,
         )
         log.info("unsubscribe recorded", message_id=message.id, method=method)
         return True
@@ -303,22 +340,36 @@ def _reason_text(reason: str, status: str, diagnostic: str) -> str:
 
 
 def _set_status(
-    conn: Connection, message: MessageFacts, status: MessageStatus, reply: str | None, now: float
+    conn: Connection,
+    vault: Vault,
+    message: MessageFacts,
+    status: MessageStatus,
+    reply: str | None,
+    now: float,
 ) -> None:
     values: dict[str, Any] = {"status": status.value, "updated_at": now}
     if reply:
-        values["last_reply"] = reply[:2000]
+        values["last_reply"] = vault.seal(
+            conn, reply[:2000].encode(), purpose=PURPOSE_LAST_REPLY, subject=None
+        )
     conn.execute(update(messages).where(messages.c.id == message.id).values(**values))
     message.status = status.value
 
 
 def _event(
-    conn: Connection, message_id: int, event_type: EventType, detail: dict[str, Any], uid: str, now: float
+    conn: Connection,
+    vault: Vault,
+    message_id: int,
+    event_type: EventType,
+    detail: dict[str, Any],
+    uid: str,
+    now: float,
 ) -> bool:
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    (stored,) = seal_details(conn, vault, [detail])
     stmt = (
         dialect.insert(events)
-        .values(message_id=message_id, type=event_type.value, created_at=now, detail=detail, uid=uid)
+        .values(message_id=message_id, type=event_type.value, created_at=now, detail=stored, uid=uid)
         .on_conflict_do_nothing(index_elements=["uid"])
         .returning(events.c.id)
     )

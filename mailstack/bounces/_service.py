@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 
 from mailstack.compose import ComposeSettings
 from mailstack.config import Settings, parse_hostport
+from mailstack.privacy import Vault
 
 from ._intake import BounceIntake, IntakeServer
 from ._postfix_log import PostfixLogReader
@@ -27,9 +28,11 @@ class FeedbackServices:
     intake; the deployment that sets Postfix up (the Ansible role) turns them on.
     """
 
-    def __init__(self, settings: Settings, engine: Engine, compose_settings: ComposeSettings) -> None:
+    def __init__(
+        self, settings: Settings, engine: Engine, compose_settings: ComposeSettings, vault: Vault
+    ) -> None:
         feedback = settings.feedback
-        self.recorder = FeedbackRecorder(feedback)
+        self.recorder = FeedbackRecorder(feedback, vault)
         self.reader: PostfixLogReader | None = None
         self.intake: IntakeServer | None = None
         if feedback.postfix_log:

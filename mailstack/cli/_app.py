@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import re
@@ -8,24 +9,37 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import Connection, Engine
 
 from mailstack.cli._bounce import bounce_app
 from mailstack.cli._dashboard import dashboard_app
+from mailstack.cli._privacy import privacy_app
+from mailstack.cli._retention import purge_command
 from mailstack.cli._suppression import suppression_app
 from mailstack.cli._template import template_app
 from mailstack.config import CONFIG_FILE, ConfigError, Settings, load_settings, render_default_config
 from mailstack.keyring import Keyring
-from mailstack.storage import create_api_key, create_storage_engine, list_outbox, migrate
+from mailstack.privacy import Vault, convert_plaintext
+from mailstack.storage import (
+    API_SCOPES,
+    DEFAULT_API_SCOPES,
+    create_api_key,
+    create_storage_engine,
+    list_outbox,
+    migrate,
+    parse_scopes,
+    set_api_key_scopes,
+)
 
 app = typer.Typer(
     help="Self-hosted email sending: Mailjet-compatible API, DKIM, Postfix delivery.", no_args_is_help=True
 )
-dkim_app = typer.Typer(help="DKIM keys: list and rotate.", no_args_is_help=True)
+dkim_app = typer.Typer(help="DKIM keys: list, rotate and import.", no_args_is_help=True)
 outbox_app = typer.Typer(help="The sandbox outbox: mail kept instead of sent.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(dkim_app, name="dkim")
@@ -35,6 +49,8 @@ app.add_typer(template_app, name="template")
 app.add_typer(suppression_app, name="suppression")
 app.add_typer(bounce_app, name="bounce")
 app.add_typer(dashboard_app, name="dashboard")
+app.add_typer(privacy_app, name="privacy")
+privacy_app.command("purge")(purge_command)  # the retention purge (mailstack/cli/_retention.py)
 
 err = Console(stderr=True)
 DataDir = Annotated[
@@ -45,6 +61,31 @@ DataDir = Annotated[
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 _DOMAIN = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+$")
+
+
+ScopeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--scope",
+        help="What the key may do: send, read, webhooks, suppressions, consents, privacy (admin), or *; "
+        "repeat or separate with commas. Default: all but privacy.",
+    ),
+]
+
+
+def _scopes(values: list[str]) -> frozenset[str]:
+    try:
+        return parse_scopes(",".join(values))
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _audit_key(conn: Connection, action: str, public_key: str, scopes: frozenset[str]) -> None:
+    # Who handed out which powers is part of the audit trail (a privacy key can export anyone).
+    from mailstack.privacy import record_audit
+
+    detail = {"api_key": public_key, "scopes": [s for s in API_SCOPES if s in scopes]}
+    record_audit(conn, actor=f"cli:{getpass.getuser()}", action=action, detail=detail)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -64,6 +105,11 @@ def _keyring(settings: Settings) -> Keyring:
         return Keyring(settings.secret_key())
     except ConfigError as exc:
         raise _fail(str(exc)) from None
+
+
+def open_vault(settings: Settings, engine: Engine) -> Vault:
+    """The vault that seals and opens personal data in the settings' database."""
+    return Vault.from_settings(engine, _keyring(settings), settings.privacy)
 
 
 @app.command()
@@ -151,8 +197,12 @@ def migrate_command(data_dir: DataDir) -> None:
     engine = create_storage_engine(settings.database_url)
     try:
         migrate(engine)
+        # The schema step cannot see the master secret; sealing old plaintext rows needs it.
+        converted = convert_plaintext(engine, open_vault(settings, engine))
     finally:
         engine.dispose()
+    for table, count in sorted(converted.items()):
+        print(f"sealed {count} plaintext row(s) of {table}")
     print("database schema is up to date")
 
 
@@ -160,20 +210,48 @@ def migrate_command(data_dir: DataDir) -> None:
 def apikey_create(
     data_dir: DataDir,
     name: Annotated[str, typer.Option(help="A label.")] = "default",
+    scope: ScopeOption = None,
     as_json: AsJson = False,
 ) -> None:
     """Create an API key; the secret is printed once and stored only as a hash."""
+    granted = _scopes(scope) if scope else DEFAULT_API_SCOPES
     settings = _settings(data_dir)
     engine = create_storage_engine(settings.database_url)
     try:
         with engine.begin() as conn:
-            api_key, api_secret = create_api_key(conn, name)
+            api_key, api_secret = create_api_key(conn, name, granted)
+            _audit_key(conn, "apikey-create", api_key, granted)
     finally:
         engine.dispose()
+    scopes = [s for s in API_SCOPES if s in granted]
     if as_json:
-        print(json.dumps({"api_key": api_key, "api_secret": api_secret}))
+        print(json.dumps({"api_key": api_key, "api_secret": api_secret, "scopes": scopes}))
     else:
-        print(f"API key:    {api_key}\nAPI secret: {api_secret}")
+        print(f"API key:    {api_key}\nAPI secret: {api_secret}\nScopes:     {','.join(scopes)}")
+
+
+@apikey_app.command("scopes")
+def apikey_scopes(
+    data_dir: DataDir,
+    api_key: Annotated[str, typer.Argument(help="The public API key.")],
+    scope: ScopeOption = None,
+) -> None:
+    """Replace what an API key may do, e.g. ``--scope send`` or ``--scope read,privacy``."""
+    if not scope:
+        raise _fail(f"give --scope (known: {', '.join(API_SCOPES)}, or * for all)")
+    granted = _scopes(scope)
+    settings = _settings(data_dir)
+    engine = create_storage_engine(settings.database_url)
+    try:
+        with engine.begin() as conn:
+            found = set_api_key_scopes(conn, api_key, granted)
+            if found:
+                _audit_key(conn, "apikey-scopes", api_key, granted)
+    finally:
+        engine.dispose()
+    if not found:
+        raise _fail(f"no API key {api_key!r}", 1)
+    print(f"{api_key}: {','.join(s for s in API_SCOPES if s in granted)}")
 
 
 @dkim_app.command("list")
@@ -233,6 +311,77 @@ def dkim_rotate(
     print("keep the old selectors' records published until mail signed with them has been delivered.")
 
 
+@dkim_app.command("import")
+def dkim_import(
+    data_dir: DataDir,
+    domain: Annotated[str, typer.Option(help="The signing domain (d=).")],
+    selector: Annotated[str, typer.Option(help="The selector (s=) the key is published under.")],
+    algorithm: Annotated[str, typer.Option(help="rsa-sha256 or ed25519-sha256; must match the key's type.")],
+    pem_file: Annotated[
+        Path, typer.Option("--pem-file", help="The private key: PEM, PKCS#8 or PKCS#1, unencrypted.")
+    ],
+    activate_in: Annotated[
+        float, typer.Option(help="Hours before the key signs (0: its DNS record is published already).")
+    ] = 0.0,
+    as_json: AsJson = False,
+) -> None:
+    """Store a provided private key like a generated one (encrypted at rest); importing the key a selector
+    already holds changes nothing, another key under that selector is refused."""
+    from sqlalchemy.exc import IntegrityError
+
+    from mailstack.service import DuplicateSelectorError, ImportedKey, import_domain_key
+    from mailstack.signing import Algorithm
+
+    algorithms: tuple[str, ...] = get_args(Algorithm)
+
+    domain = domain.strip().lower().rstrip(".")
+    if not _DOMAIN.match(domain):
+        raise _fail(f"{domain!r} is not a valid domain name")
+    if algorithm not in algorithms:
+        raise _fail(f"--algorithm must be one of {', '.join(algorithms)}, got {algorithm!r}")
+    if activate_in < 0:
+        raise _fail("--activate-in must be zero or more hours")
+    try:
+        pem = pem_file.read_bytes()
+    except OSError as exc:
+        raise _fail(f"cannot read {pem_file}: {exc.strerror}") from None
+    checked: Algorithm = algorithm  # type: ignore[assignment]  # checked against the algorithms above
+    settings = _settings(data_dir)
+    keyring = _keyring(settings)
+    engine = create_storage_engine(settings.database_url)
+
+    def store() -> ImportedKey:
+        with engine.begin() as conn:
+            return import_domain_key(
+                conn, keyring, domain, selector, checked, pem, activates_at=time.time() + activate_in * 3600
+            )
+
+    try:
+        try:
+            imported = store()
+        except IntegrityError:
+            # Another sender imported the same selector at the same moment: compare with what it stored.
+            imported = store()
+    except DuplicateSelectorError as exc:
+        raise _fail(str(exc), code=1) from None
+    except ValueError as exc:
+        raise _fail(f"{pem_file}: {exc}") from None
+    finally:
+        engine.dispose()
+    if imported.warning:
+        err.print(f"[yellow]warning:[/yellow] {imported.warning}", highlight=False, soft_wrap=True)
+    key = imported.published
+    status = "created" if imported.created else "unchanged"
+    if as_json:
+        print(json.dumps({"domain": domain, "status": status, "dkim": [key.to_json()]}))
+        return
+    if imported.created:
+        print(f"Imported {key.dns_name} ({key.algorithm}); publish this DNS TXT record:")
+    else:
+        print(f"{key.dns_name} already holds this key (unchanged); its DNS TXT record:")
+    print(f'  {key.dns_name}  TXT  "{key.txt}"')
+
+
 @outbox_app.command("list")
 def outbox_list(
     data_dir: DataDir, limit: Annotated[int, typer.Option(min=1, max=10000)] = 50, as_json: AsJson = False
@@ -242,7 +391,7 @@ def outbox_list(
     engine = create_storage_engine(settings.database_url)
     try:
         with engine.connect() as conn:
-            items = list_outbox(conn, limit=limit)
+            items = list_outbox(conn, limit=limit, vault=open_vault(settings, engine))
     finally:
         engine.dispose()
     if as_json:
@@ -278,7 +427,9 @@ def outbox_show(data_dir: DataDir, message_id: Annotated[int, typer.Argument(hel
     engine = create_storage_engine(settings.database_url)
     try:
         with engine.connect() as conn:
-            items = list_outbox(conn, message_id=message_id, limit=1, with_data=True)
+            items = list_outbox(
+                conn, message_id=message_id, limit=1, with_data=True, vault=open_vault(settings, engine)
+            )
     finally:
         engine.dispose()
     if not items or items[0].data is None:

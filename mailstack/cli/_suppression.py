@@ -17,6 +17,8 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from mailstack.config import ConfigError, load_settings
+from mailstack.keyring import Keyring
+from mailstack.privacy import Vault
 from mailstack.storage import (
     Suppression,
     create_storage_engine,
@@ -50,14 +52,16 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 @contextmanager
-def _engine(data_dir: Path) -> Iterator[Engine]:
+def _engine(data_dir: Path) -> Iterator[tuple[Engine, Vault]]:
     try:
         settings = load_settings(data_dir)
+        keyring = Keyring(settings.secret_key())
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     engine = create_storage_engine(settings.database_url)
     try:
-        yield engine
+        # Addresses are sealed and looked up by blind index: both need the vault.
+        yield engine, Vault.from_settings(engine, keyring, settings.privacy)
     finally:
         engine.dispose()
 
@@ -101,9 +105,14 @@ def list_command(
     as_json: AsJson = False,
 ) -> None:
     """Suppressed addresses, newest first."""
-    with _engine(data_dir) as engine, engine.connect() as conn:
+    with _engine(data_dir) as (engine, vault), engine.connect() as conn:
         entries = list_suppressions(
-            conn, address=email, scope=_scope(scope, None), include_expired=include_expired, limit=limit
+            conn,
+            address=email,
+            scope=_scope(scope, None),
+            include_expired=include_expired,
+            limit=limit,
+            vault=vault,
         )
     if as_json:
         for entry in entries:
@@ -150,7 +159,7 @@ def add_command(
     assert chosen is not None
     now = time.time()
     expires_at = now + expires_in_days * 86400 if expires_in_days is not None else None
-    with _engine(data_dir) as engine, engine.begin() as conn:
+    with _engine(data_dir) as (engine, vault), engine.begin() as conn:
         suppress(
             conn,
             address,
@@ -160,8 +169,11 @@ def add_command(
             now=now,
             expires_at=expires_at,
             replace=True,
+            vault=vault,
         )
-        (entry,) = list_suppressions(conn, address=address, scope=chosen, include_expired=True, limit=1)
+        (entry,) = list_suppressions(
+            conn, address=address, scope=chosen, include_expired=True, limit=1, vault=vault
+        )
     print(_json(entry) if as_json else f"suppressed {entry.address} ({entry.scope})")
 
 
@@ -175,8 +187,8 @@ def remove_command(
     address = valid_address(email)
     if address is None:
         raise _fail(f"{email!r} is not an email address")
-    with _engine(data_dir) as engine, engine.begin() as conn:
-        removed = unsuppress(conn, address, scope=_scope(scope, None))
+    with _engine(data_dir) as (engine, vault), engine.begin() as conn:
+        removed = unsuppress(conn, address, scope=_scope(scope, None), vault=vault)
     if not removed:
         raise _fail(f"{address} is not suppressed", code=1)
     print(f"removed {removed} entr{'y' if removed == 1 else 'ies'} for {address}")

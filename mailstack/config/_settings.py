@@ -76,6 +76,10 @@ class DeliverySettings(_Section):
     retry_max_seconds: Annotated[float, Field(gt=0)] = 3600.0
     smtp_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     poll_seconds: Annotated[float, Field(gt=0)] = 0.5
+    # STARTTLS to the relay(s), with the certificate verified: for a relay across a network rather than
+    # on loopback. relay_ca_file (relative to the data directory) names the CA bundle; empty = the system's.
+    relay_starttls: bool = False
+    relay_ca_file: str = ""
 
     @field_validator("relay")
     @classmethod
@@ -248,6 +252,82 @@ class ThrottleSettings(_Section):
         return ips
 
 
+# CloudWatch's rules: namespaces of letters, digits and . - _ / # : (not AWS/...); regions like eu-west-1.
+_CLOUDWATCH_NAMESPACE = re.compile(r"^[A-Za-z0-9.\-_/#:]{1,255}$")
+_AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+
+
+class MetricsSettings(_Section):
+    """Delivery counters (``Sent``, ``Bounced``, ``Complained``) published to Amazon CloudWatch, where the
+    fleet's bounce- and complaint-rate alarms read them (``mailstack.stats``, ``infra/monitoring.py``)."""
+
+    enabled: bool = False
+    namespace: str = "Mailstack"  # infra/common.py METRICS_NAMESPACE: the alarms and the IAM policy's scope
+    stack: str = ""  # the value of the ``Stack`` dimension: the Pulumi stack name; required when enabled
+    region: str = ""  # e.g. eu-west-1; required when enabled
+    endpoint_url: str = ""  # another CloudWatch endpoint (moto in tests); empty = AWS's own
+    interval_seconds: Annotated[float, Field(ge=1, le=3600)] = 60.0
+
+    @field_validator("namespace")
+    @classmethod
+    def _check_namespace(cls, value: str) -> str:
+        if not _CLOUDWATCH_NAMESPACE.match(value) or value.startswith("AWS/"):
+            raise ValueError("a CloudWatch namespace: letters, digits and . - _ / # :, not AWS/...")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _check_region(cls, value: str) -> str:
+        if value and not _AWS_REGION.match(value):
+            raise ValueError(f"an AWS region like eu-west-1, got {value!r}")
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _check_enabled(self) -> MetricsSettings:
+        if self.enabled and not self.stack:
+            raise ValueError("metrics.enabled needs metrics.stack (the Stack dimension the alarms select)")
+        if self.enabled and not self.region:
+            raise ValueError("metrics.enabled needs metrics.region")
+        if len(self.stack) > 1024:
+            raise ValueError("metrics.stack: a dimension value has at most 1024 characters")
+        return self
+
+
+class RetentionSettings(_Section):
+    """The retention purge (``mailstack.privacy``): enforces the retention policy on the database."""
+
+    enabled: bool = True
+    # How often `mailstack serve` purges; make compliance wants at most a tenth of the smallest max age.
+    interval_seconds: Annotated[float, Field(ge=60, le=86_400)] = 3600.0
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 500  # rows per transaction
+    # The policy file (relative to the data directory); empty = the policy shipped with mailstack, which is
+    # the repository's policies/retention.yaml.
+    policy_file: str = ""
+
+
+class PrivacySettings(_Section):
+    """Encryption at rest: where the key-encryption keys come from (``mailstack.privacy.Vault``)."""
+
+    # local: wrapped under the master secret (embedded default, owned servers); kms: AWS KMS.
+    key_provider: Literal["local", "kms"] = "local"
+    kms_key_id: str = ""  # key id, ARN or alias/...; required with key_provider = "kms"
+    kms_region: str = ""
+    kms_endpoint_url: str = ""  # another KMS endpoint (moto_server in tests); empty = AWS's own
+
+    @model_validator(mode="after")
+    def _check_kms(self) -> PrivacySettings:
+        if self.key_provider == "kms" and not self.kms_key_id:
+            raise ValueError("privacy.key_provider = 'kms' needs privacy.kms_key_id")
+        return self
+
+
 class Settings(_Section):
     """Everything ``mailstack serve`` needs; paths are resolved against ``data_dir``."""
 
@@ -265,6 +345,9 @@ class Settings(_Section):
     webhooks: WebhookSettings = WebhookSettings()
     automation: AutomationSettings = AutomationSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    privacy: PrivacySettings = PrivacySettings()
+    metrics: MetricsSettings = MetricsSettings()
+    retention: RetentionSettings = RetentionSettings()
     secret_key_file: str = "secret.key"  # noqa: S105 - a file name
 
     @property
@@ -371,6 +454,8 @@ workers = 4
 # batch_size = 50
 # max_attempts = 8                   # then the message is dead-lettered (failed)
 # retry_base_seconds = 30            # exponential backoff base for temporary failures
+# relay_starttls = false             # STARTTLS to the relay, certificate verified (a relay across a network)
+# relay_ca_file = ""                 # CA bundle for that check (data-dir relative); empty = the system's
 
 [queue]
 # lease_seconds = 300                # a crashed worker's messages are retried after this
@@ -418,4 +503,23 @@ workers = 4
 # warmup_growth = 2.0                # which then stays the daily cap
 # warmup_ceiling = 100000
 # warmup_curve = [50, 100, 250, 500] # or explicit daily caps (the last one stays)
+
+[retention]
+# enabled = true                     # purge what policies/retention.yaml says is too old (docs/retention.md)
+# interval_seconds = 3600            # how often serve purges (at most a tenth of the smallest max age)
+# batch_size = 500                   # rows per transaction: sending never waits long
+# policy_file = ""                   # empty = the policy shipped with mailstack; or a data-dir relative file
+
+[privacy]
+# key_provider = "local"             # who wraps the keys sealing personal data at rest: the master secret
+#                                    # ("local"), or AWS KMS ("kms": then kms_key_id and kms_region)
+# kms_key_id = "alias/mailstack"
+# kms_region = "eu-west-1"
+
+[metrics]
+# enabled = false                    # publish Sent/Bounced/Complained counts to Amazon CloudWatch (AWS fleet)
+# namespace = "Mailstack"            # what the fleet's alarms read and its IAM policy allows
+# stack = "prod"                     # the Stack dimension: the Pulumi stack name (required when enabled)
+# region = "eu-west-1"               # required when enabled
+# interval_seconds = 60
 """

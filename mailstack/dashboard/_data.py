@@ -6,11 +6,13 @@ timing): the page and the API cannot disagree.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 from sqlalchemy import Connection, func, or_, select
 
+from mailstack.privacy import Vault
 from mailstack.stats import (
     DAY,
     Counters,
@@ -22,7 +24,7 @@ from mailstack.stats import (
     link_clicks,
     statcounter_json,
 )
-from mailstack.storage import list_events, list_suppressions
+from mailstack.storage import PURPOSE_RECIPIENT, PURPOSE_SPEC, list_events, list_suppressions, open_text
 from mailstack.storage.schema import COUNTER_COLUMNS, api_keys, contents, messages, stat_counters
 
 __all__ = ["api_key_list", "message_timeline", "overview", "search_messages", "suppression_list"]
@@ -91,8 +93,12 @@ def overview(
     }
 
 
-def search_messages(conn: Connection, api_key_id: int, query: str) -> list[dict[str, Any]]:
-    """Messages by MessageID, MessageUUID, Message-ID header or recipient address, newest first."""
+def search_messages(conn: Connection, api_key_id: int, query: str, *, vault: Vault) -> list[dict[str, Any]]:
+    """Messages by MessageID, MessageUUID, Message-ID header or exact recipient address, newest first.
+
+    Recipients are sealed and found by their blind index: only a whole address matches (any case),
+    never a part of one.
+    """
     text = query.strip()
     if not text or len(text) > 998:
         return []
@@ -104,7 +110,7 @@ def search_messages(conn: Connection, api_key_id: int, query: str) -> list[dict[
         conditions.append(messages.c.message_id_header == header)
     conditions.append(messages.c.uuid == text.lower())
     if "@" in text:
-        conditions.append(messages.c.recipient.in_(sorted({text, text.lower()})))
+        conditions.append(messages.c.recipient_index == vault.index(text))
     rows = conn.execute(
         select(
             messages.c.id,
@@ -115,36 +121,43 @@ def search_messages(conn: Connection, api_key_id: int, query: str) -> list[dict[
             messages.c.status,
             messages.c.created_at,
             messages.c.message_id_header,
-            contents.c.spec["Subject"].as_string().label("subject"),
+            contents.c.spec,
         )
         .join(contents, contents.c.id == messages.c.content_id)
         .where(messages.c.api_key_id == api_key_id, or_(*conditions))
         .order_by(messages.c.id.desc())
         .limit(SEARCH_LIMIT)
     )
+    found = []
+    for r in rows:
+        spec = vault.open_optional(conn, r.spec, purpose=PURPOSE_SPEC)
+        found.append((r, open_text(conn, vault, r.recipient, purpose=PURPOSE_RECIPIENT, erased="(erased)"),
+                      "" if spec is None else json.loads(spec).get("Subject") or ""))  # fmt: skip
     return [
         {
             "MessageID": r.id,
             "UUID": r.uuid,
-            "Recipient": r.recipient,
+            "Recipient": recipient,
             "Sender": r.sender,
-            "Subject": r.subject or "",
+            "Subject": subject,
             "Campaign": r.campaign,
             "Status": r.status,
             "CreatedAt": r.created_at,
             "MessageIDHeader": r.message_id_header or "",
         }
-        for r in rows
+        for r, recipient, subject in found
     ]
 
 
-def message_timeline(conn: Connection, api_key_id: int, message_id: int) -> list[dict[str, Any]] | None:
+def message_timeline(
+    conn: Connection, api_key_id: int, message_id: int, *, vault: Vault
+) -> list[dict[str, Any]] | None:
     """The message's events in order (None when it is not this API key's)."""
     owner = conn.execute(select(messages.c.api_key_id).where(messages.c.id == message_id)).scalar()
     if owner != api_key_id:
         return None
     timeline = []
-    for kind, at, detail in list_events(conn, message_id):
+    for kind, at, detail in list_events(conn, message_id, vault=vault):
         shown = {k: v for k, v in detail.items() if k in _SHOWN and v not in ("", None)}
         timeline.append({"Type": kind, "At": at, "Detail": shown})
     return timeline
@@ -157,6 +170,9 @@ _SHOWN = frozenset(
 )  # fmt: skip
 
 
-def suppression_list(conn: Connection, query: str = "", *, limit: int = 100) -> list[dict[str, Any]]:
+def suppression_list(
+    conn: Connection, query: str = "", *, limit: int = 100, vault: Vault
+) -> list[dict[str, Any]]:
+    """Suppressions, newest first; a query finds one exact address (they are stored by blind index)."""
     address = query.strip() or None
-    return [entry.to_json() for entry in list_suppressions(conn, address=address, limit=limit)]
+    return [entry.to_json() for entry in list_suppressions(conn, address=address, limit=limit, vault=vault)]

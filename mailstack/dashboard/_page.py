@@ -78,7 +78,8 @@ def dashboard_page(username: str) -> str:
         "<th>Delivered</th><th>Opened</th><th>Clicked</th><th>Bounced</th><th>Spam</th><th>Open rate</th>"
         "<th>Click-through</th></tr></thead><tbody></tbody></table></section>"
         "<section><h2>Find a message</h2><form id=search><input id=query name=q maxlength=998 "
-        'placeholder="Recipient address, MessageID or Message-ID header"><button type=submit>Search</button>'
+        'placeholder="Whole recipient address (no partial match), MessageID or Message-ID header">'
+        "<button type=submit>Search</button>"
         "</form><table id=results><thead><tr><th>MessageID</th><th>Recipient</th><th>Subject</th>"
         "<th>Campaign</th><th>Status</th><th>Accepted</th></tr></thead><tbody></tbody></table>"
         "<ol id=timeline></ol></section>"

@@ -8,16 +8,16 @@ hash: changing the password ends every session, and nothing is kept server-side.
 from __future__ import annotations
 
 import hashlib
-import threading
+import hmac
 import time
-from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
-from mailstack.storage.schema import dashboard_users
+from mailstack.storage.schema import dashboard_users, login_failures
 from mailstack.tokens import InvalidToken, TokenSigner
 
 __all__ = [
@@ -144,30 +144,61 @@ class Sessions:
 
 
 class LoginThrottle:
-    """At most ``limit`` failed logins per client address in ``window`` seconds."""
+    """Failed sign-ins counted in the database, so every process of a fleet sees the same counts.
 
-    def __init__(self, limit: int = 10, window: float = 900.0) -> None:
+    A client address may fail ``limit`` times in ``window`` seconds; one user name ``user_limit`` times
+    (from however many addresses: a botnet guessing one password). While either is exceeded, even the
+    right password is refused. Counters are keyed HMACs, so the table holds neither addresses nor names.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        key: bytes,
+        *,
+        limit: int = 10,
+        user_limit: int = 50,
+        window: float = 900.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._engine = engine
+        self._key = key
         self._limit = limit
+        self._user_limit = user_limit
         self._window = window
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+        self._clock = clock  # wall clock: the processes sharing the table share no monotonic clock
 
-    def _recent(self, client: str, now: float) -> deque[float]:
-        failures = self._failures.setdefault(client, deque())
-        while failures and failures[0] < now - self._window:
-            failures.popleft()
-        return failures
+    def _keys(self, client: str, username: str) -> tuple[str, str]:
+        def mac(text: str) -> str:
+            return hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()
 
-    def allowed(self, client: str) -> bool:
-        with self._lock:
-            return len(self._recent(client, time.monotonic())) < self._limit
+        return mac("ip:" + client), mac("user:" + username.strip().lower()[:100])
 
-    def failed(self, client: str) -> None:
-        with self._lock:
-            if len(self._failures) > 100_000:  # bounded, whatever an attacker sends
-                self._failures.clear()
-            self._recent(client, time.monotonic()).append(time.monotonic())
+    def allowed(self, client: str, username: str) -> bool:
+        """Whether a sign-in from ``client`` as ``username`` may be tried now."""
+        by_ip, by_user = self._keys(client, username)
+        since = self._clock() - self._window
+        failures = login_failures
 
-    def succeeded(self, client: str) -> None:
-        with self._lock:
-            self._failures.pop(client, None)
+        def count(key: str) -> int:
+            query = select(func.count()).where(failures.c.client == key, failures.c.at >= since)
+            return int(conn.execute(query).scalar_one())
+
+        with self._engine.connect() as conn:
+            return count(by_ip) < self._limit and count(by_user) < self._user_limit
+
+    def failed(self, client: str, username: str) -> None:
+        """Count a failed sign-in (and forget those older than the window)."""
+        now = self._clock()
+        with self._engine.begin() as conn:
+            conn.execute(delete(login_failures).where(login_failures.c.at < now - self._window))
+            conn.execute(
+                insert(login_failures), [{"client": key, "at": now} for key in self._keys(client, username)]
+            )
+
+    def succeeded(self, client: str, username: str) -> None:
+        """A right password: that address and that user start afresh."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                delete(login_failures).where(login_failures.c.client.in_(self._keys(client, username)))
+            )

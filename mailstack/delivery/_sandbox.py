@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -9,20 +10,26 @@ from mailstack.storage import store_outbox
 
 from ._transport import DeliveryResult, Outcome, OutgoingMail
 
+if TYPE_CHECKING:
+    from mailstack.privacy import Vault
+
 
 class SandboxOutbox:
     """Keeps mail in the database's outbox instead of sending it: nothing leaves the machine."""
 
     name = "sandbox"
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, vault: Vault) -> None:
         self._engine = engine
+        self._vault = vault  # the copies are sealed under their recipients' keys
 
     def deliver(self, mail: Sequence[OutgoingMail]) -> list[DeliveryResult]:
         now = time.time()
         with self._engine.begin() as conn:
             for item in mail:
-                store_outbox(conn, item.message_id, item.mail_from, item.rcpt_to, item.data, now=now)
+                store_outbox(
+                    conn, item.message_id, item.mail_from, item.rcpt_to, item.data, now=now, vault=self._vault
+                )
         return [DeliveryResult(Outcome.SENT, 250, "kept in the sandbox outbox") for _ in mail]
 
     def close(self) -> None:

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import heapq
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine
 
@@ -26,6 +28,11 @@ from mailstack.storage import (
 from mailstack.throttle import Request, Throttle
 
 from ._transport import DeliveryResult, Outcome, OutgoingMail, Transport
+
+if TYPE_CHECKING:
+    from mailstack.privacy import Vault
+
+_ENHANCED_STATUS = re.compile(r"\s*([245]\.\d{1,3}\.\d{1,3})\b")
 
 log = get_logger("mailstack.delivery")
 
@@ -83,10 +90,13 @@ class DeliveryWorker:
         *,
         throttle: Throttle | None = None,
         ip_transports: Mapping[str, Transport] | None = None,
+        vault: Vault,
     ) -> None:
         """``throttle`` paces delivery; ``ip_transports`` maps a sending IP the throttle picks to the relay
-        that sends from it (IPs not in it, and messages without one, use ``transport``)."""
+        that sends from it (IPs not in it, and messages without one, use ``transport``); ``vault`` opens
+        the sealed recipients and contents and seals the relay's replies."""
         self._engine = engine
+        self._vault = vault
         self._queue = queue
         self._prepare = prepare
         self._transport = transport
@@ -132,12 +142,13 @@ class DeliveryWorker:
             return 0
         now = self._clock()
         with self._engine.connect() as conn:
-            envelopes = load_envelopes(conn, [lease.message_id for lease in leases])
+            envelopes = load_envelopes(conn, [lease.message_id for lease in leases], vault=self._vault)
             # Suppressed since it was queued (a hard bounce, a complaint, an unsubscribe): never send.
             suppressed = active_suppressions(
                 conn,
                 [(p.envelope.recipient.email, p.envelope.spec.sender.domain) for p in envelopes.values()],
                 now=now,
+                vault=self._vault,
             )
         candidates: list[tuple[Lease, Envelope]] = []
         finished: list[tuple[Lease, DeliveryResult | None, str | None]] = []
@@ -233,8 +244,17 @@ class DeliveryWorker:
         with self._engine.begin() as conn:
             for lease, entry in blocked:
                 self._queue.complete(conn, lease)
-                update_message_status(conn, lease.message_id, MessageStatus.BLOCKED, now=now)
-                record_event(conn, lease.message_id, EventType.BLOCKED, preblocked_detail(entry), now=now)
+                update_message_status(
+                    conn, lease.message_id, MessageStatus.BLOCKED, now=now, vault=self._vault
+                )
+                record_event(
+                    conn,
+                    lease.message_id,
+                    EventType.BLOCKED,
+                    preblocked_detail(entry),
+                    now=now,
+                    vault=self._vault,
+                )
             for lease, result, error in finished:
                 if error is not None:
                     self._queue.dead(conn, lease, error=error)
@@ -254,25 +274,34 @@ class DeliveryWorker:
                     )
                 elif result.outcome is Outcome.DEFERRED and lease.attempts < self._settings.max_attempts:
                     retry_at = now + retry_delay(lease.attempts, self._settings)
-                    self._queue.retry(conn, lease, available_at=retry_at, error=result.summary())
+                    self._queue.retry(conn, lease, available_at=retry_at, error=_job_error(result))
                     detail = {"attempt": lease.attempts, "retry_at": retry_at}
-                    _settle(conn, lease, result, MessageStatus.DEFERRED, EventType.DEFERRED, detail, now)
+                    _settle(
+                        conn,
+                        self._vault,
+                        lease,
+                        result,
+                        MessageStatus.DEFERRED,
+                        EventType.DEFERRED,
+                        detail,
+                        now,
+                    )
                 else:
                     self._fail(conn, lease, result, now)
             for job_id in self._queue.complete_many(conn, sent_leases):
                 log.warning("lease lost before acknowledgement", job_id=job_id)
-            record_sent(conn, sent, now=now)
+            record_sent(conn, sent, now=now, vault=self._vault)
         self._count(delivered, now)
 
     def _fail(self, conn: Connection, lease: Lease, result: DeliveryResult, now: float) -> None:
         # A temporary failure that reaches here has used up its attempts: a dead letter.
         exhausted = result.outcome is Outcome.DEFERRED
         if exhausted:
-            self._queue.dead(conn, lease, error=result.summary())
+            self._queue.dead(conn, lease, error=_job_error(result))
         else:
             self._queue.complete(conn, lease)
         detail = {"attempts": lease.attempts, "dead_letter": exhausted}
-        _settle(conn, lease, result, MessageStatus.FAILED, EventType.FAILED, detail, now)
+        _settle(conn, self._vault, lease, result, MessageStatus.FAILED, EventType.FAILED, detail, now)
 
     def _count(self, delivered: list[tuple[Lease, OutgoingMail, DeliveryResult]], now: float) -> None:
         if self._metrics is None:
@@ -288,6 +317,7 @@ class DeliveryWorker:
 
 def _settle(
     conn: Connection,
+    vault: Vault,
     lease: Lease,
     result: DeliveryResult,
     status: MessageStatus,
@@ -306,8 +336,19 @@ def _settle(
         attempts=lease.attempts,
         last_reply=reply,
         message_id_header=message_id_header,
+        vault=vault,
     )
-    record_event(conn, lease.message_id, event, {"smtp_reply": reply, **detail}, now=now)
+    record_event(conn, lease.message_id, event, {"smtp_reply": reply, **detail}, now=now, vault=vault)
+
+
+def _job_error(result: DeliveryResult) -> str:
+    """What a queue job keeps of a failure: the codes only. Replies quote addresses; the whole reply is
+    kept sealed with the message (its last reply and its event)."""
+    status = _ENHANCED_STATUS.match(result.reply)
+    codes = " ".join(
+        p for p in (str(result.code) if result.code else "", status.group(1) if status else "") if p
+    )
+    return f"{codes or result.outcome.value} (reply sealed with the message)"
 
 
 def _message_id_header(mail: OutgoingMail) -> str | None:

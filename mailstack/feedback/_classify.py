@@ -422,7 +422,7 @@ def _is_bounce(parsed: Parsed, note: str) -> bool:
         return True
     sender = decode_header_value(msg.get("from", "")) + " " + decode_header_value(msg.get("return-path", ""))
     subject = decode_header_value(msg.get("subject", ""))
-    if _BOUNCE_SENDER.search(sender) or (msg.get("return-path", "").strip() == "<>"):
+    if _BOUNCE_SENDER.search(sender) or str(msg.get("return-path", "")).strip() == "<>":
         return bool(_BOUNCE_BODY.search(note) or _BOUNCE_SUBJECT.search(subject) or _is_dsnish(note))
     if _BOUNCE_SUBJECT.search(subject) and _BOUNCE_BODY.search(note):
         return True

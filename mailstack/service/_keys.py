@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import Connection
 
 from mailstack.keyring import Keyring
@@ -15,6 +17,7 @@ from mailstack.storage import add_dkim_key, list_dkim_keys
 ALGORITHMS: tuple[Algorithm, ...] = ("rsa-sha256", "ed25519-sha256")
 _SUFFIX = {"rsa-sha256": "r", "ed25519-sha256": "e"}
 _PURPOSE = "dkim-private-key"
+RSA_BITS = 2048  # what generate_key makes and what an imported key should have
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,76 @@ def create_domain_keys(
         )
         created.append(_published(key, when))
     return created
+
+
+class DuplicateSelectorError(ValueError):
+    """The selector already holds a different key: importing would silently change what DNS publishes."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedKey:
+    """The outcome of :func:`import_domain_key`: the key's DNS record and whether it was stored now."""
+
+    published: PublishedKey
+    created: bool  # False: the same key was already stored under this selector (nothing changed)
+    warning: str | None = None  # usable but weaker than recommended (RSA below 2048 bits)
+
+
+def _public_der(key: DkimKey) -> bytes:
+    return key.private_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def import_domain_key(
+    conn: Connection,
+    keyring: Keyring,
+    domain: str,
+    selector: str,
+    algorithm: Algorithm,
+    pem: bytes,
+    *,
+    activates_at: float | None = None,
+) -> ImportedKey:
+    """Store a provided private key (PKCS#8 or PKCS#1 PEM) like a generated one: encrypted at rest.
+
+    Raises ValueError when the PEM does not parse, its type does not match ``algorithm`` or an RSA key is
+    below 1024 bits, and :class:`DuplicateSelectorError` when the selector holds another key. Importing the
+    key a selector already holds (same algorithm, same public key) changes nothing.
+    """
+    key = load_key(domain.lower().rstrip("."), selector, algorithm, pem)
+    warning = None
+    if isinstance(key.private_key, rsa.RSAPrivateKey) and key.private_key.key_size < RSA_BITS:
+        warning = (
+            f"RSA key of {key.private_key.key_size} bits: accepted (RFC 8301's minimum is 1024), "
+            f"but {RSA_BITS} bits are recommended"
+        )
+    existing = _stored_key(conn, keyring, key.domain, selector)
+    if existing is not None:
+        stored, stored_at = existing
+        if stored.algorithm != key.algorithm or _public_der(stored) != _public_der(key):
+            raise DuplicateSelectorError(
+                f"selector {selector!r} of {key.domain} already holds another {stored.algorithm} key; "
+                "choose a new selector (rotation keeps the old one published)"
+            )
+        return ImportedKey(_published(stored, stored_at), created=False, warning=warning)
+    when = time.time() if activates_at is None else activates_at
+    # Stored as PKCS#8 whatever the input format, exactly as generate_key's keys are.
+    add_dkim_key(
+        conn, key.domain, selector, algorithm, keyring.encrypt(_PURPOSE, key.private_pem()), activates_at=when
+    )
+    return ImportedKey(_published(key, when), created=True, warning=warning)
+
+
+def _stored_key(
+    conn: Connection, keyring: Keyring, domain: str, selector: str
+) -> tuple[DkimKey, float] | None:
+    for row in list_dkim_keys(conn, domain=domain, active_only=False):
+        if row.selector == selector:
+            return _decrypt(
+                keyring, row.domain, row.selector, row.algorithm, row.encrypted_pem
+            ), row.activates_at
+    return None
 
 
 def _decrypt(keyring: Keyring, domain: str, selector: str, algorithm: str, blob: bytes) -> DkimKey:

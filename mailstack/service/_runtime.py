@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import ssl
 import threading
 import time
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from mailstack.delivery import OutgoingMail, SandboxOutbox, SmtpRelay, Transport
 from mailstack.keyring import Keyring
 from mailstack.model import Envelope, MessageSpec
 from mailstack.observability import Metrics
+from mailstack.privacy import Vault, convert_plaintext, provider_from_settings
 from mailstack.queue import Queue, queue_for
 from mailstack.signing import Signer, SigningError
 from mailstack.storage import (
@@ -71,6 +73,7 @@ class Runtime:
     metrics: Metrics
     compose_settings: ComposeSettings
     signers: SignerCache
+    vault: Vault
     wake: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
@@ -80,6 +83,10 @@ class Runtime:
         if run_migrations:
             migrate(engine)
         keyring = Keyring(settings.secret_key())
+        # Personal data at rest is sealed (mailstack.privacy.Vault); old plaintext rows get sealed here.
+        vault = Vault(engine, keyring, provider_from_settings(settings.privacy, keyring))
+        if run_migrations:
+            convert_plaintext(engine, vault)
         compose_settings = ComposeSettings(
             hostname=settings.hostname,
             bounce_domain=settings.bounce_domain,
@@ -89,7 +96,9 @@ class Runtime:
         metrics = Metrics()
         queue = queue_for(engine, settings.queue)
         metrics.watch_queue(lambda: queue.stats(now=time.time()))
-        return cls(settings, engine, queue, keyring, metrics, compose_settings, SignerCache(engine, keyring))
+        return cls(
+            settings, engine, queue, keyring, metrics, compose_settings, SignerCache(engine, keyring), vault
+        )
 
     @functools.cached_property
     def tracker(self) -> Tracker:
@@ -104,7 +113,7 @@ class Runtime:
         A suppressed recipient's message is stored as blocked (it still gets its MessageID, as with
         Mailjet) and never queued.
         """
-        accepted = insert_messages(conn, api_key_id, specs, now=now) if specs else []
+        accepted = insert_messages(conn, api_key_id, specs, now=now, vault=self.vault) if specs else []
         queued = [r.message_id for group in accepted for r in group if not r.blocked]
         self.queue.enqueue(conn, queued, available_at=now)
         return accepted
@@ -169,14 +178,23 @@ class Runtime:
     def relay(self) -> Transport:
         """The relay transport from the settings; the sandbox outbox when no relay is configured."""
         if not self.settings.delivery.relay:
-            return SandboxOutbox(self.engine)
-        host, port = parse_hostport(self.settings.delivery.relay)
+            return SandboxOutbox(self.engine, self.vault)
+        return self._smtp_relay(*parse_hostport(self.settings.delivery.relay))
+
+    def _smtp_relay(self, host: str, port: int) -> SmtpRelay:
+        delivery = self.settings.delivery
+        context = None
+        if delivery.relay_starttls:
+            ca_file = self.settings.data_dir / delivery.relay_ca_file if delivery.relay_ca_file else None
+            context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
         return SmtpRelay(
             host,
             port,
             helo_name=self.settings.hostname,
-            pool_size=self.settings.delivery.workers,
-            timeout=self.settings.delivery.smtp_timeout_seconds,
+            pool_size=delivery.workers,
+            timeout=delivery.smtp_timeout_seconds,
+            starttls=delivery.relay_starttls,
+            tls_context=context,
         )
 
     def ip_relays(self) -> dict[str, Transport]:
@@ -189,14 +207,7 @@ class Runtime:
         relays: dict[str, Transport] = {}
         for ip in self.settings.throttle.ips:
             if ip.relay:
-                host, port = parse_hostport(ip.relay)
-                relays[ip.address] = SmtpRelay(
-                    host,
-                    port,
-                    helo_name=self.settings.hostname,
-                    pool_size=self.settings.delivery.workers,
-                    timeout=self.settings.delivery.smtp_timeout_seconds,
-                )
+                relays[ip.address] = self._smtp_relay(*parse_hostport(ip.relay))
         return relays
 
     @functools.cached_property

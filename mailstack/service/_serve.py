@@ -13,6 +13,14 @@ from mailstack.bounces import FeedbackServices
 from mailstack.config import ConfigError, Settings, parse_hostport
 from mailstack.delivery import DeliveryWorker
 from mailstack.observability import get_logger
+from mailstack.privacy import (
+    RetentionError,
+    RetentionJob,
+    check_policy_tables,
+    load_retention,
+    policy_path,
+)
+from mailstack.stats import CloudWatchPublisher
 
 from ._runtime import Runtime
 
@@ -42,6 +50,15 @@ def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT; in-flight requests and delivery batches finish first. Returns 0."""
     from mailstack.api import create_app  # noqa: PLC0415 - the API imports this package
 
+    retention = None
+    if settings.retention.enabled:
+        # A policy that cannot be enforced stops the start, before anything else runs.
+        try:
+            retention = load_retention(policy_path(settings.data_dir, settings.retention.policy_file))
+            check_policy_tables(retention)
+        except RetentionError as exc:
+            log.error("the retention policy cannot be used", error=str(exc))
+            return 1
     runtime = Runtime.open(settings)
     smtp = None
     if settings.smtp.listen:
@@ -53,7 +70,7 @@ def serve(settings: Settings) -> int:
             log.error("smtp submission cannot start", error=str(exc))
             runtime.close()
             return 1
-    feedback = FeedbackServices(settings, runtime.engine, runtime.compose_settings)
+    feedback = FeedbackServices(settings, runtime.engine, runtime.compose_settings, runtime.vault)
     try:
         feedback.start()
     except OSError as exc:
@@ -77,8 +94,31 @@ def serve(settings: Settings) -> int:
             runtime.metrics,
             throttle=runtime.throttle,
             ip_transports=ip_relays,
+            vault=runtime.vault,
         )
         thread = threading.Thread(target=worker.run, args=(stop, runtime.wake), name=f"delivery-{index}")
+        thread.start()
+        threads.append(thread)
+    if settings.metrics.enabled:
+        publisher = CloudWatchPublisher.from_settings(runtime.engine, settings.metrics)
+        # A daemon: a publish cut short by the exit rolls back, and its events go out with the next one.
+        thread = threading.Thread(
+            target=publisher.run,
+            args=(stop, settings.metrics.interval_seconds),
+            name="cloudwatch-metrics",
+            daemon=True,
+        )
+        thread.start()
+        threads.append(thread)
+    if retention is not None:
+        job = RetentionJob(
+            runtime.engine,
+            retention,
+            interval_seconds=settings.retention.interval_seconds,
+            batch_size=settings.retention.batch_size,
+        )
+        # Not a daemon: on SIGTERM the purge stops after the batch in hand, which commits.
+        thread = threading.Thread(target=job.run, args=(stop,), name="retention")
         thread.start()
         threads.append(thread)
     host, port = parse_hostport(settings.server.http)
@@ -102,6 +142,8 @@ def serve(settings: Settings) -> int:
         smtp=smtp.address if smtp is not None else "off",
         bounce_intake=feedback.intake.address if feedback.intake is not None else "off",
         postfix_log=settings.feedback.postfix_log or "off",
+        retention=str(retention.source) if retention is not None else "off",
+        cloudwatch_metrics=settings.metrics.namespace if settings.metrics.enabled else "off",
     )
     try:
         server.run()

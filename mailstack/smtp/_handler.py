@@ -106,6 +106,10 @@ class SubmissionHandler:
             except UnicodeDecodeError:
                 public_key = secret = ""
             record = self._verifier.verify(public_key, secret) if public_key else None
+            if record is not None and not record.allows("send"):
+                # A key made for reading or list management must not become an SMTP login.
+                log.info("smtp authentication refused", reason="API key lacks the send scope")
+                record = None
             if record is not None:
                 log.info("smtp authenticated", api_key_id=record.id, mechanism=mechanism)
                 return AuthResult(success=True, auth_data=record)

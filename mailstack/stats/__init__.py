@@ -4,12 +4,24 @@
 :func:`counters_by_slot`, :func:`counters_by_provider` and :func:`link_clicks` read the rollups;
 :func:`statcounter_json` / :func:`esp_json` shape them as Mailjet's ``/statcounters`` and
 ``/statistics/recipient-esp`` answer. Mailbox providers (google, microsoft, yahoo, other) come from
-:class:`ProviderResolver`.
+:class:`ProviderResolver`. :class:`CloudWatchPublisher` publishes the fleet's ``Sent``, ``Bounced`` and
+``Complained`` counts to Amazon CloudWatch, where the bounce- and complaint-rate alarms read them.
 """
 
 from __future__ import annotations
 
 from mailstack.stats._aggregate import CURSOR, DAY, HOUR, Aggregator, Flag, bucket_start
+from mailstack.stats._cloudwatch import (
+    CLOUDWATCH_CURSOR,
+    METRIC_BOUNCED,
+    METRIC_COMPLAINED,
+    METRIC_NAMES,
+    METRIC_SENT,
+    STACK_DIMENSION,
+    CloudWatchPublisher,
+    cloudwatch_client,
+    metric_of_event,
+)
 from mailstack.stats._providers import (
     PROVIDERS,
     ProviderResolver,
@@ -29,21 +41,30 @@ from mailstack.stats._query import (
 )
 
 __all__ = [
+    "CLOUDWATCH_CURSOR",
     "CURSOR",
     "DAY",
     "HOUR",
+    "METRIC_BOUNCED",
+    "METRIC_COMPLAINED",
+    "METRIC_NAMES",
+    "METRIC_SENT",
     "PROVIDERS",
+    "STACK_DIMENSION",
     "Aggregator",
+    "CloudWatchPublisher",
     "Counters",
     "Flag",
     "ProviderResolver",
     "StatsQuery",
     "bucket_start",
+    "cloudwatch_client",
     "counters",
     "counters_by_provider",
     "counters_by_slot",
     "esp_json",
     "link_clicks",
+    "metric_of_event",
     "mx_hosts",
     "provider_of_domain",
     "provider_of_mx",

@@ -228,11 +228,11 @@ class Aggregator:
                 messages.c.id,
                 messages.c.api_key_id,
                 messages.c.campaign,
-                messages.c.recipient,
+                messages.c.recipient_domain,
                 messages.c.created_at,
             ).where(messages.c.id.in_(wanted[start : start + 900]))
             for row in conn.execute(query):
-                domain = row.recipient.rpartition("@")[2].lower()
+                domain = row.recipient_domain  # the address itself is sealed; its domain is not personal
                 provider = self._provider_cache.get(domain)
                 if provider is None:
                     provider = self._providers(domain)

@@ -41,8 +41,7 @@ __all__ = [
 
 Counter = BigInteger().with_variant(Integer(), "sqlite")
 
-# The dashboard finds messages by recipient or Message-ID header.
-Index("ix_messages_recipient", messages.c.recipient)
+# The dashboard finds messages by recipient (blind index, see _schema) or Message-ID header.
 Index("ix_messages_message_id_header", messages.c.message_id_header)
 
 # Where each consumer of the events table (stats, webhooks, automation) has read up to.
@@ -142,7 +141,8 @@ webhook_deliveries = Table(
     metadata,
     Column("id", Id, primary_key=True),
     Column("endpoint_id", ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=False),
-    Column("payload", JSON, nullable=False),  # one event object, or a list of them when grouped
+    # One event object, or a list of them when grouped; sealed JSON (it names the recipients).
+    Column("payload", LargeBinary, nullable=False),
     Column("event_count", Integer, nullable=False),
     Column("state", String(10), nullable=False),  # pending | delivered | failed
     Column("attempts", Integer, nullable=False, server_default=text("0")),
@@ -190,3 +190,13 @@ dashboard_users = Table(
     Column("password_hash", String(255), nullable=False),  # argon2id
     Column("created_at", Float, nullable=False),
 )
+
+# Failed dashboard sign-ins, shared by every process of the fleet (mailstack.dashboard.LoginThrottle).
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("client", String(64), nullable=False),  # keyed HMAC of "ip:<address>" or "user:<name>"
+    Column("at", Float, nullable=False),
+)
+Index("ix_login_failures_client_at", login_failures.c.client, login_failures.c.at)

@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
@@ -20,6 +20,7 @@ from sqlalchemy import (
     Connection,
     Float,
     Index,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -36,9 +37,15 @@ from mailstack.model import MessageStatus
 
 from ._schema import Id, metadata
 
+if TYPE_CHECKING:  # mailstack.privacy builds on storage; the vault is handed in by the callers
+    from mailstack.privacy import Vault
+
+PURPOSE_SUPPRESSED_ADDRESS = "suppressions.address"
+
 __all__ = [
     "FEEDBACK_STATUSES",
     "GLOBAL_SCOPE",
+    "PURPOSE_SUPPRESSED_ADDRESS",
     "SUPPRESSION_SOURCES",
     "LogCursor",
     "Suppression",
@@ -73,27 +80,31 @@ FEEDBACK_STATUSES = tuple(
 )
 # Why an address is suppressed: a hard bounce or a complaint at once, repeated soft bounces, the
 # recipient's own unsubscribe, or an operator.
-SUPPRESSION_SOURCES = ("hard_bounce", "complaint", "soft_bounce_limit", "unsubscribe", "manual")
+# "erasure": the data subject had everything erased; only this hashed entry keeps them from being mailed.
+SUPPRESSION_SOURCES = ("hard_bounce", "complaint", "soft_bounce_limit", "unsubscribe", "manual", "erasure")
 
 suppressions = Table(
     "suppressions",
     metadata,
     Column("id", Id, primary_key=True),
-    Column("address", String(320), nullable=False),  # normalised (see normalize_address)
+    # The blind index of the normalised address (mailstack.privacy.address_index): lookups go by it.
+    Column("address_index", String(64), nullable=False),
+    # The address itself, sealed under its subject's key; NULL once erased (the hashed entry remains).
+    Column("address", LargeBinary),
     Column("scope", String(255), nullable=False),  # "global" or a sender (From) domain
     Column("reason", Text, nullable=False, server_default=""),
     Column("source", String(24), nullable=False),
     Column("message_id", BigInteger),  # the message whose feedback caused it, when there is one
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float),  # NULL: until removed
-    UniqueConstraint("address", "scope", name="uq_suppressions_address_scope"),
+    UniqueConstraint("address_index", "scope", name="uq_suppressions_address_index_scope"),
 )
 
 # One row per message that soft-bounced, so "N soft bounces in M days" counts messages, not retries.
 soft_bounces = Table(
     "soft_bounces",
     metadata,
-    Column("address", String(320), primary_key=True),
+    Column("address_index", String(64), primary_key=True),  # blind index: counting needs no address
     Column("message_id", BigInteger, primary_key=True),
     Column("created_at", Float, nullable=False),
 )
@@ -196,10 +207,21 @@ class Suppression:
         }
 
 
-def _row(row: Any) -> Suppression:
+def _row(row: Any, address: str) -> Suppression:
     return Suppression(
-        row.address, row.scope, row.reason, row.source, row.message_id, row.created_at, row.expires_at
+        address, row.scope, row.reason, row.source, row.message_id, row.created_at, row.expires_at
     )
+
+
+def _rows(conn: Connection, vault: Vault, rows: Sequence[Any], address: str | None) -> list[Suppression]:
+    # The caller who looked an address up knows it already; a listing decrypts ("" once erased).
+    if address is not None:
+        return [_row(r, normalize_address(address)) for r in rows]
+    result = []
+    for r in rows:
+        plain = vault.open_optional(conn, r.address, purpose=PURPOSE_SUPPRESSED_ADDRESS)
+        result.append(_row(r, "" if plain is None else plain.decode()))
+    return result
 
 
 def _active(now: float) -> Any:
@@ -217,6 +239,7 @@ def suppress(
     expires_at: float | None = None,
     message_id: int | None = None,
     replace: bool = False,
+    vault: Vault,
 ) -> bool:
     """Suppress ``address`` for ``scope``; returns True when the list changed.
 
@@ -226,8 +249,14 @@ def suppress(
     """
     if source not in SUPPRESSION_SOURCES:
         raise ValueError(f"unknown suppression source {source!r}")
+    normalized = normalize_address(address)
+    index = vault.index(normalized)
     values = {
-        "address": normalize_address(address),
+        "address_index": index,
+        # An erasure keeps only the hashed entry: the address itself is what was erased.
+        "address": None
+        if source == "erasure"
+        else vault.seal(conn, normalized.encode(), purpose=PURPOSE_SUPPRESSED_ADDRESS, subject=index),
         "scope": _scope(scope),
         "reason": reason[:2000],
         "source": source,
@@ -237,13 +266,13 @@ def suppress(
     }
     inserted = conn.execute(
         _insert(conn, suppressions)
-        .on_conflict_do_nothing(index_elements=["address", "scope"])
+        .on_conflict_do_nothing(index_elements=["address_index", "scope"])
         .returning(suppressions.c.id),
         values,
     ).first()
     if inserted is not None:
         return True
-    where = [suppressions.c.address == values["address"], suppressions.c.scope == values["scope"]]
+    where = [suppressions.c.address_index == index, suppressions.c.scope == values["scope"]]
     if not replace:
         # Only lengthen: an expired entry, or one ending sooner than the new one, is renewed.
         if expires_at is None:
@@ -255,9 +284,14 @@ def suppress(
     return bool(changed)
 
 
-def unsuppress(conn: Connection, address: str, *, scope: str | None = None) -> int:
-    """Remove ``address`` from the list (every scope unless one is given); returns how many entries."""
-    query = delete(suppressions).where(suppressions.c.address == normalize_address(address))
+def unsuppress(conn: Connection, address: str, *, scope: str | None = None, vault: Vault) -> int:
+    """Remove ``address`` from the list (every scope unless one is given); returns how many entries.
+
+    An erasure's entry stays: the data subject asked never to be mailed again.
+    """
+    query = delete(suppressions).where(
+        suppressions.c.address_index == vault.index(address), suppressions.c.source != "erasure"
+    )
     if scope is not None:
         query = query.where(suppressions.c.scope == _scope(scope))
     return int(conn.execute(query).rowcount)
@@ -272,13 +306,19 @@ def list_suppressions(
     limit: int = 100,
     offset: int = 0,
     now: float | None = None,
+    vault: Vault,
 ) -> list[Suppression]:
-    """Entries, newest first."""
+    """Entries, newest first; an erased subject's entry has an empty address."""
     query = _filtered(
-        select(suppressions), address=address, scope=scope, include_expired=include_expired, now=now
+        select(suppressions),
+        vault=vault,
+        address=address,
+        scope=scope,
+        include_expired=include_expired,
+        now=now,
     )
     query = query.order_by(suppressions.c.created_at.desc(), suppressions.c.id.desc())
-    return [_row(r) for r in conn.execute(query.limit(limit).offset(offset))]
+    return _rows(conn, vault, conn.execute(query.limit(limit).offset(offset)).all(), address)
 
 
 def count_suppressions(
@@ -288,9 +328,12 @@ def count_suppressions(
     scope: str | None = None,
     include_expired: bool = False,
     now: float | None = None,
+    vault: Vault,
 ) -> int:
+    """How many entries :func:`list_suppressions` would list without a limit."""
     query = _filtered(
         select(func.count()).select_from(suppressions),
+        vault=vault,
         address=address,
         scope=scope,
         include_expired=include_expired,
@@ -300,10 +343,16 @@ def count_suppressions(
 
 
 def _filtered(
-    query: Any, *, address: str | None, scope: str | None, include_expired: bool, now: float | None
+    query: Any,
+    *,
+    vault: Vault,
+    address: str | None,
+    scope: str | None,
+    include_expired: bool,
+    now: float | None,
 ) -> Any:
     if address is not None:
-        query = query.where(suppressions.c.address == normalize_address(address))
+        query = query.where(suppressions.c.address_index == vault.index(address))
     if scope is not None:
         query = query.where(suppressions.c.scope == _scope(scope))
     if not include_expired:
@@ -329,7 +378,7 @@ def suppression_key(recipient: str, sender: str) -> tuple[str, str]:
 
 
 def active_suppressions(
-    conn: Connection, recipients: Iterable[tuple[str, str]], *, now: float
+    conn: Connection, recipients: Iterable[tuple[str, str]], *, now: float, vault: Vault
 ) -> dict[tuple[str, str], Suppression]:
     """Which ``(recipient, sender domain)`` pairs may not be mailed, with the entry that forbids it.
 
@@ -338,13 +387,15 @@ def active_suppressions(
     pairs = {(normalize_address(r), _scope(d)) for r, d in recipients}
     if not pairs:
         return {}
-    addresses = sorted({address for address, _domain in pairs})
+    by_index = {vault.index(address): address for address, _domain in pairs}
+    indexes = sorted(by_index)
     found: dict[str, list[Suppression]] = {}
-    for start in range(0, len(addresses), 500):  # stay far below every backend's parameter limit
-        chunk = addresses[start : start + 500]
-        query = select(suppressions).where(suppressions.c.address.in_(chunk), _active(now))
+    for start in range(0, len(indexes), 500):  # stay far below every backend's parameter limit
+        chunk = indexes[start : start + 500]
+        query = select(suppressions).where(suppressions.c.address_index.in_(chunk), _active(now))
         for row in conn.execute(query):
-            found.setdefault(row.address, []).append(_row(row))
+            address = by_index[row.address_index]
+            found.setdefault(address, []).append(_row(row, address))
     result: dict[tuple[str, str], Suppression] = {}
     for address, domain in pairs:
         for entry in found.get(address, ()):
@@ -354,22 +405,24 @@ def active_suppressions(
     return result
 
 
-def note_soft_bounce(conn: Connection, address: str, message_id: int, *, now: float, window: float) -> int:
+def note_soft_bounce(
+    conn: Connection, address: str, message_id: int, *, now: float, window: float, vault: Vault
+) -> int:
     """Remember that ``message_id`` soft-bounced; returns the address's soft bounces within ``window``.
 
     Each message counts once however often it is reported; rows older than the window are pruned here,
     so the table holds at most the window's worth of history.
     """
-    address = normalize_address(address)
+    index = vault.index(address)
     conn.execute(
-        _insert(conn, soft_bounces).on_conflict_do_nothing(index_elements=["address", "message_id"]),
-        {"address": address, "message_id": message_id, "created_at": now},
+        _insert(conn, soft_bounces).on_conflict_do_nothing(index_elements=["address_index", "message_id"]),
+        {"address_index": index, "message_id": message_id, "created_at": now},
     )
     cutoff = now - window
     conn.execute(
-        delete(soft_bounces).where(soft_bounces.c.address == address, soft_bounces.c.created_at < cutoff)
+        delete(soft_bounces).where(soft_bounces.c.address_index == index, soft_bounces.c.created_at < cutoff)
     )
-    query = select(func.count()).select_from(soft_bounces).where(soft_bounces.c.address == address)
+    query = select(func.count()).select_from(soft_bounces).where(soft_bounces.c.address_index == index)
     return int(conn.execute(query).scalar_one())
 
 

@@ -25,6 +25,10 @@ def migrate(engine: Engine) -> None:
     """Upgrade the schema to the newest revision; concurrent nodes on PostgreSQL take turns."""
     config = alembic_config()
     with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            # SQLite alters a table by copying it; with foreign keys enforced, dropping the original
+            # would trip over the rows referring to it. Outside a transaction, so the pragma applies.
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
             connection.commit()
@@ -33,6 +37,9 @@ def migrate(engine: Engine) -> None:
             command.upgrade(config, "head")
             connection.commit()
         finally:
+            if connection.dialect.name == "sqlite":
+                connection.rollback()
+                connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK})
                 connection.commit()

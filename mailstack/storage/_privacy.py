@@ -6,7 +6,20 @@ normalised address, ``mailstack.privacy.address_index``) and anything else perso
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, Float, ForeignKey, Index, LargeBinary, String, Table, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    UniqueConstraint,
+)
 
 from ._schema import Id, metadata
 
@@ -43,3 +56,34 @@ consents = Table(
     Column("withdrawn_at", Float),
     UniqueConstraint("subject", "list_name", name="uq_consents_subject_list"),
 )
+
+# --- envelope encryption (mailstack.privacy.Vault) ------------------------------------------------------
+
+# Key-encryption keys: each version's KEK is stored only wrapped by the key provider (the local keyring
+# or a cloud KMS); rotation adds a version, re-wraps every data key under it, then drops the old one.
+key_versions = Table(
+    "key_versions",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("provider", String(16), nullable=False),  # local | kms
+    Column("provider_key_id", String(2048), nullable=False),  # which provider key wrapped it (KMS ARN)
+    Column("wrapped_kek", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("active", Boolean, nullable=False),
+)
+
+# Data keys, wrapped by a KEK version. One per data subject (``subject`` = the address's blind index):
+# deleting it crypto-shreds every copy of that subject's data, backups included. Shared keys (subject
+# NULL) seal data that mixes several people. Ids are random, never reused, so a cached key is never stale.
+data_keys = Table(
+    "data_keys",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("subject", String(64), unique=True),
+    Column("scope", String(32)),  # shared keys only: what they seal and when, e.g. "contents.spec:20418"
+    Column("key_version", ForeignKey("key_versions.version"), nullable=False),
+    Column("wrapped", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_data_keys_scope", data_keys.c.scope)
+Index("ix_data_keys_key_version", data_keys.c.key_version)

@@ -7,21 +7,88 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, case, func, insert, literal, or_, select, update
 
 from mailstack.model import Address, Envelope, EventType, MessageSpec, MessageStatus, RecipientKind
 
+from ._details import open_details, seal_details
 from ._feedback import FEEDBACK_STATUSES, active_suppressions, preblocked_detail, suppression_key
 from ._schema import api_keys, contents, dkim_keys, events, idempotency_keys, messages, outbox
 
+if TYPE_CHECKING:  # mailstack.privacy builds on storage; the vault is handed in by the callers
+    from mailstack.privacy import Vault
+
+# What each sealed column holds: bound into its ciphertext, so a blob cannot be moved to another column.
+PURPOSE_RECIPIENT = "messages.recipient"
+PURPOSE_RECIPIENT_NAME = "messages.recipient_name"
+PURPOSE_LAST_REPLY = "messages.last_reply"
+PURPOSE_SPEC = "contents.spec"
+PURPOSE_RCPT_TO = "outbox.rcpt_to"
+PURPOSE_OUTBOX_DATA = "outbox.data"
+PURPOSE_IDEMPOTENT_RESPONSE = "idempotency_keys.response"
+
+
+def recipient_domain(email: str) -> str:
+    """The domain of an address, lower-case: kept in plaintext (it names no one) for stats and pacing."""
+    return email.rpartition("@")[2].strip().rstrip(">").lower()[:255]
+
+
+def seal_json(conn: Connection, vault: Vault, value: Any, *, purpose: str, subject: str | None) -> bytes:
+    """``value`` as compact JSON, sealed."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return vault.seal(conn, text.encode(), purpose=purpose, subject=subject)
+
+
+def open_json(conn: Connection, vault: Vault, blob: bytes, *, purpose: str) -> Any:
+    """Inverse of :func:`seal_json`."""
+    return json.loads(vault.open(conn, blob, purpose=purpose))
+
+
+def open_text(conn: Connection, vault: Vault, blob: bytes | None, *, purpose: str, erased: str = "") -> str:
+    """A sealed text column: "" for NULL, ``erased`` when its data subject was erased."""
+    plain = vault.open_optional(conn, blob, purpose=purpose)
+    return erased if plain is None else plain.decode()
+
+
 # --- API keys ---------------------------------------------------------------------------------------
+
+
+# What an API key may do. Every route names the one scope it needs (mailstack.api._auth):
+#   send          POST /v3.1/send, SMTP submission, automations, conversions
+#   read          messages, message history, the sandbox outbox, statistics
+#   webhooks      event callback URLs (they push every event, addresses included, elsewhere)
+#   suppressions  /api/v1/suppressions
+#   consents      /api/v1/consents (double opt-in)
+#   privacy       /api/v1/privacy: export and erase any data subject, read the audit trail (admin only)
+API_SCOPES = ("send", "read", "webhooks", "suppressions", "consents", "privacy")
+# New keys, and keys made before scopes existed, get everything except the admin scope.
+DEFAULT_API_SCOPES = frozenset(API_SCOPES) - {"privacy"}
+
+
+def parse_scopes(text: str | Iterable[str]) -> frozenset[str]:
+    """Scopes from ``"send,read"`` or an iterable; ``"*"`` means every scope. Raises ValueError."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    names = {item.strip().lower() for item in items if item.strip()}
+    if "*" in names:
+        return frozenset(API_SCOPES)
+    unknown = names - set(API_SCOPES)
+    if unknown:
+        raise ValueError(f"unknown scope {', '.join(sorted(unknown))} (known: {', '.join(API_SCOPES)})")
+    if not names:
+        raise ValueError(f"give at least one scope (known: {', '.join(API_SCOPES)})")
+    return frozenset(names)
+
+
+def _scopes_text(scopes: Iterable[str]) -> str:
+    return ",".join(scope for scope in API_SCOPES if scope in set(scopes))
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +98,11 @@ class ApiKeyRecord:
     name: str
     secret_hash: str
     disabled: bool
+    scopes: frozenset[str] = DEFAULT_API_SCOPES
+
+    def allows(self, scope: str) -> bool:
+        """Whether this key holds ``scope``."""
+        return scope in self.scopes
 
 
 def hash_secret(secret: str) -> str:
@@ -39,23 +111,44 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_api_key(conn: Connection, name: str = "default") -> tuple[str, str]:
+def create_api_key(
+    conn: Connection, name: str = "default", scopes: Iterable[str] = DEFAULT_API_SCOPES
+) -> tuple[str, str]:
     """Create an API key; returns ``(public_key, secret)``. Only the secret's hash is stored."""
+    granted = parse_scopes(scopes)
     public_key = secrets.token_hex(16)
     secret = secrets.token_hex(32)
     conn.execute(
         insert(api_keys).values(
-            public_key=public_key, secret_hash=hash_secret(secret), name=name, created_at=time.time()
+            public_key=public_key,
+            secret_hash=hash_secret(secret),
+            name=name,
+            created_at=time.time(),
+            scopes=_scopes_text(granted),
         )
     )
     return public_key, secret
 
 
+def api_key_record(row: Any) -> ApiKeyRecord:
+    """An :class:`ApiKeyRecord` from a row of ``api_keys``."""
+    return ApiKeyRecord(
+        row.id, row.public_key, row.name, row.secret_hash, row.disabled, parse_scopes(row.scopes)
+    )
+
+
 def find_api_key(conn: Connection, public_key: str) -> ApiKeyRecord | None:
     row = conn.execute(select(api_keys).where(api_keys.c.public_key == public_key)).first()
-    if row is None:
-        return None
-    return ApiKeyRecord(row.id, row.public_key, row.name, row.secret_hash, row.disabled)
+    return None if row is None else api_key_record(row)
+
+
+def set_api_key_scopes(conn: Connection, public_key: str, scopes: Iterable[str]) -> bool:
+    """Replace a key's scopes; False when there is no such key. Raises ValueError for unknown scopes."""
+    granted = parse_scopes(scopes)
+    changed = conn.execute(
+        update(api_keys).where(api_keys.c.public_key == public_key).values(scopes=_scopes_text(granted))
+    ).rowcount
+    return bool(changed)
 
 
 def secret_matches(record: ApiKeyRecord, secret: str) -> bool:
@@ -146,34 +239,59 @@ def _recipients(spec: MessageSpec) -> Iterable[tuple[Address, RecipientKind]]:
 
 
 def insert_messages(
-    conn: Connection, api_key_id: int, batch: Sequence[MessageSpec], *, now: float
+    conn: Connection, api_key_id: int, batch: Sequence[MessageSpec], *, now: float, vault: Vault
 ) -> list[list[AcceptedRecipient]]:
     """Store each message's content once and one row per recipient; record a ``queued`` event for each.
 
-    Returns, per input message, its recipients with their new MessageID and MessageUUID.
+    Recipients, names and contents are sealed: each recipient's under their own data key, a content
+    under its only recipient's key (or the day's shared key when it has several), so that erasing a
+    person crypto-shreds their copies. Returns, per input message, its recipients with their new
+    MessageID and MessageUUID.
     """
+    per_spec = [[(a, k, vault.index(a.email)) for a, k in _recipients(spec)] for spec in batch]
+    content_subjects = [group[0][2] if len(group) == 1 else None for group in per_spec]
+    keys = vault.data_keys_for(conn, {i for group in per_spec for _a, _k, i in group} | set(content_subjects))
     content_ids = (
         conn.execute(
             insert(contents).returning(contents.c.id, sort_by_parameter_order=True),
-            [{"spec": spec.to_json(), "created_at": now} for spec in batch],
+            [
+                {
+                    "spec": vault.seal_with(
+                        keys[subject],
+                        json.dumps(spec.to_json(), separators=(",", ":"), ensure_ascii=False).encode(),
+                        purpose=PURPOSE_SPEC,
+                    ),
+                    "created_at": now,
+                }
+                for spec, subject in zip(batch, content_subjects, strict=True)
+            ],
         )
         .scalars()
         .all()
     )
     rows: list[dict[str, Any]] = []
+    plain_recipients: list[str] = []
     shape: list[list[tuple[str, RecipientKind, str]]] = []
-    for spec, content_id in zip(batch, content_ids, strict=True):
+    for spec, content_id, group in zip(batch, content_ids, per_spec, strict=True):
         recipients = []
-        for address, kind in _recipients(spec):
+        for address, kind, index in group:
             message_uuid = str(uuid.uuid4())
             recipients.append((address.email, kind, message_uuid))
+            plain_recipients.append(address.email)
+            key = keys[index]
             rows.append(
                 {
                     "uuid": message_uuid,
                     "api_key_id": api_key_id,
                     "content_id": content_id,
-                    "recipient": address.email,
-                    "recipient_name": address.name,
+                    "recipient": vault.seal_with(key, address.email.encode(), purpose=PURPOSE_RECIPIENT),
+                    "recipient_index": index,
+                    "recipient_domain": recipient_domain(address.email),
+                    "recipient_name": (
+                        vault.seal_with(key, address.name.encode(), purpose=PURPOSE_RECIPIENT_NAME)
+                        if address.name
+                        else None
+                    ),
                     "kind": kind.value,
                     "sender": spec.sender.email,
                     "custom_id": spec.custom_id,
@@ -187,9 +305,18 @@ def insert_messages(
     # Suppressed recipients are stored (the client gets its MessageID, as with Mailjet's preblocked mail)
     # but blocked: checked here so that every way in (API, SMTP ingress) gets the same rule.
     blocked = active_suppressions(
-        conn, {(row["recipient"], row["sender"].rpartition("@")[2]) for row in rows}, now=now
+        conn,
+        {
+            (email, row["sender"].rpartition("@")[2])
+            for email, row in zip(plain_recipients, rows, strict=True)
+        },
+        now=now,
+        vault=vault,
     )
-    entries = [blocked.get(suppression_key(row["recipient"], row["sender"])) for row in rows]
+    entries = [
+        blocked.get(suppression_key(email, row["sender"]))
+        for email, row in zip(plain_recipients, rows, strict=True)
+    ]
     for row, entry in zip(rows, entries, strict=True):
         if entry is not None:
             row["status"] = MessageStatus.BLOCKED.value
@@ -198,18 +325,19 @@ def insert_messages(
         .scalars()
         .all()
     )
+    details = seal_details(
+        conn, vault, [{} if entry is None else preblocked_detail(entry) for entry in entries]
+    )
     conn.execute(
         insert(events),
         [
-            {"message_id": m, "type": EventType.QUEUED.value, "created_at": now, "detail": {}}
-            if entry is None
-            else {
+            {
                 "message_id": m,
-                "type": EventType.BLOCKED.value,
+                "type": EventType.QUEUED.value if entry is None else EventType.BLOCKED.value,
                 "created_at": now,
-                "detail": preblocked_detail(entry),
+                "detail": detail,
             }
-            for m, entry in zip(ids, entries, strict=True)
+            for m, entry, detail in zip(ids, entries, details, strict=True)
         ],
     )
     result: list[list[AcceptedRecipient]] = []
@@ -232,8 +360,10 @@ class PendingMessage:
     created_at: float
 
 
-def load_envelopes(conn: Connection, message_ids: Sequence[int]) -> dict[int, PendingMessage]:
-    """The envelopes to deliver, with each message's current status, by MessageID."""
+def load_envelopes(
+    conn: Connection, message_ids: Sequence[int], *, vault: Vault
+) -> dict[int, PendingMessage]:
+    """The envelopes to deliver, with each message's current status, by MessageID (decrypted)."""
     if not message_ids:
         return {}
     query = (
@@ -251,16 +381,28 @@ def load_envelopes(conn: Connection, message_ids: Sequence[int]) -> dict[int, Pe
         .join(contents, contents.c.id == messages.c.content_id)
         .where(messages.c.id.in_(message_ids))
     )
-    specs: dict[int, MessageSpec] = {}
+    rows = conn.execute(query).all()
+    # Optional opens: a message whose recipient was erased while it waited is left out (not found).
+    sealed_specs = {row.content_id: row.spec for row in rows}
+    opened = vault.open_many_optional(conn, list(sealed_specs.values()), purpose=PURPOSE_SPEC)
+    specs = {
+        content_id: MessageSpec.from_json(json.loads(plain))
+        for content_id, plain in zip(sealed_specs, opened, strict=True)
+        if plain is not None
+    }
+    emails = vault.open_many_optional(conn, [row.recipient for row in rows], purpose=PURPOSE_RECIPIENT)
+    names = vault.open_many_optional(
+        conn, [row.recipient_name for row in rows], purpose=PURPOSE_RECIPIENT_NAME
+    )
     result: dict[int, PendingMessage] = {}
-    for row in conn.execute(query):
+    for row, email, name in zip(rows, emails, names, strict=True):
         spec = specs.get(row.content_id)
-        if spec is None:
-            spec = specs[row.content_id] = MessageSpec.from_json(row.spec)
+        if spec is None or email is None:
+            continue
         envelope = Envelope(
             message_id=row.id,
             message_uuid=row.uuid,
-            recipient=Address(row.recipient, row.recipient_name),
+            recipient=Address(email.decode(), "" if name is None else name.decode()),
             kind=RecipientKind(row.kind),
             spec=spec,
         )
@@ -277,8 +419,11 @@ def update_message_status(
     attempts: int | None = None,
     last_reply: str | None = None,
     message_id_header: str | None = None,
+    vault: Vault,
 ) -> None:
-    """Record a delivery outcome. A status that reports what came back after delivery (a bounce, a
+    """Record a delivery outcome (the reply sealed: replies quote addresses).
+
+    A status that reports what came back after delivery (a bounce, a
     complaint, an unsubscribe) is kept, with its reply: the feedback loop may have read the destination's
     verdict from Postfix's log before the worker committed the relay's acceptance of the same message.
     """
@@ -290,7 +435,8 @@ def update_message_status(
     if attempts is not None:
         values["attempts"] = attempts
     if last_reply is not None:
-        values["last_reply"] = case((settled, messages.c.last_reply), else_=literal(last_reply[:2000]))
+        sealed = vault.seal(conn, last_reply[:2000].encode(), purpose=PURPOSE_LAST_REPLY, subject=None)
+        values["last_reply"] = case((settled, messages.c.last_reply), else_=literal(sealed))
     if message_id_header is not None:
         values["message_id_header"] = message_id_header
     conn.execute(update(messages).where(messages.c.id == message_id).values(**values))
@@ -306,13 +452,16 @@ class SentRecord:
     message_id_header: str | None
 
 
-def record_sent(conn: Connection, sent: Sequence[SentRecord], *, now: float) -> None:
+def record_sent(conn: Connection, sent: Sequence[SentRecord], *, now: float, vault: Vault) -> None:
     """Statuses and ``sent`` events of a whole batch in two statements (the delivery hot path).
 
     Same rule as :func:`update_message_status`: a status the feedback loop already set is kept.
     """
     if not sent:
         return
+    # Replies quote addresses: sealed, like the events' details, under the day's shared key.
+    shared = vault.data_keys_for(conn, [None])[None]
+    replies = [vault.seal_with(shared, s.reply[:2000].encode(), purpose=PURPOSE_LAST_REPLY) for s in sent]
     # Plain comparisons, not IN: an expanding IN parameter cannot go through executemany.
     settled = or_(*(messages.c.status == literal(str(status)) for status in sorted(FEEDBACK_STATUSES)))
     statement = (
@@ -332,36 +481,40 @@ def record_sent(conn: Connection, sent: Sequence[SentRecord], *, now: float) -> 
             {
                 "b_id": s.message_id,
                 "b_attempts": s.attempts,
-                "b_reply": s.reply[:2000],
+                "b_reply": reply,
                 "b_header": s.message_id_header,
             }
-            for s in sent
+            for s, reply in zip(sent, replies, strict=True)
         ],
     )
+    details = seal_details(conn, vault, [{"smtp_reply": s.reply} for s in sent], shared_key=shared)
     conn.execute(
         insert(events),
         [
-            {
-                "message_id": s.message_id,
-                "type": EventType.SENT.value,
-                "created_at": now,
-                "detail": {"smtp_reply": s.reply},
-            }
-            for s in sent
+            {"message_id": s.message_id, "type": EventType.SENT.value, "created_at": now, "detail": detail}
+            for s, detail in zip(sent, details, strict=True)
         ],
     )
 
 
 def record_event(
-    conn: Connection, message_id: int, event_type: EventType, detail: dict[str, Any], *, now: float
+    conn: Connection,
+    message_id: int,
+    event_type: EventType,
+    detail: dict[str, Any],
+    *,
+    now: float,
+    vault: Vault,
 ) -> None:
+    """Store one event; what its detail says about the person is sealed."""
+    (stored,) = seal_details(conn, vault, [detail])
     conn.execute(
-        insert(events).values(message_id=message_id, type=event_type.value, created_at=now, detail=detail)
+        insert(events).values(message_id=message_id, type=event_type.value, created_at=now, detail=stored)
     )
 
 
-def get_message(conn: Connection, message_id: int, api_key_id: int) -> MessageRecord | None:
-    """A message, only if it belongs to the API key asking."""
+def get_message(conn: Connection, message_id: int, api_key_id: int, *, vault: Vault) -> MessageRecord | None:
+    """A message, only if it belongs to the API key asking (decrypted; "" for erased parts)."""
     row = conn.execute(
         select(messages, contents.c.spec)
         .join(contents, contents.c.id == messages.c.content_id)
@@ -369,11 +522,12 @@ def get_message(conn: Connection, message_id: int, api_key_id: int) -> MessageRe
     ).first()
     if row is None:
         return None
-    spec = row.spec
+    opened = vault.open_optional(conn, row.spec, purpose=PURPOSE_SPEC)
+    spec = {} if opened is None else json.loads(opened)
     return MessageRecord(
         id=row.id,
         uuid=row.uuid,
-        recipient=row.recipient,
+        recipient=open_text(conn, vault, row.recipient, purpose=PURPOSE_RECIPIENT),
         kind=row.kind,
         sender=row.sender,
         status=row.status,
@@ -381,7 +535,9 @@ def get_message(conn: Connection, message_id: int, api_key_id: int) -> MessageRe
         custom_id=row.custom_id,
         campaign=row.campaign,
         message_id_header=row.message_id_header,
-        last_reply=row.last_reply,
+        last_reply=None
+        if row.last_reply is None
+        else open_text(conn, vault, row.last_reply, purpose=PURPOSE_LAST_REPLY),
         created_at=row.created_at,
         updated_at=row.updated_at,
         subject=spec.get("Subject", ""),
@@ -394,13 +550,17 @@ def message_api_key(conn: Connection, message_id: int) -> int | None:
     return conn.execute(select(messages.c.api_key_id).where(messages.c.id == message_id)).scalar()
 
 
-def list_events(conn: Connection, message_id: int) -> list[tuple[str, float, dict[str, Any]]]:
+def list_events(
+    conn: Connection, message_id: int, *, vault: Vault
+) -> list[tuple[str, float, dict[str, Any]]]:
+    """A message's events, oldest first, with their details opened."""
     rows = conn.execute(
         select(events.c.type, events.c.created_at, events.c.detail)
         .where(events.c.message_id == message_id)
         .order_by(events.c.id)
-    )
-    return [(r.type, r.created_at, r.detail) for r in rows]
+    ).all()
+    details = open_details(conn, vault, [r.detail for r in rows])
+    return [(r.type, r.created_at, detail) for r, detail in zip(rows, details, strict=True)]
 
 
 # --- idempotency ------------------------------------------------------------------------------------
@@ -413,7 +573,9 @@ class IdempotentResponse:
     body: Any
 
 
-def get_idempotent_response(conn: Connection, api_key_id: int, key: str) -> IdempotentResponse | None:
+def get_idempotent_response(
+    conn: Connection, api_key_id: int, key: str, *, vault: Vault
+) -> IdempotentResponse | None:
     row = conn.execute(
         select(idempotency_keys).where(
             idempotency_keys.c.api_key_id == api_key_id, idempotency_keys.c.key == key
@@ -421,11 +583,23 @@ def get_idempotent_response(conn: Connection, api_key_id: int, key: str) -> Idem
     ).first()
     if row is None:
         return None
-    return IdempotentResponse(row.request_hash, row.status_code, row.response)
+    return IdempotentResponse(
+        row.request_hash,
+        row.status_code,
+        open_json(conn, vault, row.response, purpose=PURPOSE_IDEMPOTENT_RESPONSE),
+    )
 
 
 def save_idempotent_response(
-    conn: Connection, api_key_id: int, key: str, request_hash: str, status_code: int, body: Any, *, now: float
+    conn: Connection,
+    api_key_id: int,
+    key: str,
+    request_hash: str,
+    status_code: int,
+    body: Any,
+    *,
+    now: float,
+    vault: Vault,
 ) -> None:
     """Insert the response; raises IntegrityError when a concurrent request with the key won the race."""
     conn.execute(
@@ -434,7 +608,8 @@ def save_idempotent_response(
             key=key,
             request_hash=request_hash,
             status_code=status_code,
-            response=body,
+            # It lists the recipients: sealed under the day's shared key (it names several).
+            response=seal_json(conn, vault, body, purpose=PURPOSE_IDEMPOTENT_RESPONSE, subject=None),
             created_at=now,
         )
     )
@@ -454,11 +629,18 @@ class OutboxItem:
 
 
 def store_outbox(
-    conn: Connection, message_id: int, mail_from: str, rcpt_to: str, data: bytes, *, now: float
+    conn: Connection, message_id: int, mail_from: str, rcpt_to: str, data: bytes, *, now: float, vault: Vault
 ) -> None:
+    """Keep a sandboxed copy, sealed under its recipient's data key."""
+    subject = vault.index(rcpt_to)
+    key = vault.data_keys_for(conn, {subject})[subject]
     conn.execute(
         insert(outbox).values(
-            message_id=message_id, mail_from=mail_from, rcpt_to=rcpt_to, data=data, created_at=now
+            message_id=message_id,
+            mail_from=mail_from,
+            rcpt_to=vault.seal_with(key, rcpt_to.encode(), purpose=PURPOSE_RCPT_TO),
+            data=vault.seal_with(key, data, purpose=PURPOSE_OUTBOX_DATA),
+            created_at=now,
         )
     )
 
@@ -470,7 +652,9 @@ def list_outbox(
     message_id: int | None = None,
     limit: int = 100,
     with_data: bool = False,
+    vault: Vault,
 ) -> list[OutboxItem]:
+    """Sandboxed copies, newest first, decrypted (erased recipients' copies are left out)."""
     columns = [outbox.c.id, outbox.c.message_id, outbox.c.mail_from, outbox.c.rcpt_to, outbox.c.created_at]
     if with_data:
         columns.append(outbox.c.data)
@@ -481,7 +665,11 @@ def list_outbox(
         )
     if message_id is not None:
         query = query.where(outbox.c.message_id == message_id)
-    return [
-        OutboxItem(r.id, r.message_id, r.mail_from, r.rcpt_to, r.created_at, r.data if with_data else None)
-        for r in conn.execute(query)
-    ]
+    items = []
+    for r in conn.execute(query):
+        rcpt_to = vault.open_optional(conn, r.rcpt_to, purpose=PURPOSE_RCPT_TO)
+        if rcpt_to is None:
+            continue
+        data = vault.open(conn, r.data, purpose=PURPOSE_OUTBOX_DATA) if with_data else None
+        items.append(OutboxItem(r.id, r.message_id, r.mail_from, rcpt_to.decode(), r.created_at, data))
+    return items

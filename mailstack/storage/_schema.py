@@ -34,6 +34,9 @@ api_keys = Table(
     Column("name", String(200), nullable=False, server_default=""),
     Column("created_at", Float, nullable=False),
     Column("disabled", Boolean, nullable=False, server_default=text("false")),
+    # Comma-separated API scopes (mailstack.storage.API_SCOPES); keys made before scopes existed get the
+    # default set, which is everything they could do then (the admin-only "privacy" scope is not in it).
+    Column("scopes", String(200), nullable=False, server_default="send,read,webhooks,suppressions,consents"),
 )
 
 dkim_keys = Table(
@@ -55,7 +58,7 @@ contents = Table(
     "contents",
     metadata,
     Column("id", Id, primary_key=True),
-    Column("spec", JSON, nullable=False),
+    Column("spec", LargeBinary, nullable=False),  # the MessageSpec as JSON, sealed (mailstack.privacy.Vault)
     Column("created_at", Float, nullable=False),
 )
 
@@ -66,8 +69,12 @@ messages = Table(
     Column("uuid", String(36), nullable=False, unique=True),
     Column("api_key_id", ForeignKey("api_keys.id"), nullable=False),
     Column("content_id", ForeignKey("contents.id"), nullable=False),
-    Column("recipient", String(320), nullable=False),
-    Column("recipient_name", Text, nullable=False, server_default=""),
+    # The recipient is personal data: sealed under its data subject's key, found by its blind index;
+    # only the domain (not personal) stays readable, for statistics, pacing and provider grouping.
+    Column("recipient", LargeBinary, nullable=False),
+    Column("recipient_index", String(64)),  # NULL only until `mailstack migrate` converts old rows
+    Column("recipient_domain", String(255), nullable=False, server_default=""),
+    Column("recipient_name", LargeBinary),  # sealed; NULL when there is no name
     Column("kind", String(8), nullable=False),
     Column("sender", String(320), nullable=False),
     Column("custom_id", Text, nullable=False, server_default=""),
@@ -75,11 +82,12 @@ messages = Table(
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("message_id_header", Text),
-    Column("last_reply", Text),
+    Column("last_reply", LargeBinary),  # sealed: replies quote addresses
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
 Index("ix_messages_created_at", messages.c.created_at)
+Index("ix_messages_recipient_index", messages.c.recipient_index)
 
 events = Table(
     "events",
@@ -102,7 +110,7 @@ idempotency_keys = Table(
     Column("key", String(255), primary_key=True),
     Column("request_hash", String(64), nullable=False),
     Column("status_code", Integer, nullable=False),
-    Column("response", JSON, nullable=False),
+    Column("response", LargeBinary, nullable=False),  # sealed JSON: it lists the recipients
     Column("created_at", Float, nullable=False),
 )
 
@@ -112,8 +120,8 @@ outbox = Table(
     Column("id", Id, primary_key=True),
     Column("message_id", ForeignKey("messages.id"), nullable=False),
     Column("mail_from", String(512), nullable=False),
-    Column("rcpt_to", String(320), nullable=False),
-    Column("data", LargeBinary, nullable=False),
+    Column("rcpt_to", LargeBinary, nullable=False),  # sealed
+    Column("data", LargeBinary, nullable=False),  # sealed
     Column("created_at", Float, nullable=False),
 )
 

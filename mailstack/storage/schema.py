@@ -7,6 +7,7 @@ from ._engagement import (
     dashboard_users,
     event_cursors,
     link_counters,
+    login_failures,
     message_flags,
     message_links,
     stat_counters,
@@ -14,7 +15,7 @@ from ._engagement import (
     webhook_endpoints,
 )
 from ._feedback import log_cursors, relay_queue_ids, soft_bounces, suppressions
-from ._privacy import audit_log, consents
+from ._privacy import audit_log, consents, data_keys, key_versions
 from ._schema import (
     api_keys,
     contents,
@@ -36,12 +37,15 @@ __all__ = [
     "consents",
     "contents",
     "dashboard_users",
+    "data_keys",
     "dkim_keys",
     "event_cursors",
     "events",
     "idempotency_keys",
+    "key_versions",
     "link_counters",
     "log_cursors",
+    "login_failures",
     "message_flags",
     "message_links",
     "messages",

@@ -21,13 +21,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mailstack.observability import get_logger
+from mailstack.storage import seal_details
 from mailstack.storage.schema import events, messages
+
+if TYPE_CHECKING:
+    from mailstack.privacy import Vault
 
 __all__ = ["EventRecorder", "TrackedEvent", "store_events"]
 
@@ -64,7 +68,7 @@ class TrackedEvent:
         )
 
 
-def store_events(conn: Connection, items: Sequence[TrackedEvent]) -> int:
+def store_events(conn: Connection, items: Sequence[TrackedEvent], *, vault: Vault) -> int:
     """Insert the events whose message still exists; a ``uid`` already stored is skipped.
 
     Returns how many rows were offered to the database (duplicates included). Events of messages that no
@@ -87,6 +91,10 @@ def store_events(conn: Connection, items: Sequence[TrackedEvent]) -> int:
     ]
     if not rows:
         return 0
+    # IPs, user agents and replies are sealed; the facts statistics count stay readable.
+    sealed = seal_details(conn, vault, [item.detail for item in items if item.message_id in known])
+    for row, stored in zip(rows, sealed, strict=True):
+        row["detail"] = stored
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     conn.execute(dialect.insert(events).on_conflict_do_nothing(index_elements=["uid"]), rows)
     return len(rows)
@@ -103,8 +111,11 @@ class EventRecorder:
         batch_size: int = 1000,
         flush_seconds: float = 0.25,
         spool_dir: Path | None = None,
+        vault: Vault,
     ) -> None:
+        """``vault`` seals the personal part of each event's detail."""
         self._engine = engine
+        self._vault = vault
         self._queue: queue.Queue[TrackedEvent] = queue.Queue(maxsize=capacity)
         self._batch_size = batch_size
         self._flush_seconds = flush_seconds
@@ -190,7 +201,7 @@ class EventRecorder:
                 return written
             try:
                 with self._engine.begin() as conn:
-                    store_events(conn, batch)
+                    store_events(conn, batch, vault=self._vault)
             except Exception:
                 log.exception("cannot record tracking events; spooling them", count=len(batch))
                 self._spool(batch)
@@ -250,7 +261,7 @@ class EventRecorder:
             try:
                 for start in range(0, len(items), self._batch_size):
                     with self._engine.begin() as conn:
-                        store_events(conn, items[start : start + self._batch_size])
+                        store_events(conn, items[start : start + self._batch_size], vault=self._vault)
             except Exception:
                 log.exception("tracking spool replay failed; will retry", file=claimed.name)
                 claimed.rename(claimed.with_name(claimed.name.removesuffix(".replay") + ".jsonl"))

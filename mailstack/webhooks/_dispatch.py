@@ -24,7 +24,8 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from mailstack.config import WebhookSettings
 from mailstack.keyring import Keyring
 from mailstack.observability import get_logger
-from mailstack.storage import EventTail
+from mailstack.privacy import Vault
+from mailstack.storage import PURPOSE_RECIPIENT, PURPOSE_SPEC, EventTail, open_details, open_json, seal_json
 from mailstack.storage.schema import contents, events, messages, webhook_deliveries, webhook_endpoints
 
 from ._client import PostResult, post
@@ -32,6 +33,9 @@ from ._payload import MessageInfo, mailjet_event
 from ._signing import SIGNATURE_HEADER, sign
 from ._ssrf import DestinationRefusedError, Resolver, check_destination, resolve_host
 from ._store import endpoint_secret
+
+# Queued payloads name their recipients: sealed under the day's shared key (a batch mixes several).
+PURPOSE_PAYLOAD = "webhook_deliveries.payload"
 
 __all__ = ["CURSOR", "Dispatcher", "retry_delay"]
 
@@ -72,9 +76,12 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         post_fn: Callable[..., PostResult] = post,
         gap_grace_seconds: float | None = None,
+        vault: Vault,
     ) -> None:
+        """``vault`` opens the sealed recipients and seals the queued payloads (they name them)."""
         self._engine = engine
         self._keyring = keyring
+        self._vault = vault
         self._settings = settings
         self._sent_is_delivery = sent_is_delivery
         self._resolve = resolve
@@ -120,15 +127,26 @@ class Dispatcher:
             )
             if not rows:
                 return 0
-            infos = _message_infos(conn, (row.message_id for row in rows))
-            subscribed = _endpoints(conn, {info.api_key_id for info in infos.values()})
+            owners = _api_keys(conn, {row.message_id for row in rows})
+            subscribed = _endpoints(conn, set(owners.values()))
+            # Recipients and contents are opened only for the messages someone subscribed to hear of.
+            with_endpoints = {api_key_id for api_key_id, _event in subscribed}
+            infos = _message_infos(
+                conn, self._vault, [m for m, api_key_id in owners.items() if api_key_id in with_endpoints]
+            )
             grouped: dict[int, list[dict[str, Any]]] = {}
             versions: dict[int, int] = {}
-            for row in rows:
-                info = infos.get(row.message_id)
-                if info is None:
-                    continue
-                detail = row.detail if isinstance(row.detail, dict) else {}
+            wanted = [row for row in rows if row.message_id in infos]
+            details = dict(
+                zip(
+                    (row.id for row in wanted),
+                    open_details(conn, self._vault, [row.detail for row in wanted]),
+                    strict=True,
+                )
+            )
+            for row in wanted:
+                info = infos[row.message_id]
+                detail = details[row.id]
                 payload = mailjet_event(
                     row.type, row.created_at, detail, info, sent_is_delivery=self._sent_is_delivery
                 )
@@ -150,7 +168,9 @@ class Dispatcher:
                     deliveries.append(
                         {
                             "endpoint_id": endpoint_id,
-                            "payload": body,
+                            "payload": seal_json(
+                                conn, self._vault, body, purpose=PURPOSE_PAYLOAD, subject=None
+                            ),
                             "event_count": count,
                             "state": "pending",
                             "created_at": now,
@@ -202,7 +222,11 @@ class Dispatcher:
                     .where(webhook_deliveries.c.id.in_([r.id for r in rows]))
                     .values(next_attempt_at=lease)
                 )
-        return [_Claimed(r.id, r.endpoint_id, r.payload, r.attempts, r.created_at) for r in rows]
+            payloads = [open_json(conn, self._vault, r.payload, purpose=PURPOSE_PAYLOAD) for r in rows]
+        return [
+            _Claimed(r.id, r.endpoint_id, payload, r.attempts, r.created_at)
+            for r, payload in zip(rows, payloads, strict=True)
+        ]
 
     def _deliver(self, item: _Claimed) -> None:
         with self._engine.connect() as conn:
@@ -249,7 +273,18 @@ class Dispatcher:
             )
 
 
-def _message_infos(conn: Connection, ids: Iterable[int]) -> dict[int, MessageInfo]:
+def _api_keys(conn: Connection, ids: set[int]) -> dict[int, int]:
+    wanted = sorted(ids)
+    found: dict[int, int] = {}
+    for start in range(0, len(wanted), 500):
+        query = select(messages.c.id, messages.c.api_key_id).where(
+            messages.c.id.in_(wanted[start : start + 500])
+        )
+        found.update({row.id: row.api_key_id for row in conn.execute(query)})
+    return found
+
+
+def _message_infos(conn: Connection, vault: Vault, ids: Iterable[int]) -> dict[int, MessageInfo]:
     wanted = sorted(set(ids))
     found: dict[int, MessageInfo] = {}
     for start in range(0, len(wanted), 500):
@@ -261,21 +296,24 @@ def _message_infos(conn: Connection, ids: Iterable[int]) -> dict[int, MessageInf
                 messages.c.recipient,
                 messages.c.campaign,
                 messages.c.custom_id,
-                # Only the EventPayload of the stored content: never its (possibly large) attachments.
-                contents.c.spec["EventPayload"].as_string().label("event_payload"),
+                contents.c.spec,
             )
             .join(contents, contents.c.id == messages.c.content_id)
             .where(messages.c.id.in_(wanted[start : start + 500]))
         )
         for row in conn.execute(query):
+            email = vault.open_optional(conn, row.recipient, purpose=PURPOSE_RECIPIENT)
+            spec = vault.open_optional(conn, row.spec, purpose=PURPOSE_SPEC)
+            if email is None or spec is None:
+                continue  # erased: nothing left to report about
             found[row.id] = MessageInfo(
                 row.id,
                 row.uuid,
                 row.api_key_id,
-                row.recipient,
+                email.decode(),
                 row.campaign,
                 row.custom_id,
-                row.event_payload or "",
+                json.loads(spec).get("EventPayload") or "",
             )
     return found
 

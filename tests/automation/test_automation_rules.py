@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from engagement_support import Stack, make_stack, pixel_in
 from sqlalchemy import select
 
 from mailstack.automation import AutomationEngine
+from mailstack.storage import PURPOSE_RECIPIENT
 from mailstack.storage.schema import automation_runs, messages
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"
@@ -55,13 +57,17 @@ def engine_of(stack: Stack) -> AutomationEngine:
 def follow_ups(stack: Stack) -> list[Any]:
     with stack.runtime.engine.connect() as conn:
         sent = select(automation_runs.c.sent_message_id).where(automation_runs.c.sent_message_id.is_not(None))
-        return list(
-            conn.execute(
-                select(messages.c.id, messages.c.recipient, messages.c.campaign).where(
-                    messages.c.id.in_(sent)
-                )
+        rows = conn.execute(
+            select(messages.c.id, messages.c.recipient, messages.c.campaign).where(messages.c.id.in_(sent))
+        ).all()
+        return [
+            SimpleNamespace(
+                id=row.id,
+                recipient=stack.runtime.vault.open(conn, row.recipient, purpose=PURPOSE_RECIPIENT).decode(),
+                campaign=row.campaign,
             )
-        )
+            for row in rows
+        ]
 
 
 def test_an_open_sends_the_template_to_that_recipient_once(stack: Stack) -> None:
@@ -116,13 +122,16 @@ def test_a_crash_after_sending_does_not_send_twice(stack: Stack) -> None:
         real(api_key_id, message, key)
         raise RuntimeError("killed before the run was marked sent")
 
-    crashing = AutomationEngine(stack.runtime.engine, crash_after_sending, gap_grace_seconds=0)
+    crashing = AutomationEngine(
+        stack.runtime.engine, crash_after_sending, vault=stack.runtime.vault, gap_grace_seconds=0
+    )
     crashing.match()
     with pytest.raises(RuntimeError):
         crashing.send_pending()
     engine_of(stack).send_pending()  # the run is still pending: sent again, with the same key
     with stack.runtime.engine.connect() as conn:
-        recipients = conn.execute(select(messages.c.recipient).order_by(messages.c.id)).scalars().all()
+        sealed = conn.execute(select(messages.c.recipient).order_by(messages.c.id)).scalars().all()
+        recipients = [stack.runtime.vault.open(conn, r, purpose=PURPOSE_RECIPIENT).decode() for r in sealed]
     assert recipients == ["ana@gmail.com", "ana@gmail.com"]  # the original and one follow-up
     assert len(follow_ups(stack)) == 1
 

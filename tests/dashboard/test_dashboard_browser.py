@@ -71,8 +71,9 @@ def served(tmp_path: Path) -> Iterator[Served]:
         runtime.engine,
         runtime.queue,
         runtime.prepare,
-        SandboxOutbox(runtime.engine),
+        SandboxOutbox(runtime.engine, runtime.vault),
         runtime.worker_settings(),
+        vault=runtime.vault,
     )
     try:
         yield Served(url, runtime, app, auth, worker)
@@ -104,7 +105,9 @@ def traffic(served: Served) -> str:
         raw = {}
         with served.runtime.engine.connect() as conn:
             for message_id in ids:
-                (item,) = list_outbox(conn, message_id=message_id, limit=1, with_data=True)
+                (item,) = list_outbox(
+                    conn, message_id=message_id, limit=1, with_data=True, vault=served.runtime.vault
+                )
                 assert item.data is not None
                 raw[message_id] = item.data
         pages = {message_id: html_part(data) for message_id, data in raw.items()}

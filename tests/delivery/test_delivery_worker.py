@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from sqlalchemy import Engine, select
-from support import SmtpSink
+from support import SmtpSink, make_vault
 
 from mailstack.delivery import DeliveryWorker, OutgoingMail, SmtpRelay, WorkerSettings
 from mailstack.model import Address, Envelope, MessageSpec
 from mailstack.queue import queue_for
 from mailstack.storage import (
     GLOBAL_SCOPE,
+    PURPOSE_LAST_REPLY,
     create_api_key,
     find_api_key,
     insert_messages,
@@ -30,11 +31,12 @@ def _accept(engine: Engine, recipients: list[str], now: float = 1000.0) -> list[
     spec = MessageSpec(
         sender=Address("a@example.com"), to=tuple(Address(r) for r in recipients), text="hello"
     )
+    vault = make_vault(engine)
     with engine.begin() as conn:
         public, _ = create_api_key(conn)
         key = find_api_key(conn, public)
         assert key is not None
-        accepted = insert_messages(conn, key.id, [spec], now=now)
+        accepted = insert_messages(conn, key.id, [spec], now=now, vault=vault)
         ids = [r.message_id for r in accepted[0]]
         queue_for(engine).enqueue(conn, ids, available_at=now)
     return ids
@@ -53,17 +55,21 @@ def _worker(engine: Engine, sink: SmtpSink, clock: Clock, **overrides: float) ->
         batch_size=10, lease_seconds=60, max_attempts=3, retry_base_seconds=10, **overrides
     )  # type: ignore[arg-type]
     relay = SmtpRelay(sink.host, sink.port, helo_name="test.example.com", pool_size=2, timeout=10)
-    return DeliveryWorker(engine, queue_for(engine), _prepare, relay, settings, clock=clock)
+    return DeliveryWorker(
+        engine, queue_for(engine), _prepare, relay, settings, clock=clock, vault=make_vault(engine)
+    )
 
 
 def _status(engine: Engine, message_id: int) -> tuple[str, int, str | None]:
+    vault = make_vault(engine)
     with engine.connect() as conn:
         row = conn.execute(
             select(schema.messages.c.status, schema.messages.c.attempts, schema.messages.c.last_reply).where(
                 schema.messages.c.id == message_id
             )
         ).one()
-    return row.status, row.attempts, row.last_reply
+        reply = vault.open_optional(conn, row.last_reply, purpose=PURPOSE_LAST_REPLY)
+    return row.status, row.attempts, None if reply is None else reply.decode()
 
 
 def test_sent_mail_reaches_the_relay_and_records_its_reply(engine: Engine, smtp_sink: SmtpSink) -> None:
@@ -75,8 +81,9 @@ def test_sent_mail_reaches_the_relay_and_records_its_reply(engine: Engine, smtp_
         status, attempts, reply = _status(engine, message_id)
         assert (status, attempts) == ("sent", 1)
         assert reply is not None and reply.startswith("250 2.0.0 Ok: queued as Q")
+        vault = make_vault(engine)
         with engine.connect() as conn:
-            events = list_events(conn, message_id)
+            events = list_events(conn, message_id, vault=vault)
         assert [e[0] for e in events] == ["queued", "sent"]
         assert events[1][2]["smtp_reply"] == reply
     assert worker.run_once() == 0  # nothing left: each mail went out once
@@ -102,8 +109,9 @@ def test_temporary_failure_is_retried_with_backoff_then_dead_lettered(
     clock.now += 10_000
     assert worker.run_once() == 0
     assert queue_for(engine).stats(now=clock.now).dead == 1
+    vault = make_vault(engine)
     with engine.connect() as conn:
-        kinds = [e[0] for e in list_events(conn, message_id)]
+        kinds = [e[0] for e in list_events(conn, message_id, vault=vault)]
     assert kinds == ["queued", "deferred", "deferred", "failed"]
     assert smtp_sink.received == []
 
@@ -123,7 +131,9 @@ def test_relay_down_defers_instead_of_losing_mail(engine: Engine, smtp_sink: Smt
     clock = Clock(1000.0)
     settings = WorkerSettings(batch_size=10, lease_seconds=60, max_attempts=3, retry_base_seconds=10)
     dead_relay = SmtpRelay("127.0.0.1", 1, helo_name="t", timeout=2)
-    DeliveryWorker(engine, queue_for(engine), _prepare, dead_relay, settings, clock=clock).run_once()
+    DeliveryWorker(
+        engine, queue_for(engine), _prepare, dead_relay, settings, clock=clock, vault=make_vault(engine)
+    ).run_once()
     assert _status(engine, message_id)[0] == "deferred"
     clock.now += 20
     assert _worker(engine, smtp_sink, clock).run_once() == 1
@@ -148,6 +158,7 @@ def test_a_message_recorded_as_sent_is_never_sent_again(engine: Engine, smtp_sin
 
 def test_mail_queued_before_a_suppression_is_blocked_not_sent(engine: Engine, smtp_sink: SmtpSink) -> None:
     gone, _kept = _accept(engine, ["gone@example.net", "kept@example.net"])
+    vault = make_vault(engine)
     with engine.begin() as conn:
         suppress(
             conn,
@@ -156,12 +167,14 @@ def test_mail_queued_before_a_suppression_is_blocked_not_sent(engine: Engine, sm
             reason="userunknown",
             source="hard_bounce",
             now=999.0,
+            vault=vault,
         )
     assert _worker(engine, smtp_sink, Clock(1000.0)).run_once() == 2
     assert [m.rcpt_tos for m in smtp_sink.received] == [["kept@example.net"]]
     assert _status(engine, gone)[0] == "blocked"
+    vault = make_vault(engine)
     with engine.connect() as conn:
-        events = list_events(conn, gone)
+        events = list_events(conn, gone, vault=vault)
     assert [e[0] for e in events] == ["queued", "blocked"]
     assert events[1][2]["mailjet"]["error"] == "preblocked"
     assert queue_for(engine).stats(now=1000.0).ready == 0

@@ -16,12 +16,13 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from sqlalchemy import Engine, select
+from support import make_vault
 
 from mailstack.compose import ComposeSettings
 from mailstack.config import FeedbackSettings
 from mailstack.model import Address, MessageSpec
-from mailstack.storage import create_api_key, find_api_key, insert_messages
-from mailstack.storage.schema import events, messages
+from mailstack.storage import PURPOSE_LAST_REPLY, create_api_key, find_api_key, insert_messages, list_events
+from mailstack.storage.schema import messages
 from mailstack.tokens import TokenSigner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
@@ -68,6 +69,7 @@ def removed(qid: str) -> str:
 
 def seed_messages(engine: Engine, recipients: list[str], sender: str = "news@example.com") -> list[int]:
     """One stored message per recipient, as the API would store them; returns their MessageIDs."""
+    vault = make_vault(engine)
     with engine.begin() as conn:
         public_key, _secret = create_api_key(conn, "test")
         key = find_api_key(conn, public_key)
@@ -75,26 +77,25 @@ def seed_messages(engine: Engine, recipients: list[str], sender: str = "news@exa
         spec = MessageSpec(
             sender=Address(sender), to=tuple(Address(r) for r in recipients), subject="hi", text="hello"
         )
-        (accepted,) = insert_messages(conn, key.id, [spec], now=time.time())
+        (accepted,) = insert_messages(conn, key.id, [spec], now=time.time(), vault=vault)
     return [r.message_id for r in accepted]
 
 
 def message_events(engine: Engine, message_id: int) -> list[tuple[str, dict[str, Any]]]:
+    """A message's events with their details opened (their personal part is sealed at rest)."""
+    vault = make_vault(engine)
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(events.c.type, events.c.detail)
-            .where(events.c.message_id == message_id)
-            .order_by(events.c.id)
-        )
-        return [(row.type, row.detail) for row in rows]
+        return [(kind, detail) for kind, _at, detail in list_events(conn, message_id, vault=vault)]
 
 
 def message_status(engine: Engine, message_id: int) -> tuple[str, str | None]:
+    vault = make_vault(engine)
     with engine.connect() as conn:
         row = conn.execute(
             select(messages.c.status, messages.c.last_reply).where(messages.c.id == message_id)
         ).one()
-    return row.status, row.last_reply
+        reply = vault.open_optional(conn, row.last_reply, purpose=PURPOSE_LAST_REPLY)
+    return row.status, None if reply is None else reply.decode()
 
 
 def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:

@@ -20,6 +20,7 @@ from feedback_loop_helpers import (
     stamp,
 )
 from sqlalchemy import Engine, delete, func, select
+from support import make_vault
 
 from mailstack.bounces import FeedbackRecorder, LogKind, PostfixLogReader, parse_line
 from mailstack.compose import verp_address
@@ -38,7 +39,9 @@ def sent_lines(qid: str, message_id: int, rcpt: str) -> str:
 
 
 def reader(engine: Engine, path: Path, settings: FeedbackSettings = FEEDBACK) -> PostfixLogReader:
-    return PostfixLogReader(engine, path, COMPOSE, FeedbackRecorder(settings), name="node-1:postfix.log")
+    return PostfixLogReader(
+        engine, path, COMPOSE, FeedbackRecorder(settings, make_vault(engine)), name="node-1:postfix.log"
+    )
 
 
 def types(engine: Engine, message_id: int) -> list[str]:
@@ -127,8 +130,9 @@ def test_each_status_is_recorded_with_its_dsn_and_reply(engine: Engine, tmp_path
     }
     assert bounce["reason"] == "userunknown" and bounce["status"] == "5.1.1" and bounce["reply_code"] == "550"
     assert message_status(engine, dead)[0] == MessageStatus.HARD_BOUNCED
+    vault = make_vault(engine)
     with engine.connect() as conn:
-        (entry,) = list_suppressions(conn, address="dead@example.net")
+        (entry,) = list_suppressions(conn, address="dead@example.net", vault=vault)
         assert (entry.scope, entry.source, entry.message_id) == ("global", "hard_bounce", dead)
         assert entry.expires_at is None
 
@@ -136,8 +140,11 @@ def test_each_status_is_recorded_with_its_dsn_and_reply(engine: Engine, tmp_path
     assert full_bounce["category"] == "soft" and full_bounce["reason"] == "mailboxfull"
     assert full_bounce["mailjet"]["hard_bounce"] is False and full_bounce["mailjet"]["blocked"] is False
     assert message_status(engine, full)[0] == MessageStatus.SOFT_BOUNCED
+    vault = make_vault(engine)
     with engine.connect() as conn:
-        assert list_suppressions(conn, address="full@example.net") == []  # one soft bounce is not enough
+        assert (
+            list_suppressions(conn, address="full@example.net", vault=vault) == []
+        )  # one soft bounce is not enough
 
     assert types(engine, other) == ["queued"]
     with engine.connect() as conn:  # every queue id Postfix removed is forgotten; none leak
@@ -244,8 +251,9 @@ def test_expiry_is_a_soft_bounce_and_soft_bounces_suppress_at_the_limit(
     reader(engine, log, settings).poll()
     bounce = message_events(engine, first)[1][1]
     assert (bounce["reason"], bounce["category"]) == ("expired", "soft")
+    vault = make_vault(engine)
     with engine.connect() as conn:
-        assert list_suppressions(conn, address="gone@example.net") == []
+        assert list_suppressions(conn, address="gone@example.net", vault=vault) == []
     append(
         log,
         qmgr("2E2E2E2E2E", verp_address(second, COMPOSE))
@@ -253,8 +261,9 @@ def test_expiry_is_a_soft_bounce_and_soft_bounces_suppress_at_the_limit(
     )
     reader(engine, log, settings).poll()
     assert message_events(engine, second)[1][1]["mailjet"]["blocked"] is True
+    vault = make_vault(engine)
     with engine.connect() as conn:
-        (entry,) = list_suppressions(conn, address="gone@example.net")
+        (entry,) = list_suppressions(conn, address="gone@example.net", vault=vault)
     assert entry.source == "soft_bounce_limit" and entry.expires_at is not None
     assert 9.9 * 86400 < entry.expires_at - entry.created_at <= 10 * 86400
 
@@ -267,9 +276,16 @@ def test_a_status_read_before_the_worker_commits_is_not_overwritten(engine: Engi
         + delivery("1D1D1D1D1D", "early@example.net", "5.1.1", "bounced", "550 5.1.1 unknown user")
     )
     reader(engine, log).poll()
+    vault = make_vault(engine)
     with engine.begin() as conn:  # the worker's late commit of the relay's 250
         update_message_status(
-            conn, message_id, MessageStatus.SENT, now=0.0, attempts=1, last_reply="250 2.0.0 Ok: queued as 1D"
+            conn,
+            message_id,
+            MessageStatus.SENT,
+            now=0.0,
+            attempts=1,
+            last_reply="250 2.0.0 Ok: queued as 1D",
+            vault=vault,
         )
     assert message_status(engine, message_id) == (MessageStatus.HARD_BOUNCED, "550 5.1.1 unknown user")
 
@@ -279,7 +295,12 @@ def test_the_reader_thread_follows_the_log_and_stops(engine: Engine, tmp_path: P
     log = tmp_path / "postfix.log"
     log.touch()
     follower = PostfixLogReader(
-        engine, log, COMPOSE, FeedbackRecorder(FEEDBACK), name="node-1:postfix.log", poll_seconds=0.05
+        engine,
+        log,
+        COMPOSE,
+        FeedbackRecorder(FEEDBACK, make_vault(engine)),
+        name="node-1:postfix.log",
+        poll_seconds=0.05,
     )
     stop = threading.Event()
     thread = threading.Thread(target=follower.run, args=(stop,))

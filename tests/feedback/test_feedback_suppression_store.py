@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from feedback_loop_helpers import message_events, message_status, seed_messages
 from sqlalchemy import Engine
-from support import SmtpSink
+from support import SmtpSink, make_vault
 
 from mailstack.delivery import DeliveryWorker, OutgoingMail, SmtpRelay, WorkerSettings
 from mailstack.model import Envelope, MessageStatus
@@ -22,15 +22,21 @@ DAY = 86400.0
 
 
 def _entry(engine: Engine, address: str, scope: str) -> tuple[str, str, float | None]:
+    vault = make_vault(engine)
     with engine.connect() as conn:
-        (entry,) = list_suppressions(conn, address=address, scope=scope, include_expired=True)
+        (entry,) = list_suppressions(conn, address=address, scope=scope, include_expired=True, vault=vault)
     return entry.source, entry.reason, entry.expires_at
 
 
 def test_an_entry_is_only_ever_lengthened_unless_replaced(engine: Engine) -> None:
+    vault = make_vault(engine)
     with engine.begin() as conn:
-        assert suppress(conn, " <Ana@Example.NET>", scope="global", reason="a", source="hard_bounce", now=1.0)
-        assert not suppress(conn, "ana@example.net", scope="GLOBAL", reason="b", source="manual", now=2.0)
+        assert suppress(
+            conn, " <Ana@Example.NET>", scope="global", reason="a", source="hard_bounce", now=1.0, vault=vault
+        )
+        assert not suppress(
+            conn, "ana@example.net", scope="GLOBAL", reason="b", source="manual", now=2.0, vault=vault
+        )
         # A later soft-bounce entry (which expires) never shortens a permanent one.
         assert not suppress(
             conn,
@@ -40,8 +46,10 @@ def test_an_entry_is_only_ever_lengthened_unless_replaced(engine: Engine) -> Non
             source="soft_bounce_limit",
             now=3.0,
             expires_at=9.0,
+            vault=vault,
         )
     assert _entry(engine, "ana@example.net", "global") == ("hard_bounce", "a", None)
+    vault = make_vault(engine)
     with engine.begin() as conn:
         suppress(
             conn,
@@ -51,6 +59,7 @@ def test_an_entry_is_only_ever_lengthened_unless_replaced(engine: Engine) -> Non
             source="soft_bounce_limit",
             now=1,
             expires_at=5,
+            vault=vault,
         )
         assert suppress(
             conn,
@@ -60,6 +69,7 @@ def test_an_entry_is_only_ever_lengthened_unless_replaced(engine: Engine) -> Non
             source="soft_bounce_limit",
             now=2,
             expires_at=8,
+            vault=vault,
         )
         assert not suppress(
             conn,
@@ -69,9 +79,13 @@ def test_an_entry_is_only_ever_lengthened_unless_replaced(engine: Engine) -> Non
             source="soft_bounce_limit",
             now=3,
             expires_at=6,
+            vault=vault,
         )
-        assert suppress(conn, "bob@example.net", scope="global", reason="hard", source="hard_bounce", now=4)
+        assert suppress(
+            conn, "bob@example.net", scope="global", reason="hard", source="hard_bounce", now=4, vault=vault
+        )
     assert _entry(engine, "bob@example.net", "global") == ("hard_bounce", "hard", None)
+    vault = make_vault(engine)
     with engine.begin() as conn:  # an operator's explicit entry replaces whatever was there
         assert suppress(
             conn,
@@ -82,18 +96,39 @@ def test_an_entry_is_only_ever_lengthened_unless_replaced(engine: Engine) -> Non
             now=5,
             expires_at=6,
             replace=True,
+            vault=vault,
         )
         with pytest.raises(ValueError, match="unknown suppression source"):
-            suppress(conn, "c@example.net", scope="global", reason="", source="whim", now=1)
+            suppress(conn, "c@example.net", scope="global", reason="", source="whim", now=1, vault=vault)
     assert _entry(engine, "bob@example.net", "global") == ("manual", "ok", 6)
 
 
 def test_scope_and_expiry_decide_what_is_blocked(engine: Engine) -> None:
+    vault = make_vault(engine)
     with engine.begin() as conn:
-        suppress(conn, "all@example.net", scope="global", reason="", source="complaint", now=0)
-        suppress(conn, "one@example.net", scope="Shop.Example", reason="", source="unsubscribe", now=0)
-        suppress(conn, "idn@example.net", scope="bücher.example", reason="", source="unsubscribe", now=0)
-        suppress(conn, "old@example.net", scope="global", reason="", source="manual", now=0, expires_at=10)
+        suppress(conn, "all@example.net", scope="global", reason="", source="complaint", now=0, vault=vault)
+        suppress(
+            conn, "one@example.net", scope="Shop.Example", reason="", source="unsubscribe", now=0, vault=vault
+        )
+        suppress(
+            conn,
+            "idn@example.net",
+            scope="bücher.example",
+            reason="",
+            source="unsubscribe",
+            now=0,
+            vault=vault,
+        )
+        suppress(
+            conn,
+            "old@example.net",
+            scope="global",
+            reason="",
+            source="manual",
+            now=0,
+            expires_at=10,
+            vault=vault,
+        )
         found = active_suppressions(
             conn,
             [
@@ -105,30 +140,39 @@ def test_scope_and_expiry_decide_what_is_blocked(engine: Engine) -> None:
                 ("free@example.net", "shop.example"),
             ],
             now=20,
+            vault=vault,
         )
         assert {key: entry.source for key, entry in found.items()} == {
             ("all@example.net", "news.example"): "complaint",
             ("one@example.net", "shop.example"): "unsubscribe",
             ("idn@example.net", "xn--bcher-kva.example"): "unsubscribe",
         }
-        assert active_suppressions(conn, [("old@example.net", "shop.example")], now=5)  # not expired yet
-        assert unsuppress(conn, "ONE@example.net") == 1
-        assert unsuppress(conn, "all@example.net", scope="news.example") == 0
-        assert unsuppress(conn, "nobody@example.net") == 0
+        assert active_suppressions(
+            conn, [("old@example.net", "shop.example")], now=5, vault=vault
+        )  # not expired yet
+        assert unsuppress(conn, "ONE@example.net", vault=vault) == 1
+        assert unsuppress(conn, "all@example.net", scope="news.example", vault=vault) == 0
+        assert unsuppress(conn, "nobody@example.net", vault=vault) == 0
         # Newest first; the expired entry only when asked for.
-        assert [e.address for e in list_suppressions(conn, now=20)] == ["idn@example.net", "all@example.net"]
-        assert len(list_suppressions(conn, now=20, include_expired=True)) == 3
+        assert [e.address for e in list_suppressions(conn, now=20, vault=vault)] == [
+            "idn@example.net",
+            "all@example.net",
+        ]
+        assert len(list_suppressions(conn, now=20, include_expired=True, vault=vault)) == 3
 
 
 def test_soft_bounces_count_messages_within_the_window(engine: Engine) -> None:
+    vault = make_vault(engine)
     with engine.begin() as conn:
-        assert note_soft_bounce(conn, "s@example.net", 1, now=0, window=7 * DAY) == 1
-        assert note_soft_bounce(conn, "S@example.net", 1, now=DAY, window=7 * DAY) == 1  # same message
-        assert note_soft_bounce(conn, "s@example.net", 2, now=2 * DAY, window=7 * DAY) == 2
+        assert note_soft_bounce(conn, "s@example.net", 1, now=0, window=7 * DAY, vault=vault) == 1
         assert (
-            note_soft_bounce(conn, "s@example.net", 3, now=8 * DAY, window=7 * DAY) == 2
+            note_soft_bounce(conn, "S@example.net", 1, now=DAY, window=7 * DAY, vault=vault) == 1
+        )  # same message
+        assert note_soft_bounce(conn, "s@example.net", 2, now=2 * DAY, window=7 * DAY, vault=vault) == 2
+        assert (
+            note_soft_bounce(conn, "s@example.net", 3, now=8 * DAY, window=7 * DAY, vault=vault) == 2
         )  # the first aged out
-        assert note_soft_bounce(conn, "t@example.net", 4, now=8 * DAY, window=7 * DAY) == 1
+        assert note_soft_bounce(conn, "t@example.net", 4, now=8 * DAY, window=7 * DAY, vault=vault) == 1
 
 
 def _prepare(envelope: Envelope) -> OutgoingMail:
@@ -139,10 +183,29 @@ def _prepare(envelope: Envelope) -> OutgoingMail:
 def test_suppressed_recipients_are_stored_blocked_and_never_delivered(
     engine: Engine, smtp_sink: SmtpSink
 ) -> None:
+    vault = make_vault(engine)
     with engine.begin() as conn:
-        suppress(conn, "gone@example.net", scope="global", reason="550 5.1.1", source="hard_bounce", now=0)
-        suppress(conn, "quit@example.net", scope="example.com", reason="", source="unsubscribe", now=0)
-        suppress(conn, "quit2@example.net", scope="other.example", reason="", source="unsubscribe", now=0)
+        suppress(
+            conn,
+            "gone@example.net",
+            scope="global",
+            reason="550 5.1.1",
+            source="hard_bounce",
+            now=0,
+            vault=vault,
+        )
+        suppress(
+            conn, "quit@example.net", scope="example.com", reason="", source="unsubscribe", now=0, vault=vault
+        )
+        suppress(
+            conn,
+            "quit2@example.net",
+            scope="other.example",
+            reason="",
+            source="unsubscribe",
+            now=0,
+            vault=vault,
+        )
     gone, quit_, quit2, fine = seed_messages(
         engine, ["Gone@Example.net", "quit@example.net", "quit2@example.net", "fine@example.net"]
     )
@@ -160,7 +223,9 @@ def test_suppressed_recipients_are_stored_blocked_and_never_delivered(
     with engine.begin() as conn:
         queue.enqueue(conn, [gone, quit_, fine], available_at=0)
     relay = SmtpRelay(smtp_sink.host, smtp_sink.port, helo_name="test.example.com", pool_size=1, timeout=10)
-    worker = DeliveryWorker(engine, queue, _prepare, relay, WorkerSettings(batch_size=10))
+    worker = DeliveryWorker(
+        engine, queue, _prepare, relay, WorkerSettings(batch_size=10), vault=make_vault(engine)
+    )
     try:
         assert worker.run_once() == 3
     finally:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime
 import json
 import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,7 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from support import free_port
 
 from infra.boot import (
     HOSTNAME_TAG,
@@ -21,6 +25,7 @@ from infra.boot import (
     _write_private,
     claim,
     fetch_secrets,
+    instance_identity,
     ip_variables,
 )
 from infra.userdata import render_user_data
@@ -168,7 +173,54 @@ def test_the_fleet_secrets_come_from_secrets_manager(ec2: Any) -> None:
         "hostname": "mta-1.example.com",
         "warmup_start": "x",
     }
-    assert ip_variables(claimed)["mailstack_hostname"] == "mta-1.example.com"
+    assert ip_variables(claimed, "10.40.1.17") == {
+        "mailstack_cloud_ip": claimed,
+        "mailstack_hostname": "mta-1.example.com",
+        "mailstack_public_address": "203.0.113.9",
+        "mailstack_private_address": "10.40.1.17",
+    }
+
+
+@pytest.fixture
+def metadata_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto_server on loopback as the instance metadata service (IMDSv2), through botocore's own override."""
+    server = Path(sys.executable).with_name("moto_server")
+    port = free_port()
+    log = (tmp_path / "moto.log").open("wb")
+    process = subprocess.Popen([str(server), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/latest/meta-data/", timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"moto_server did not start; see {tmp_path / 'moto.log'}")
+            time.sleep(0.1)
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint)
+    try:
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
+
+
+def test_the_private_address_comes_from_the_instance_metadata(metadata_service: str) -> None:
+    identity = instance_identity()  # IMDSv2: a token first, then the metadata with it
+    # moto's metadata service answers for a fixed instance.
+    assert identity == {"region": "us-east-1", "instance_id": "i-fake", "private_address": "127.0.0.1"}
+    claimed = {"address": "203.0.113.9", "allocation_id": "a", "hostname": "mta-1", "warmup_start": "x"}
+    variables = ip_variables(claimed, identity["private_address"])
+    assert variables["mailstack_private_address"] == "127.0.0.1"
+
+
+def test_a_private_address_that_is_not_an_ip_is_refused_with_the_variable_named() -> None:
+    claimed = {"address": "203.0.113.9", "allocation_id": "a", "hostname": "mta-1", "warmup_start": "x"}
+    with pytest.raises(ValueError, match=r"mailstack_private_address: .*'<html>"):
+        ip_variables(claimed, "<html>")
 
 
 def test_the_secrets_file_is_readable_by_root_only(tmp_path: Path) -> None:

@@ -497,7 +497,7 @@ def test_baremetal_runs_the_playbook_with_the_stack_inventory(mocked: Mocked, tm
     config = BaremetalConfig(
         domain="example.com",
         hosts=(
-            BaremetalHost("mta1", "192.0.2.10", ("senders",), "debian"),
+            BaremetalHost("mta1", "192.0.2.10", ("senders",), "debian", "10.0.0.10"),
             BaremetalHost("db1", "192.0.2.20", ("db",), "debian"),
         ),
         playbook="site.yml",
@@ -512,7 +512,12 @@ def test_baremetal_runs_the_playbook_with_the_stack_inventory(mocked: Mocked, tm
     command = mocked.one("command:local:Command").props
     hosts = json.loads(command["environment"]["MAILSTACK_INVENTORY"])
     assert hosts == inventory(config)
-    assert hosts["all"]["children"]["senders"]["hosts"]["mta1"]["ansible_host"] == "192.0.2.10"
+    assert hosts["all"]["children"]["senders"]["hosts"]["mta1"] == {
+        "ansible_host": "192.0.2.10",
+        "ansible_user": "debian",
+        "mailstack_private_address": "10.0.0.10",  # what PostgreSQL and the firewall use between hosts
+    }
+    assert hosts["all"]["children"]["db"]["hosts"]["db1"]["mailstack_private_address"] == "192.0.2.20"
     assert "db1" in hosts["all"]["children"]["db"]["hosts"]
     assert json.loads(command["environment"]["MAILSTACK_EXTRA_VARS"])["mailstack_domain"] == "example.com"
     assert "site.yml" in command["create"] and "--private-key /keys/id" in command["create"]

@@ -39,6 +39,8 @@ def test_the_example_stacks_parse(mocked: Mocked) -> None:
     metal = load_stack_config()
     assert metal.target == "baremetal" and metal.baremetal is not None
     assert [(h.name, h.groups) for h in metal.baremetal.hosts][-1] == ("db1", ("db",))
+    # mta1 names its private address; db1's address is already private (an IP, so it is the default).
+    assert [h.private_address for h in metal.baremetal.hosts] == ["10.0.0.10", "10.0.0.11", "10.0.0.5"]
 
 
 def test_defaults_fill_everything_optional(mocked: Mocked) -> None:
@@ -106,6 +108,41 @@ def test_defaults_fill_everything_optional(mocked: Mocked) -> None:
         (
             _with(target="baremetal", baremetal={"hosts": [{"name": "a"}]}),
             "mailstack:baremetal.hosts[0].address: missing required value",
+        ),
+        (
+            _with(
+                target="baremetal",
+                baremetal={"hosts": [{"name": "a", "address": "mta.example.com"}]},
+            ),
+            "mailstack:baremetal.hosts[0].privateAddress: missing required value (the host's private IP "
+            "address; address 'mta.example.com' is a name, not an IP)",
+        ),
+        (
+            _with(
+                target="baremetal",
+                baremetal={"hosts": [{"name": "a", "address": "192.0.2.1", "privateAddress": "10.0.0"}]},
+            ),
+            "mailstack:baremetal.hosts[0].privateAddress: expected an IP address, got '10.0.0'",
+        ),
+        (
+            _with(
+                target="baremetal",
+                baremetal={"hosts": [{"name": "a", "address": "192.0.2.1", "privateAddress": 10}]},
+            ),
+            "mailstack:baremetal.hosts[0].privateAddress: expected the host's private IP address, got 10",
+        ),
+        (
+            _with(
+                target="baremetal",
+                baremetal={
+                    "hosts": [
+                        {"name": "a", "address": "192.0.2.1", "privateAddress": "10.0.0.1"},
+                        {"name": "b", "address": "10.0.0.1", "groups": ["db"]},
+                    ]
+                },
+            ),
+            "mailstack:baremetal.hosts[1].privateAddress: 10.0.0.1 is already the private address of "
+            "hosts[0] (a)",
         ),
     ],
 )

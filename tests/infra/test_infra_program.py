@@ -9,6 +9,13 @@ import json
 import pytest
 import yaml
 
+from infra.common import (
+    METRIC_BOUNCED,
+    METRIC_COMPLAINED,
+    METRIC_SENT,
+    METRICS_DIMENSION,
+    METRICS_NAMESPACE,
+)
 from infra.harness import REPO_ROOT, ProgramRun, run_stack_file, stack_files
 
 COMPONENTS = {
@@ -103,3 +110,43 @@ def test_the_baremetal_stack_only_runs_ansible() -> None:
     ]
     assert run.outputs == {"target": "baremetal", "hosts": ["mta1", "mta2", "db1"]}
     assert not any(resource.type.startswith("aws:") for resource in run.resources)
+
+
+def test_senders_publish_the_metrics_their_alarms_read_and_may_publish_nothing_else() -> None:
+    run = _run("dev")
+    script = base64.b64decode(run.one("aws:ec2/launchTemplate:LaunchTemplate").props["userData"]).decode()
+    variables = json.loads(script.split("<<'MAILSTACK_VARS'\n", 1)[1].split("\nMAILSTACK_VARS\n", 1)[0])
+    region = variables["mailstack_cloud"]["region"]
+    # What the mailstack role renders into mailstack.toml's [metrics] (infra/README.md, the contract).
+    assert {key: value for key, value in variables.items() if key.startswith("mailstack_metrics_")} == {
+        "mailstack_metrics_enabled": True,
+        "mailstack_metrics_namespace": METRICS_NAMESPACE,
+        "mailstack_metrics_stack": "dev",
+        "mailstack_metrics_region": region,
+    }
+    alarms = {r.props["name"]: r.props for r in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    for name, counter in (("bounce-rate", METRIC_BOUNCED), ("complaint-rate", METRIC_COMPLAINED)):
+        metrics = {
+            q["id"]: q["metric"] for q in alarms[f"mailstack-dev-{name}"]["metricQueries"] if "metric" in q
+        }
+        assert {(m["namespace"], m["metricName"]) for m in metrics.values()} == {
+            (METRICS_NAMESPACE, METRIC_SENT),
+            (METRICS_NAMESPACE, counter),
+        }
+        assert all(m["dimensions"] == {METRICS_DIMENSION: "dev"} for m in metrics.values())
+    statements = json.loads(run.one("aws:iam/rolePolicy:RolePolicy").props["policy"])["Statement"]
+    publishing = [s for s in statements if "cloudwatch:PutMetricData" in s["Action"]]
+    assert publishing == [
+        {
+            "Sid": "Metrics",
+            "Effect": "Allow",
+            "Action": ["cloudwatch:PutMetricData"],
+            "Resource": "*",
+            "Condition": {"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
+        }
+    ]
+    assert not any(
+        action.startswith("cloudwatch:") and action != "cloudwatch:PutMetricData"
+        for s in statements
+        for action in s["Action"]
+    )

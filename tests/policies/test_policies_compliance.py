@@ -66,7 +66,70 @@ def test_mailstack_itself_keeps_secrets_sealed_and_tables_classified(tmp_path: P
     assert any("mailstack.db" in f.resource for f in findings)
     tables = compliance.check_tables_classified(load_retention())
     assert {f.resource for f in tables} >= {"table contents", "table messages", "table events"}
-    assert all(f.enforcement == EnforcementLevel.ADVISORY for f in tables)
+    assert all(f.enforcement == EnforcementLevel.MANDATORY and f.verdict == "pass" for f in tables)
+
+
+def test_an_unclassified_table_is_a_mandatory_violation() -> None:
+    policy = load_retention()
+    without = dataclasses.replace(policy, exempt={k: v for k, v in policy.exempt.items() if k != "api_keys"})
+    (failed,) = [f for f in compliance.check_tables_classified(without) if f.verdict == "fail"]
+    assert failed.blocking and failed.resource == "table api_keys"
+
+
+def _init(data_dir: Path) -> None:
+    result = subprocess.run(
+        [
+            *compliance._mailstack_command(),
+            "init",
+            "--data-dir",
+            str(data_dir),
+            "--domain",
+            "c.test",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_fresh_mailstack_purges_by_the_repository_policy(tmp_path: Path) -> None:
+    _init(tmp_path / "data")
+    findings = compliance.check_purges_by_itself(tmp_path / "data", load_retention())
+    assert {f.resource for f in findings} == {
+        "purge: enabled",
+        "purge: policy file",
+        "purge: classes",
+        "purge: interval",
+    }
+    assert all(f.verdict == "pass" and f.enforcement == EnforcementLevel.MANDATORY for f in findings)
+
+
+def test_purge_settings_that_break_the_policy_fail_the_check(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    _init(data_dir)
+    # A deployment that enforces its own, laxer copy of the policy, rarely, or not at all.
+    laxer = (
+        (REPO_ROOT / "policies" / "retention.yaml")
+        .read_text()
+        .replace("max_age_days: 30", "max_age_days: 60")
+    )
+    (data_dir / "laxer.yaml").write_text(laxer)
+    config = data_dir / "mailstack.toml"
+    settings = '[retention]\nenabled = false\ninterval_seconds = 86400\npolicy_file = "laxer.yaml"\n'
+    config.write_text(config.read_text().replace("[retention]\n", settings, 1))
+    findings = compliance.check_purges_by_itself(data_dir, load_retention())
+    failed = {f.resource: f for f in findings if f.verdict == "fail"}
+    assert set(failed) == {"purge: enabled", "purge: policy file", "purge: interval"}
+    assert all(f.blocking and f.remediation for f in failed.values())
+    assert "laxer.yaml" in failed["purge: policy file"].message
+    assert "at most 17280" in failed["purge: interval"].remediation  # a tenth of the 2-day class
+    # A policy file mailstack cannot read fails the check too, with the key it stumbled on.
+    (data_dir / "laxer.yaml").write_text(laxer.replace("action: anonymise", "action: forget", 1))
+    (broken,) = compliance.check_purges_by_itself(data_dir, load_retention())
+    assert broken.blocking and "classes.events.action" in broken.message
 
 
 def test_a_broken_stack_fails_the_command(tmp_path: Path) -> None:

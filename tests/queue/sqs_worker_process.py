@@ -14,7 +14,9 @@ from pathlib import Path
 import boto3
 
 from mailstack.delivery import DeliveryWorker, OutgoingMail, SandboxOutbox, WorkerSettings
+from mailstack.keyring import Keyring
 from mailstack.model import Envelope
+from mailstack.privacy import LocalKeyProvider, Vault
 from mailstack.queue import SqsQueue
 from mailstack.storage import create_storage_engine
 
@@ -34,8 +36,15 @@ def main() -> int:
         leases = queue.lease(6, 2, now=time.time())
         print(" ".join(str(lease.message_id) for lease in leases), flush=True)
         os._exit(0)  # no acknowledgement, no cleanup: the leases must expire and be retried elsewhere
+    keyring = Keyring(bytes(range(32)))
+    vault = Vault(engine, keyring, LocalKeyProvider(keyring))
     worker = DeliveryWorker(
-        engine, queue, _prepare, SandboxOutbox(engine), WorkerSettings(batch_size=5, lease_seconds=30)
+        engine,
+        queue,
+        _prepare,
+        SandboxOutbox(engine, vault),
+        WorkerSettings(batch_size=5, lease_seconds=30),
+        vault=vault,
     )
     while not Path(stop_file).exists():
         if worker.run_once() == 0:

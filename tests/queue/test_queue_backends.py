@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from sqlalchemy import Engine
+from support import make_vault
 
 from mailstack.model import Address, MessageSpec
 from mailstack.queue import queue_for
@@ -17,11 +18,12 @@ def _messages(engine: Engine, count: int) -> list[int]:
         to=tuple(Address(f"r{i}@example.net") for i in range(count)),
         text="x",
     )
+    vault = make_vault(engine)
     with engine.begin() as conn:
         public, _secret = create_api_key(conn)
         record = find_api_key(conn, public)
         assert record is not None
-        accepted = insert_messages(conn, record.id, [spec], now=1000.0)
+        accepted = insert_messages(conn, record.id, [spec], now=1000.0, vault=vault)
     return [r.message_id for r in accepted[0]]
 
 

@@ -12,6 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 from sqlalchemy import Engine, func, select
+from support import make_vault
 
 from mailstack.config import ConfigError, QueueSettings, load_settings
 from mailstack.delivery import DeliveryWorker, OutgoingMail, SandboxOutbox, WorkerSettings
@@ -61,19 +62,23 @@ def _messages(engine: Engine, count: int) -> list[int]:
         to=tuple(Address(f"r{i}@example.net") for i in range(count)),
         text="x",
     )
+    vault = make_vault(engine)
     with engine.begin() as conn:
         public, _secret = create_api_key(conn)
         record = find_api_key(conn, public)
         assert record is not None
-        accepted = insert_messages(conn, record.id, [spec], now=time.time())
+        accepted = insert_messages(conn, record.id, [spec], now=time.time(), vault=vault)
     return [r.message_id for r in accepted[0]]
 
 
 def _settle(engine: Engine, queue: SqsQueue, leases: list[Lease], status: MessageStatus) -> None:
     """What the worker does for a delivered batch: the outcome and the acknowledgement, one transaction."""
+    vault = make_vault(engine)
     with engine.begin() as conn:
         for lease in leases:
-            update_message_status(conn, lease.message_id, status, now=time.time(), attempts=lease.attempts)
+            update_message_status(
+                conn, lease.message_id, status, now=time.time(), attempts=lease.attempts, vault=vault
+            )
             assert queue.complete(conn, lease)
 
 
@@ -143,8 +148,9 @@ def test_an_acknowledgement_whose_transaction_rolled_back_is_not_carried_out(
     with engine.begin() as conn:
         queue.enqueue(conn, ids, available_at=time.time())
     (lease,) = queue.lease(1, 1, now=time.time())
+    vault = make_vault(engine)
     with pytest.raises(RuntimeError), engine.begin() as conn:
-        update_message_status(conn, lease.message_id, MessageStatus.SENT, now=time.time())
+        update_message_status(conn, lease.message_id, MessageStatus.SENT, now=time.time(), vault=vault)
         queue.complete(conn, lease)
         raise RuntimeError("recording the outcome failed")
     queue.flush()  # the message is still queued in the database: its SQS message must stay
@@ -193,8 +199,9 @@ def test_dead_letters_move_to_the_dead_letter_queue_with_their_error(engine: Eng
     with engine.begin() as conn:
         queue.enqueue(conn, ids, available_at=time.time())
     exhausted, _other = queue.lease(2, 300, now=time.time())
+    vault = make_vault(engine)
     with engine.begin() as conn:
-        update_message_status(conn, exhausted.message_id, MessageStatus.FAILED, now=time.time())
+        update_message_status(conn, exhausted.message_id, MessageStatus.FAILED, now=time.time(), vault=vault)
         assert queue.dead(conn, exhausted, error="451 gave up after 8 attempts")
     queue.flush()
     stats = queue.stats(now=time.time())
@@ -268,7 +275,10 @@ def test_a_delivery_worker_runs_on_sqs(engine: Engine, sqs: Any) -> None:
             envelope.message_id, "a@example.com", envelope.recipient.email, b"Subject: x\r\n\r\nx"
         )
 
-    worker = DeliveryWorker(engine, queue, prepare, SandboxOutbox(engine), WorkerSettings(batch_size=10))
+    vault = make_vault(engine)
+    worker = DeliveryWorker(
+        engine, queue, prepare, SandboxOutbox(engine, vault), WorkerSettings(batch_size=10), vault=vault
+    )
     assert worker.run_once() == 4
     assert worker.run_once() == 0  # the acknowledgements are carried out before the next receive
     with engine.connect() as conn:

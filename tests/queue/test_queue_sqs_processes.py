@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 from sqlalchemy import Engine, func, select
-from support import free_port
+from support import free_port, make_vault
 
 from mailstack.model import Address, MessageSpec, MessageStatus
 from mailstack.queue import SqsQueue
@@ -73,11 +73,12 @@ def _insert(engine: Engine, count: int, tag: str) -> list[int]:
         to=tuple(Address(f"{tag}{i}@example.net") for i in range(count)),
         text="x",
     )
+    vault = make_vault(engine)
     with engine.begin() as conn:
         public, _secret = create_api_key(conn)
         record = find_api_key(conn, public)
         assert record is not None
-        accepted = insert_messages(conn, record.id, [spec], now=time.time())
+        accepted = insert_messages(conn, record.id, [spec], now=time.time(), vault=vault)
     return [r.message_id for r in accepted[0]]
 
 

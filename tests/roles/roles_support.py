@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -40,6 +42,38 @@ SINK_DOMAIN = "example.net"  # routed by the transport map to the sink below
 SINK_ADDRESS = ("127.0.0.2", 2625)
 REFUSING_DOMAIN = "bounce.example.net"  # routed to a sink that refuses every recipient
 REFUSING_SINK_ADDRESS = ("127.0.0.2", 2626)
+
+# Sending IPs (inventories/local: mailstack_sending_ips): listener port -> the address mail leaves from.
+SENDING_IPS = {10026: "127.0.0.2", 10027: "127.0.0.3"}
+
+# Provided DKIM keys (mailstack_dkim_provided_keys, passed like the cloud's secret-vars.json): made once and
+# kept with the controller's secrets, so every session provides the same keys (a new key under a selector
+# that holds another would be refused, by design).
+PROVIDED_DKIM = {"ansible-rsa": "rsa-sha256", "ansible-ed": "ed25519-sha256"}
+PROVIDED_DKIM_DIR = CONTROLLER_DIR / "secret" / "test-provided-dkim"
+
+
+def provided_dkim_keys() -> list[dict[str, str]]:
+    """The provided keys as the dkim_keys role takes them (generated on first use, then reused)."""
+    PROVIDED_DKIM_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    keys = []
+    for selector, algorithm in PROVIDED_DKIM.items():
+        path = PROVIDED_DKIM_DIR / f"{selector}.pem"
+        if not path.exists():
+            key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey = (
+                rsa.generate_private_key(public_exponent=65537, key_size=2048)
+                if algorithm == "rsa-sha256"
+                else ed25519.Ed25519PrivateKey.generate()
+            )
+            pem = key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(pem)
+        keys.append({"selector": selector, "algorithm": algorithm, "private_key_pem": path.read_text()})
+    return keys
+
 
 # The outside host: a network namespace joined to this machine by a veth pair (msout0 is the interface the
 # local inventory's firewall filters).
@@ -70,6 +104,7 @@ class PlaybookRun:
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
     changed_tasks: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    events: list[dict[str, str]] = field(default_factory=list)  # in order: play, start, host, task, outcome
     output: str = ""
 
     def total(self, key: str) -> int:
@@ -102,8 +137,8 @@ def ansible_env(recap: Path) -> dict[str, str]:
     return env
 
 
-def run_playbook(*args: str, timeout: float = 900) -> PlaybookRun:
-    command = [str(BIN / "ansible-playbook"), "-i", str(INVENTORY), str(REPO / "site.yml"), *args]
+def run_playbook(*args: str, timeout: float = 900, inventory: Path = INVENTORY) -> PlaybookRun:
+    command = [str(BIN / "ansible-playbook"), "-i", str(inventory), str(REPO / "site.yml"), *args]
     with tempfile.TemporaryDirectory(prefix="mailstack-recap-") as scratch:
         recap = Path(scratch) / "recap.json"
         started = time.monotonic()
@@ -124,6 +159,7 @@ def run_playbook(*args: str, timeout: float = 900) -> PlaybookRun:
             run.stats = report["stats"]
             run.changed_tasks = report["changed"]
             run.failures = report["failed"]
+            run.events = report["events"]
     return run
 
 
@@ -171,10 +207,16 @@ def roles_lock() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def deployment(roles_lock: None, tmp_path_factory: pytest.TempPathFactory) -> Deployment:
-    """site.yml applied to this machine, then applied again, then run in check mode."""
+    """site.yml applied to this machine, then applied again, then run in check mode; with provided DKIM
+    keys (as the cloud's boot script passes them)."""
     require_commands("apt-get", "runuser", "setpriv", "start-stop-daemon")
-    sources = _snapshot_sources(tmp_path_factory.mktemp("roles") / "src")
-    source = ["-e", f"mailstack__source_dir={sources}"]
+    scratch = tmp_path_factory.mktemp("roles")
+    sources = _snapshot_sources(scratch / "src")
+    provided = scratch / "provided-dkim.json"
+    descriptor = os.open(provided, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump({"mailstack_dkim_provided_keys": provided_dkim_keys()}, handle)
+    source = ["-e", f"mailstack__source_dir={sources}", "-e", f"@{provided}"]
     first = run_playbook(*source)
     if first.returncode != 0:
         pytest.fail(f"site.yml failed on this machine:\n{first.describe()}", False)

@@ -27,16 +27,6 @@ CONFIG_EXTRA = {
     "throttle": {
         "mx_lookup": True,
         "api_key": {"rate": 100, "burst": 200},
-        "ips": [
-            {
-                "address": "203.0.113.10",
-                "rate": 20,
-                "warmup_start": "2026-12-01",
-                "warmup_first": 50,
-                "warmup_ceiling": 100000,
-            },
-            {"address": "203.0.113.11", "rate": 20},
-        ],
     },
 }
 DB = "db1.example.com"
@@ -132,17 +122,70 @@ def test_senders_share_one_database_and_one_throttle(rendered: Path, tmp_path: P
     assert first["database"] == second["database"]
     assert first["database"]["url"].startswith("postgresql://mailstack:")
     assert first["database"]["url"].endswith("@10.0.0.5:5432/mailstack?sslmode=require")
-    assert first["throttle"] == second["throttle"]
+    # The throttle is the fleet's, except each host's own sending IPs.
+    assert {**first["throttle"], "ips": None} == {**second["throttle"], "ips": None}
     assert first["throttle"]["providers"]["google"] == {"rate": 50, "concurrency": 20}
     assert first["server"]["public_url"] == "https://api.example.com"
     assert first["delivery"]["workers"] == 8 and first["throttle"]["mx_lookup"] is True
     assert first["throttle"]["api_key"] == {"rate": 100, "burst": 200}
-    assert [ip["address"] for ip in first["throttle"]["ips"]] == ["203.0.113.10", "203.0.113.11"]
-    assert settings.throttle.ips[0].warmup_first == 50
+
+
+def test_each_sending_ip_is_a_throttle_entry_and_a_postfix_listener_sending_from_it(
+    rendered: Path, tmp_path: Path
+) -> None:
+    """mta1's mailstack_sending_ips (host_vars), rendered into both mailstack.toml and Postfix."""
+    text = (rendered / "mta1.example.com" / "var/lib/mailstack/mailstack.toml").read_text()
+    (tmp_path / "mailstack.toml").write_text(text)
+    ips = load_settings(tmp_path).throttle.ips
+    assert [(ip.address, ip.relay) for ip in ips] == [
+        ("203.0.113.10", "127.0.0.1:10026"),
+        ("203.0.113.20", "127.0.0.1:10027"),
+    ]
+    assert ips[1].warmup_first == 50 and ips[1].warmup_ceiling == 100000 and ips[0].warmup_start is None
+    postfix = rendered / "mta1.example.com" / "etc/postfix"
+    services = postconf_services(postfix)
+    for address, port, helo in (
+        ("203.0.113.10", 10026, "mta1.example.com"),
+        ("203.0.113.20", 10027, "mta1-b.example.com"),
+    ):
+        key = "ip" + address.replace(".", "_")
+        listener = services[f"127.0.0.1:{port}/inet"]
+        assert (
+            f"content_filter=other_{key}:" in listener
+            and f"texthash:/etc/postfix/sending_ips/{key}" in listener
+        )
+        for provider in ("google", "microsoft", "yahoo", "other"):
+            transport = services[f"{provider}_{key}/unix"]
+            assert f"smtp_bind_address={address}" in transport and f"smtp_helo_name={helo}" in transport
+            assert "inet_protocols=ipv4" in transport
+        assert postconf(
+            postfix, f"google_{key}_destination_concurrency_limit", f"other_{key}_destination_rate_delay"
+        ) == ["20", "0s"]
+        routes = (postfix / "sending_ips" / key).read_text()
+        assert (
+            f"gmail.com\tFILTER google_{key}:\n" in routes and f"yahoo.com\tFILTER yahoo_{key}:\n" in routes
+        )
+        assert "bounces.example.com\tFILTER smtp:[127.0.0.1]:2526\n" in routes
+    # mta2 has none: nothing but port 25.
+    assert not [
+        name
+        for name in postconf_services(rendered / "mta2.example.com" / "etc/postfix")
+        if name.startswith("127.0.0.1:")
+    ]
+
+
+def postconf_services(directory: Path) -> dict[str, str]:
+    """master.cf service name/type -> the whole entry, as Postfix itself parses it."""
+    result = subprocess.run(
+        ["postconf", "-c", str(directory), "-M"], capture_output=True, text=True, check=True
+    )
+    assert result.stderr == "", result.stderr
+    return {" ".join(line.split()[:2]).replace(" ", "/"): line for line in result.stdout.splitlines()}
 
 
 def test_dns_records_cover_every_sender(rendered: Path) -> None:
     zone = (rendered / "mta1.example.com" / "dns-records.zone").read_text()
     for host in SENDERS:
         assert f"bounces.example.com.\t3600\tIN\tMX\t10 {host}." in zone
-    assert '"v=spf1 ip4:203.0.113.10 ip4:203.0.113.11 -all"' in zone
+    assert '"v=spf1 ip4:203.0.113.10 ip4:203.0.113.11 ip4:203.0.113.20 -all"' in zone  # mta1 has two
+    assert ";   203.0.113.20 -> mta1-b.example.com" in zone  # its PTR

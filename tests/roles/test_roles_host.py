@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from roles_support import API, BOUNCE_DOMAIN, CONTROLLER_DIR, DATA_DIR, REPO
+from roles_support import API, BOUNCE_DOMAIN, CONTROLLER_DIR, DATA_DIR, PROVIDED_DKIM, REPO, SENDING_IPS
 
 pytestmark = [pytest.mark.timeout(1500), pytest.mark.usefixtures("deployment")]
 
@@ -79,7 +79,8 @@ def _listeners() -> list[tuple[str, int, str]]:
 def test_ports_are_bound_only_where_allowed() -> None:
     api_host, api_port = API.split(":")
     allowed = {
-        "postfix": {("0.0.0.0", 25), ("::", 25)},  # the bounce domain's MX; relay refused
+        # the bounce domain's MX (relay refused), and a loopback listener per sending IP
+        "postfix": {("0.0.0.0", 25), ("::", 25)} | {("127.0.0.1", port) for port in SENDING_IPS},
         "nginx": {("0.0.0.0", 443), ("::", 443)},  # TLS in front of the API
         "mailstack": {
             ("0.0.0.0", 587),  # SMTP submission, STARTTLS + AUTH
@@ -109,6 +110,16 @@ def test_ports_are_bound_only_where_allowed() -> None:
         (CONTROLLER_DIR / "secret" / "mailstack" / "master-secret.key", "root", "root", 0o600),
         (CONTROLLER_DIR / "secret" / "mailstack" / "api-credentials.json", "root", "root", 0o600),
         (CONTROLLER_DIR / "secret" / "postgresql" / "mailstack.password", "root", "root", 0o600),
+        (DATA_DIR / "dkim-provided", "mailstack", "mailstack", 0o700),
+        *(
+            (
+                DATA_DIR / "dkim-provided" / f"{selector}._domainkey.example.com.pem",
+                "mailstack",
+                "mailstack",
+                0o600,
+            )
+            for selector in PROVIDED_DKIM
+        ),
     ],
 )
 def test_secrets_are_readable_only_by_the_service(
@@ -286,6 +297,9 @@ def test_dns_records_are_written_on_the_controller_and_match_mailstack(host: Any
         "rsa-sha256",
         "ed25519-sha256",
     }
+    # The provided keys are imported (their records come from the keys the test provided).
+    provided = {key["selector"]: key for key in listed if key["selector"] in PROVIDED_DKIM}
+    assert {name: key["algorithm"] for name, key in provided.items()} == PROVIDED_DKIM
     records = zone_txt_records(zone)
     for key in listed:
         assert records[key["dns_name"]] == key["txt"]

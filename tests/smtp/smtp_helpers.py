@@ -76,7 +76,9 @@ class SmtpStack:
     def outbox(self, message_id: int) -> tuple[str, str, bytes]:
         """``(mail_from, rcpt_to, data)`` of a delivered message, as it left."""
         with self.runtime.engine.connect() as conn:
-            (item,) = list_outbox(conn, message_id=message_id, limit=1, with_data=True)
+            (item,) = list_outbox(
+                conn, message_id=message_id, limit=1, with_data=True, vault=self.runtime.vault
+            )
         assert item.data is not None
         return item.mail_from, item.rcpt_to, item.data
 
@@ -123,9 +125,10 @@ def smtp_stack(
             runtime.engine,
             runtime.queue,
             runtime.prepare,
-            SandboxOutbox(runtime.engine),
+            SandboxOutbox(runtime.engine, runtime.vault),
             runtime.worker_settings(),
             runtime.metrics,
+            vault=runtime.vault,
         )
         yield SmtpStack(runtime, ingress, api_key, api_secret, cafile, worker)
     finally:

@@ -63,8 +63,10 @@ def test_submitted_mail_is_stored_before_the_reply_then_delivered_signed(tmp_pat
         ana, hidden, bob = ids = message_ids(reply)  # in RCPT order
         # The 250 came after the commit: rows, events and queue jobs exist now, without waiting.
         with stack.runtime.engine.connect() as conn:
-            records = {i: get_message(conn, i, 1) for i in ids}
-            assert all([e[0] for e in list_events(conn, i)] == ["queued"] for i in ids)
+            records = {i: get_message(conn, i, 1, vault=stack.runtime.vault) for i in ids}
+            assert all(
+                [e[0] for e in list_events(conn, i, vault=stack.runtime.vault)] == ["queued"] for i in ids
+            )
         kinds = {i: (r.recipient, r.kind, r.status, r.sender, r.subject) for i, r in records.items() if r}
         assert kinds == {
             ana: ("ana@example.net", "to", "queued", SENDER, "Your order has shipped"),
@@ -87,16 +89,27 @@ def test_submitted_mail_is_stored_before_the_reply_then_delivered_signed(tmp_pat
             assert data.endswith(b"\r\n\r\n" + BODY)  # the body exactly as submitted (dot unstuffed)
             message_id_headers.add(parsed["Message-ID"])
             with stack.runtime.engine.connect() as conn:
-                record = get_message(conn, message_id, 1)
+                record = get_message(conn, message_id, 1, vault=stack.runtime.vault)
                 assert record is not None and record.status == "sent"
                 assert record.message_id_header == parsed["Message-ID"]
-                assert [e[0] for e in list_events(conn, message_id)] == ["queued", "sent"]
+                assert [e[0] for e in list_events(conn, message_id, vault=stack.runtime.vault)] == [
+                    "queued",
+                    "sent",
+                ]
         assert len(message_id_headers) == 3  # no Message-ID submitted: one per copy, as API mail
 
 
 def test_a_suppressed_recipient_is_stored_blocked_and_never_sent(stack: SmtpStack) -> None:
     with stack.runtime.engine.begin() as conn:
-        suppress(conn, "gone@example.org", scope="global", reason="test", source="manual", now=time.time())
+        suppress(
+            conn,
+            "gone@example.org",
+            scope="global",
+            reason="test",
+            source="manual",
+            now=time.time(),
+            vault=stack.runtime.vault,
+        )
     with stack.connect() as client:
         assert client.mail(SENDER)[0] == 250
         assert client.rcpt("ana@example.net")[0] == 250 and client.rcpt("gone@example.org")[0] == 250
@@ -106,9 +119,9 @@ def test_a_suppressed_recipient_is_stored_blocked_and_never_sent(stack: SmtpStac
     assert stack.deliver() == 1
     stack.outbox(ana)
     with stack.runtime.engine.connect() as conn:
-        record = get_message(conn, gone, 1)
+        record = get_message(conn, gone, 1, vault=stack.runtime.vault)
         assert record is not None and record.status == "blocked"
-        assert [e[0] for e in list_events(conn, gone)] == ["blocked"]
+        assert [e[0] for e in list_events(conn, gone, vault=stack.runtime.vault)] == ["blocked"]
 
 
 def test_auth_is_offered_only_after_starttls(stack: SmtpStack) -> None:
@@ -157,6 +170,15 @@ def test_auth_login_works_and_a_disabled_key_cannot_authenticate(stack: SmtpStac
     with stack.connect(login=False) as client, pytest.raises(smtplib.SMTPAuthenticationError) as refused:
         client.login(other_key, other_secret)
     assert refused.value.smtp_code == 535
+
+
+def test_a_key_without_the_send_scope_is_no_smtp_login(stack: SmtpStack) -> None:
+    with stack.runtime.engine.begin() as conn:
+        reader_key, reader_secret = create_api_key(conn, "stats only", ["read", "suppressions"])
+    with stack.connect(login=False) as client, pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+        client.login(reader_key, reader_secret)
+    assert refused.value.smtp_code == 535
+    assert stack.message_count() == 0
 
 
 def test_only_domains_with_dkim_keys_may_send(stack: SmtpStack) -> None:

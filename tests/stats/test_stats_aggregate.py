@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, insert, select
+from support import make_vault
 
 from mailstack.model import Address, MessageSpec
 from mailstack.stats import (
@@ -38,6 +39,7 @@ def aggregator(engine: Engine, **kwargs: Any) -> Aggregator:
 
 
 def messages(engine: Engine, recipients: list[str], campaign: str = "", at: float = DAY1) -> list[int]:
+    vault = make_vault(engine)
     with engine.begin() as conn:
         if conn.execute(select(event_cursors)).first() is None and not _has_key(conn):
             create_api_key(conn)
@@ -47,7 +49,7 @@ def messages(engine: Engine, recipients: list[str], campaign: str = "", at: floa
             text="x",
             campaign=campaign,
         )
-        (accepted,) = insert_messages(conn, 1, [spec], now=at)
+        (accepted,) = insert_messages(conn, 1, [spec], now=at, vault=vault)
     return [a.message_id for a in accepted]
 
 
@@ -65,8 +67,9 @@ def read(engine: Engine, query: Any, *args: Any) -> Any:
 def record(
     engine: Engine, message_id: int, kind: str, at: float, uid: str | None = None, **detail: Any
 ) -> None:
+    vault = make_vault(engine)
     with engine.begin() as conn:
-        store_events(conn, [TrackedEvent(uid or uuid.uuid4().hex, message_id, kind, at, detail)])
+        store_events(conn, [TrackedEvent(uid or uuid.uuid4().hex, message_id, kind, at, detail)], vault=vault)
 
 
 def test_counts_each_thing_once_per_message_and_once_per_event(engine: Engine) -> None:

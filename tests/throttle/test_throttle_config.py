@@ -33,6 +33,8 @@ def _documented_example() -> str:
     block = text[text.index("[throttle]") :]
     lines = ["[throttle]"]
     for line in block.splitlines()[1:]:
+        if line.startswith("["):  # the next section's examples are not the throttle's
+            break
         if line.startswith("# ") and "Nothing is limited" not in line and "many may go" not in line:
             lines.append(line[2:])
     # The example shows both warm-up styles; keep the geometric one.

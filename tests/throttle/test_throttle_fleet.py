@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
-from support import SmtpSink, free_port
+from support import SmtpSink, free_port, make_vault
 
 from mailstack.model import Address, MessageSpec
 from mailstack.queue import queue_for
@@ -93,9 +93,10 @@ def _wait_healthy(process: subprocess.Popen[bytes], http: str, log_path: Path) -
     pytest.fail(f"mailstack serve did not become healthy:\n{log_path.read_text()}")
 
 
-def _enqueue_backlog(database_url: str, api_key: str, count: int) -> None:
+def _enqueue_backlog(database_url: str, api_key: str, count: int, secret: bytes) -> None:
     engine = create_storage_engine(database_url)
     try:
+        vault = make_vault(engine, secret)  # the nodes' master secret: they must read what it seals
         with engine.begin() as conn:
             key = find_api_key(conn, api_key)
             assert key is not None
@@ -108,7 +109,7 @@ def _enqueue_backlog(database_url: str, api_key: str, count: int) -> None:
                 )
                 for n in range(count // 50)
             ]
-            accepted = insert_messages(conn, key.id, specs, now=time.time())
+            accepted = insert_messages(conn, key.id, specs, now=time.time(), vault=vault)
             ids = [r.message_id for recipients in accepted for r in recipients]
             queue_for(engine).enqueue(conn, ids, available_at=time.time())
     finally:
@@ -142,7 +143,8 @@ def test_two_processes_share_a_50_per_second_limit(
         for process, http, log_path in processes:
             _wait_healthy(process, http, log_path)
         # Both nodes are up before there is work: they compete for the same buckets from the start.
-        _enqueue_backlog(pg_url, credentials["api_key"], BACKLOG)
+        secret = bytes.fromhex((node_a / "secret.key").read_text().strip())
+        _enqueue_backlog(pg_url, credentials["api_key"], BACKLOG, secret)
 
         deadline = time.monotonic() + 30
         while not timed_sink.arrivals and time.monotonic() < deadline:

@@ -8,6 +8,7 @@ from datetime import date
 
 import pytest
 from sqlalchemy import Engine, select
+from support import make_vault
 
 from mailstack.model import Address, MessageSpec
 from mailstack.queue import queue_for
@@ -104,11 +105,12 @@ def test_api_key_limits_look_up_each_messages_key(engine: Engine) -> None:
     spec = MessageSpec(
         sender=Address("a@example.com"), to=(Address("x@example.net"), Address("y@example.org"))
     )
+    vault = make_vault(engine)
     with engine.begin() as conn:
         public, _ = create_api_key(conn)
         key = find_api_key(conn, public)
         assert key is not None
-        ids = [r.message_id for r in insert_messages(conn, key.id, [spec], now=T0)[0]]
+        ids = [r.message_id for r in insert_messages(conn, key.id, [spec], now=T0, vault=vault)[0]]
     throttle = _throttle(engine, Policy(api_key=Limit(100.0, 100), api_keys={public: Limit(1.0, 1)}))
     decisions = throttle.acquire([Request(i, "example.net") for i in ids], now=T0)
     assert [d.send for d in decisions] == [True, False]  # the key's own limit applies
@@ -118,11 +120,12 @@ def test_api_key_limits_look_up_each_messages_key(engine: Engine) -> None:
 def test_postpone_puts_a_job_back_without_counting_the_attempt(engine: Engine) -> None:
     spec = MessageSpec(sender=Address("a@example.com"), to=(Address("x@example.net"),))
     queue = queue_for(engine)
+    vault = make_vault(engine)
     with engine.begin() as conn:
         public, _ = create_api_key(conn)
         key = find_api_key(conn, public)
         assert key is not None
-        (message_id,) = [r.message_id for r in insert_messages(conn, key.id, [spec], now=T0)[0]]
+        (message_id,) = [r.message_id for r in insert_messages(conn, key.id, [spec], now=T0, vault=vault)[0]]
         queue.enqueue(conn, [message_id], available_at=T0)
     (lease,) = queue.lease(1, 60, now=T0)
     with engine.begin() as conn:

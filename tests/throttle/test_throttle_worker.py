@@ -9,7 +9,7 @@ from datetime import date
 import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, select
-from support import SmtpSink, free_port
+from support import SmtpSink, free_port, make_vault
 
 from mailstack.delivery import DeliveryWorker, OutgoingMail, SmtpRelay, WorkerSettings
 from mailstack.model import Address, Envelope, MessageSpec
@@ -44,11 +44,12 @@ def _prepare(envelope: Envelope) -> OutgoingMail:
 
 def _accept(engine: Engine, recipients: list[str], now: float) -> list[int]:
     spec = MessageSpec(sender=Address("a@example.com"), to=tuple(Address(r) for r in recipients), text="hi")
+    vault = make_vault(engine)
     with engine.begin() as conn:
         public, _ = create_api_key(conn)
         key = find_api_key(conn, public)
         assert key is not None
-        ids = [r.message_id for r in insert_messages(conn, key.id, [spec], now=now)[0]]
+        ids = [r.message_id for r in insert_messages(conn, key.id, [spec], now=now, vault=vault)[0]]
         queue_for(engine).enqueue(conn, ids, available_at=now)
     return ids
 
@@ -70,6 +71,7 @@ def _worker(
         clock=clock,
         throttle=Throttle(policy, throttle_store_for(engine), ProviderClassifier()),
         ip_transports=ip_transports,
+        vault=make_vault(engine),
     )
 
 
@@ -113,9 +115,12 @@ def test_limited_provider_waits_for_its_slots_while_other_mail_goes_at_once(
     waiting = sorted(jobs[m][0] - NOON for m in gmail_ids if m in jobs)
     assert waiting == pytest.approx([0.5 * n for n in range(1, 29)])  # one slot each, at 2/s
     assert all(jobs[m][1] == 0 for m in gmail_ids if m in jobs)  # no attempt counted
+    vault = make_vault(engine)
     with engine.connect() as conn:
         postponed = [m for m in gmail_ids if m in jobs]
-        assert all([e[0] for e in list_events(conn, m)] == ["queued"] for m in postponed)  # no event spam
+        assert all(
+            [e[0] for e in list_events(conn, m, vault=vault)] == ["queued"] for m in postponed
+        )  # no event spam
         statuses = conn.execute(
             select(schema.messages.c.status).where(schema.messages.c.id.in_(postponed))
         ).scalars()

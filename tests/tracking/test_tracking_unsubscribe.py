@@ -27,7 +27,9 @@ def list_unsubscribe_url(stack: Stack, message_id: int) -> str:
 
 def suppressed(stack: Stack, address: str, sender_domain: str = "example.com") -> bool:
     with stack.runtime.engine.connect() as conn:
-        return bool(active_suppressions(conn, [(address, sender_domain)], now=9e12))
+        return bool(
+            active_suppressions(conn, [(address, sender_domain)], now=9e12, vault=stack.runtime.vault)
+        )
 
 
 def bulk_message(stack: Stack, to: str = "ana@gmail.com") -> int:
@@ -52,7 +54,7 @@ def test_one_click_post_suppresses_the_address_for_that_sender(stack: Stack) -> 
     (entry,) = [e for e in _entries(stack) if e.address == "ana@gmail.com"]
     assert (entry.scope, entry.source, entry.message_id) == ("example.com", "unsubscribe", message_id)
     with stack.runtime.engine.connect() as conn:
-        record = get_message(conn, message_id, 1)
+        record = get_message(conn, message_id, 1, vault=stack.runtime.vault)
     assert record is not None and record.status == "unsub"
     # Pressing again (mail clients retry) changes nothing and records one unsub event.
     again = stack.client.post(path, content=b"List-Unsubscribe=One-Click")
@@ -62,7 +64,7 @@ def test_one_click_post_suppresses_the_address_for_that_sender(stack: Stack) -> 
 
 def _entries(stack: Stack) -> list[object]:
     with stack.runtime.engine.connect() as conn:
-        return list(list_suppressions(conn))
+        return list(list_suppressions(conn, vault=stack.runtime.vault))
 
 
 def test_the_page_asks_first_and_its_form_suppresses(stack: Stack) -> None:

@@ -149,7 +149,9 @@ def test_failed_deliveries_are_retried_with_backoff_for_a_day_then_given_up(
     stack.client.app.state.webhooks.fan_out()
     now = [1_000_000.0]
     settings = stack.runtime.settings.webhooks
-    dispatcher = Dispatcher(stack.runtime.engine, stack.runtime.keyring, settings, clock=lambda: now[0])
+    dispatcher = Dispatcher(
+        stack.runtime.engine, stack.runtime.keyring, settings, clock=lambda: now[0], vault=stack.runtime.vault
+    )
     with stack.runtime.engine.begin() as conn:  # the delivery was created "now" on the fake clock
         conn.execute(webhook_deliveries.update().values(created_at=now[0], next_attempt_at=now[0]))
     receiver.statuses = [500, 503]
@@ -220,6 +222,7 @@ def test_dns_rebinding_is_caught_at_connect_time(stack: Stack, receiver: Receive
         stack.runtime.keyring,
         settings,
         resolve=lambda host, port: answers[host],
+        vault=stack.runtime.vault,
     )
     stack.send()
     stack.deliver()

@@ -1,0 +1,691 @@
+"""The retention purge: mailstack enforces ``policies/retention.yaml`` on its own database.
+
+For every data class of the policy and each of its tables, rows older than the class's ``max_age_days``
+are deleted or anonymised, in batches of at most ``batch_size`` rows, each batch its own short
+transaction, so the delivery workers and the API never wait long for a lock.
+
+Mail not yet delivered is never touched (Postal's retention deletes queued mail; this one must not): a
+message counts as delivered only when its status is terminal and no queue job of it is still pending, and
+rows that belong to such a message — its content (shared by every recipient of a send), sandbox copy,
+events, queue-id mappings — wait for it. Webhook deliveries still pending and confirmed consents (proof
+relied upon) are kept the same way.
+
+"anonymise" keeps the row, for statistics, and blanks every personal column (NULL; else empty, or
+:data:`ERASED` for a sealed column, which readers show as erased data); which columns are personal is
+written down once, per table, in :data:`TABLE_RULES`. A row whose identity is personal (a personal
+column in its primary key or a unique constraint) cannot be anonymised and is deleted instead, which the
+policy always allows ("deleting earlier is always allowed"). "delete" removes the row; a row other kept
+rows still point at (the content of a message whose record is only anonymised) is emptied instead.
+
+Classes without tables (archives, backups, exports, contacts) are enforced by the infrastructure (S3
+lifecycle rules, log retention, RDS backup retention), which ``make compliance`` checks.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    ColumnElement,
+    Connection,
+    Engine,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    cast,
+    delete,
+    exists,
+    false,
+    func,
+    not_,
+    null,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
+
+from mailstack.model import MessageStatus
+from mailstack.observability import get_logger
+from mailstack.storage import schema
+
+from . import _vault
+from ._audit import record_audit
+from ._policy import POLICY_FILE, DataClass, RetentionError, RetentionPolicy
+
+__all__ = [
+    "AUDIT_ACTOR",
+    "DELIVERED_STATUSES",
+    "ERASED",
+    "TABLE_RULES",
+    "ClassResult",
+    "PurgeReport",
+    "RetentionJob",
+    "TableResult",
+    "TableRule",
+    "check_policy_tables",
+    "policy_path",
+    "purge",
+]
+
+log = get_logger("mailstack.retention")
+
+AUDIT_ACTOR = "system:retention"
+DAY = 86_400.0
+# Statuses after which mailstack will not try to deliver the message again. Listed, not derived: a status
+# added later counts as not delivered (kept) until someone decides otherwise here.
+DELIVERED_STATUSES = tuple(
+    str(status)
+    for status in (
+        MessageStatus.SENT,
+        MessageStatus.FAILED,
+        MessageStatus.BLOCKED,
+        MessageStatus.HARD_BOUNCED,
+        MessageStatus.SOFT_BOUNCED,
+        MessageStatus.SPAM,
+        MessageStatus.UNSUB,
+    )
+)
+# What a sealed column that may not be NULL gets: a value in the vault's format whose data key (id 0) never
+# exists, so every reader takes it for erased data ("" in listings), as after a data subject's erasure.
+ERASED = bytes([_vault._FORMAT]) + bytes(_vault._ID_BYTES + _vault._NONCE_BYTES + _vault._TAG_BYTES)
+# Between two batches of the background job: lets writers waiting for SQLite's single write lock in.
+BATCH_PAUSE_SECONDS = 0.02
+
+_Predicate = Callable[[Table], ColumnElement[bool]]
+_Age = Callable[[Table, float], ColumnElement[bool]]
+
+
+# --- what counts as delivered ------------------------------------------------------------------------
+
+
+def _delivered(message: Any) -> ColumnElement[bool]:
+    """The message (a ``messages`` table or alias) is final: terminal status, no job still pending."""
+    jobs = schema.queue_jobs
+    pending_job = exists().where(jobs.c.message_id == message.c.id, jobs.c.state != "dead")
+    return and_(message.c.status.in_(DELIVERED_STATUSES), not_(pending_job))
+
+
+def _message_delivered(table: Table) -> ColumnElement[bool]:
+    """No undelivered message stands behind the row's ``message_id`` (rows of deleted messages qualify)."""
+    message = schema.messages.alias("m")
+    return not_(exists().where(message.c.id == table.c.message_id, not_(_delivered(message))))
+
+
+def _own_delivery(table: Table) -> ColumnElement[bool]:
+    return _delivered(table)
+
+
+def _content_delivered(table: Table) -> ColumnElement[bool]:
+    """Every message sharing the content is delivered: one queued recipient keeps it for all of them."""
+    message = schema.messages.alias("m")
+    return not_(exists().where(message.c.content_id == table.c.id, not_(_delivered(message))))
+
+
+def _webhook_done(table: Table) -> ColumnElement[bool]:
+    return table.c.state != "pending"
+
+
+def _consent_not_relied_upon(table: Table) -> ColumnElement[bool]:
+    return table.c.status != "confirmed"
+
+
+def _column_age(name: str) -> _Age:
+    def older(table: Table, cutoff: float) -> ColumnElement[bool]:
+        return table.c[name] < cutoff
+
+    return older
+
+
+def _message_age(table: Table, cutoff: float) -> ColumnElement[bool]:
+    """For rows without a time of their own: the age of their message."""
+    message = schema.messages.alias("ma")
+    return exists().where(message.c.id == table.c.message_id, message.c.created_at < cutoff)
+
+
+def _consent_age(table: Table, cutoff: float) -> ColumnElement[bool]:
+    # Counted from the withdrawal, or from the request when it was never confirmed.
+    return func.coalesce(table.c.withdrawn_at, table.c.requested_at) < cutoff
+
+
+@dataclass(frozen=True, slots=True)
+class TableRule:
+    """How the purge treats one table.
+
+    ``personal`` are the columns anonymisation blanks; ``kept`` the columns that hold nothing personal
+    (every column is in exactly one of the two: a test fails when a new column is in neither).
+    ``older`` selects the rows past the cutoff; ``guard`` the rows that may be touched at all now.
+    ``cascade`` are tables whose rows point at a deleted row and go with it; ``referenced_by`` are
+    (table, column) pairs whose rows, when present, keep a row from being deleted (it is emptied instead).
+    """
+
+    personal: tuple[str, ...]
+    kept: tuple[str, ...]
+    older: _Age = field(default=_column_age("created_at"))
+    guard: _Predicate | None = None
+    cascade: tuple[str, ...] = ()
+    referenced_by: tuple[tuple[str, str], ...] = ()
+    # Dead-lettered queue jobs of an anonymised message go: their last error quotes the relay's reply.
+    drops_dead_jobs: bool = False
+
+
+# The one list of personal columns per table. Update it with the schema (mailstack/storage).
+TABLE_RULES: Mapping[str, TableRule] = {
+    "messages": TableRule(
+        personal=(
+            "recipient",
+            "recipient_index",
+            "recipient_name",
+            "sender",
+            "custom_id",
+            "message_id_header",
+            "last_reply",
+        ),
+        kept=(
+            "id",
+            "uuid",
+            "api_key_id",
+            "content_id",
+            "recipient_domain",  # statistics per provider
+            "kind",
+            "campaign",
+            "status",
+            "attempts",
+            "created_at",
+            "updated_at",
+        ),
+        guard=_own_delivery,
+        cascade=("events", "outbox", "message_flags", "message_links", "queue_jobs"),
+        drops_dead_jobs=True,
+    ),
+    "contents": TableRule(
+        personal=("spec",),
+        kept=("id", "created_at"),
+        guard=_content_delivered,
+        referenced_by=(("messages", "content_id"),),
+    ),
+    "outbox": TableRule(
+        personal=("mail_from", "rcpt_to", "data"),
+        kept=("id", "message_id", "created_at"),
+        guard=_message_delivered,
+    ),
+    "events": TableRule(
+        personal=("detail",),  # IPs, user agents, clicked URLs (with tokens), relay and bounce replies
+        kept=("id", "message_id", "type", "created_at", "uid"),
+        guard=_message_delivered,
+    ),
+    "automation_runs": TableRule(
+        personal=("error",),
+        kept=("rule_id", "trigger_message_id", "event_id", "sent_message_id", "created_at"),
+    ),
+    "message_flags": TableRule(
+        personal=(), kept=("message_id", "flags"), older=_message_age, guard=_message_delivered
+    ),
+    "message_links": TableRule(
+        personal=(), kept=("message_id", "position"), older=_message_age, guard=_message_delivered
+    ),
+    "relay_queue_ids": TableRule(
+        personal=(),
+        kept=("source", "queue_id", "message_id", "seen_at"),
+        older=_column_age("seen_at"),
+        guard=_message_delivered,
+    ),
+    "suppressions": TableRule(
+        # The blind index stays: it is what keeps the address from being mailed again.
+        personal=("address", "reason"),
+        kept=("id", "address_index", "scope", "source", "message_id", "created_at", "expires_at"),
+    ),
+    "soft_bounces": TableRule(personal=("address_index",), kept=("message_id", "created_at")),
+    "webhook_deliveries": TableRule(
+        personal=("payload", "last_error"),
+        kept=(
+            "id",
+            "endpoint_id",
+            "event_count",
+            "state",
+            "attempts",
+            "created_at",
+            "next_attempt_at",
+            "last_attempt_at",
+            "last_status",
+        ),
+        guard=_webhook_done,
+    ),
+    "idempotency_keys": TableRule(
+        personal=("response",),
+        kept=("api_key_id", "key", "request_hash", "status_code", "created_at"),
+    ),
+    "consents": TableRule(
+        personal=("subject", "address", "requested_ip", "confirmed_ip"),
+        kept=("id", "list_name", "status", "api_key_id", "requested_at", "confirmed_at", "withdrawn_at"),
+        older=_consent_age,
+        guard=_consent_not_relied_upon,
+    ),
+    "audit_log": TableRule(
+        personal=("subject",), kept=("id", "at", "actor", "action", "detail"), older=_column_age("at")
+    ),
+}
+
+
+# --- blanking personal columns -----------------------------------------------------------------------
+
+
+def _blank(column: Column[Any]) -> Any:
+    """The value a personal column gets: NULL where allowed, else the empty value of its type."""
+    if column.nullable:
+        return null()
+    if isinstance(column.type, JSON):
+        return {}
+    if isinstance(column.type, LargeBinary):
+        return ERASED
+    if isinstance(column.type, String):
+        return ""
+    raise RetentionError(f"cannot anonymise {column.table.name}.{column.name}: no empty {column.type}")
+
+
+def _is_blank(column: Column[Any]) -> ColumnElement[bool]:
+    if column.nullable:
+        return column.is_(None)
+    if isinstance(column.type, JSON):
+        # JSON has no equality operator in PostgreSQL; its text does.
+        return cast(column, Text) == "{}"
+    blank: ColumnElement[bool] = column == _blank(column)
+    return blank
+
+
+def _identity_is_personal(table: Table, personal: Iterable[str]) -> bool:
+    names = set(personal)
+    if any(column.name in names for column in table.primary_key.columns):
+        return True
+    return any(
+        isinstance(constraint, UniqueConstraint) and any(c.name in names for c in constraint.columns)
+        for constraint in table.constraints
+    )
+
+
+# --- results -----------------------------------------------------------------------------------------
+
+Outcome = Literal["delete", "anonymise", "none"]
+
+
+@dataclass(slots=True)
+class TableResult:
+    """What the purge did to one table: rows deleted, anonymised (or emptied), and held back."""
+
+    table: str
+    action: Outcome
+    deleted: int = 0
+    anonymised: int = 0
+    # Rows past the limit kept because their mail is not delivered yet (or they are otherwise relied on).
+    held: int = 0
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "action": self.action,
+            "deleted": self.deleted,
+            "anonymised": self.anonymised,
+            "held": self.held,
+        }
+        if self.note:
+            data["note"] = self.note
+        return data
+
+
+@dataclass(slots=True)
+class ClassResult:
+    """One data class: its limit, the cutoff time it was enforced with, and its tables."""
+
+    name: str
+    action: str
+    max_age_days: int
+    cutoff: float
+    tables: list[TableResult] = field(default_factory=list)
+
+    @property
+    def enforced_by(self) -> str:
+        return "mailstack" if self.tables else "infrastructure"
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "action": self.action,
+            "max_age_days": self.max_age_days,
+            "cutoff": self.cutoff,
+            "cutoff_utc": _iso(self.cutoff),
+            "enforced_by": self.enforced_by,
+        }
+        if self.tables:
+            data["tables"] = {t.table: t.to_json() for t in self.tables}
+        else:
+            data["note"] = "no mailstack table: enforced by the infrastructure (S3 lifecycle, log retention)"
+        return data
+
+
+@dataclass(slots=True)
+class PurgeReport:
+    """The outcome of one run; ``to_json`` is what the audit trail records."""
+
+    now: float
+    dry_run: bool
+    policy_file: str
+    policy_digest: str
+    batch_size: int
+    classes: list[ClassResult] = field(default_factory=list)
+    batches: int = 0
+    stopped: bool = False
+    error: str | None = None
+
+    @property
+    def deleted(self) -> int:
+        return sum(t.deleted for c in self.classes for t in c.tables)
+
+    @property
+    def anonymised(self) -> int:
+        return sum(t.anonymised for c in self.classes for t in c.tables)
+
+    @property
+    def held(self) -> int:
+        return sum(t.held for c in self.classes for t in c.tables)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "now": self.now,
+            "now_utc": _iso(self.now),
+            "dry_run": self.dry_run,
+            "policy_file": self.policy_file,
+            "policy_sha256": self.policy_digest,
+            "batch_size": self.batch_size,
+            "batches": self.batches,
+            "deleted": self.deleted,
+            "anonymised": self.anonymised,
+            "held": self.held,
+            "classes": {c.name: c.to_json() for c in self.classes},
+        }
+        if self.stopped:
+            data["stopped"] = True
+        if self.error:
+            data["error"] = self.error
+        return data
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- the purge ---------------------------------------------------------------------------------------
+
+
+def check_policy_tables(policy: RetentionPolicy) -> None:
+    """Every table the policy names exists and has a :data:`TABLE_RULES` entry naming real columns."""
+    for data_class in policy.classes.values():
+        for name in data_class.tables:
+            key = f"{policy.source}: classes.{data_class.name}.tables"
+            table = schema.metadata.tables.get(name)
+            if table is None:
+                raise RetentionError(f"{key}: mailstack has no table {name!r}")
+            rule = TABLE_RULES.get(name)
+            if rule is None:
+                raise RetentionError(f"{key}: mailstack does not know how to purge table {name!r}")
+            missing = [c for c in (*rule.personal, *rule.kept) if c not in table.c]
+            if missing:
+                raise RetentionError(
+                    f"{key}: table {name!r} has no column {missing[0]!r} (update TABLE_RULES)"
+                )
+
+
+@dataclass
+class _Run:
+    engine: Engine
+    batch_size: int
+    dry_run: bool
+    pause_seconds: float
+    should_stop: Callable[[], bool]
+    on_batch: Callable[[str, int], None] | None
+    report: PurgeReport
+
+    def stopping(self) -> bool:
+        if self.should_stop():
+            self.report.stopped = True
+        return self.report.stopped
+
+
+def purge(
+    engine: Engine,
+    policy: RetentionPolicy,
+    *,
+    now: float | None = None,
+    batch_size: int = 500,
+    dry_run: bool = False,
+    pause_seconds: float = 0.0,
+    should_stop: Callable[[], bool] | None = None,
+    on_batch: Callable[[str, int], None] | None = None,
+    trigger: str = "schedule",
+) -> PurgeReport:
+    """Enforce ``policy`` on the database as of ``now`` (default: the current time).
+
+    Each batch touches at most ``batch_size`` rows of one table in its own transaction; ``on_batch``
+    is called after each commit with the table and the rows changed. A dry run only counts. Unless it
+    is a dry run, one audit entry (actor ``system:retention``, action ``purge``) records the counts per
+    class and the cutoff times, also when the run fails or is stopped half-way.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    check_policy_tables(policy)
+    now = time.time() if now is None else now
+    report = PurgeReport(now, dry_run, str(policy.source), policy.digest, batch_size)
+    run = _Run(engine, batch_size, dry_run, pause_seconds, should_stop or (lambda: False), on_batch, report)
+    try:
+        for data_class in policy.classes.values():
+            result = ClassResult(
+                data_class.name,
+                data_class.action,
+                data_class.max_age_days,
+                now - data_class.max_age_days * DAY,
+            )
+            report.classes.append(result)
+            for name in data_class.tables:
+                if run.stopping():
+                    break
+                result.tables.append(_purge_table(run, name, data_class, result.cutoff))
+    except Exception as exc:
+        # The type only: database errors can quote row values.
+        report.error = type(exc).__name__
+        raise
+    finally:
+        if not dry_run:
+            detail = {"trigger": trigger, **report.to_json()}
+            with engine.begin() as conn:
+                record_audit(conn, actor=AUDIT_ACTOR, action="purge", detail=detail, now=now)
+    return report
+
+
+def _purge_table(run: _Run, name: str, data_class: DataClass, cutoff: float) -> TableResult:
+    table = schema.metadata.tables[name]
+    rule = TABLE_RULES[name]
+    action: Outcome = data_class.action
+    note = ""
+    if action == "anonymise" and not rule.personal:
+        action, note = "none", "no personal columns"
+    elif action == "anonymise" and _identity_is_personal(table, rule.personal):
+        action, note = "delete", "the row's key is personal: deleted instead of anonymised"
+    result = TableResult(name, action, note=note)
+    if action == "none":
+        return result
+    older = rule.older(table, cutoff)
+    guard = rule.guard(table) if rule.guard is not None else true()
+    personal = [table.c[c] for c in rule.personal]
+    not_blank = or_(*(not_(_is_blank(c)) for c in personal)) if personal else false()
+    referenced = _referenced(rule, table)
+    with run.engine.connect() as conn:
+        result.held = _count(conn, table, and_(older, not_(guard)))
+    if action == "anonymise":
+        # Rows already anonymised are not selected again.
+        candidates = and_(older, guard, not_blank)
+    elif referenced is not None:
+        candidates = and_(older, guard, or_(not_(referenced), not_blank))
+    else:
+        candidates = and_(older, guard)
+    if run.dry_run:
+        with run.engine.connect() as conn:
+            if action == "anonymise":
+                result.anonymised = _count(conn, table, candidates)
+            elif referenced is not None:
+                result.deleted = _count(conn, table, and_(candidates, not_(referenced)))
+                result.anonymised = _count(conn, table, and_(candidates, referenced))
+            else:
+                result.deleted = _count(conn, table, candidates)
+        return result
+    keys = list(table.primary_key.columns)
+    # Keyset pagination where the key is a single column: each batch starts after the last one.
+    after: Any = None
+    while not run.stopping():
+        where = candidates if after is None or len(keys) != 1 else and_(candidates, keys[0] > after)
+        with run.engine.begin() as conn:
+            batch = conn.execute(select(*keys).where(where).order_by(*keys).limit(run.batch_size)).all()
+            if not batch:
+                break
+            chosen = _keys_in(keys, batch)
+            # The candidate condition is checked again in the same statement: a message requeued since
+            # the select is not touched.
+            if action == "anonymise":
+                if rule.drops_dead_jobs:
+                    _drop_dead_jobs(conn, [row[0] for row in batch])
+                changed = _anonymise(conn, table, personal, and_(chosen, candidates))
+                result.anonymised += changed
+            else:
+                deleted, emptied = _delete(conn, table, rule, personal, and_(chosen, candidates), referenced)
+                result.deleted += deleted
+                result.anonymised += emptied
+                changed = deleted + emptied
+        run.report.batches += 1
+        after = batch[-1][0]
+        if run.on_batch is not None:
+            run.on_batch(name, changed)
+        if len(batch) < run.batch_size or (changed == 0 and len(keys) != 1):
+            break
+        if run.pause_seconds:
+            time.sleep(run.pause_seconds)
+    return result
+
+
+def _referenced(rule: TableRule, table: Table) -> ColumnElement[bool] | None:
+    if not rule.referenced_by:
+        return None
+    conditions = []
+    for other_name, column in rule.referenced_by:
+        other = schema.metadata.tables[other_name].alias(f"ref_{other_name}")
+        (target,) = table.primary_key.columns
+        conditions.append(exists().where(other.c[column] == target))
+    return or_(*conditions)
+
+
+def _keys_in(keys: list[Column[Any]], rows: Sequence[Any]) -> ColumnElement[bool]:
+    if len(keys) == 1:
+        return keys[0].in_([row[0] for row in rows])
+    return tuple_(*keys).in_([tuple(row) for row in rows])
+
+
+def _drop_dead_jobs(conn: Connection, message_ids: list[Any]) -> None:
+    jobs = schema.queue_jobs
+    conn.execute(delete(jobs).where(jobs.c.message_id.in_(message_ids), jobs.c.state == "dead"))
+
+
+def _count(conn: Connection, table: Table, where: ColumnElement[bool]) -> int:
+    return int(conn.execute(select(func.count()).select_from(table).where(where)).scalar_one())
+
+
+def _anonymise(
+    conn: Connection, table: Table, personal: list[Column[Any]], where: ColumnElement[bool]
+) -> int:
+    values = {column.name: _blank(column) for column in personal}
+    return int(conn.execute(update(table).where(where).values(**values)).rowcount)
+
+
+def _delete(
+    conn: Connection,
+    table: Table,
+    rule: TableRule,
+    personal: list[Column[Any]],
+    where: ColumnElement[bool],
+    referenced: ColumnElement[bool] | None,
+) -> tuple[int, int]:
+    emptied = 0
+    if referenced is not None:
+        if personal:
+            emptied = _anonymise(conn, table, personal, and_(where, referenced))
+        where = and_(where, not_(referenced))
+    if rule.cascade:
+        (key,) = table.primary_key.columns
+        doomed = [row[0] for row in conn.execute(select(key).where(where))]
+        if not doomed:
+            return 0, emptied
+        for name in rule.cascade:
+            dependent = schema.metadata.tables[name]
+            conn.execute(delete(dependent).where(dependent.c.message_id.in_(doomed)))
+        where = key.in_(doomed)
+    return int(conn.execute(delete(table).where(where)).rowcount), emptied
+
+
+# --- running it --------------------------------------------------------------------------------------
+
+
+def policy_path(data_dir: Path, policy_file: str) -> Path:
+    """The policy file a deployment enforces: ``[retention] policy_file`` (relative to the data
+    directory), else the policy shipped with mailstack (the repository's ``policies/retention.yaml``)."""
+    if not policy_file:
+        return POLICY_FILE
+    path = Path(policy_file).expanduser()
+    return path if path.is_absolute() else data_dir / path
+
+
+class RetentionJob:
+    """The purge every ``interval_seconds`` in a background thread of ``mailstack serve``."""
+
+    def __init__(
+        self, engine: Engine, policy: RetentionPolicy, *, interval_seconds: float, batch_size: int
+    ) -> None:
+        check_policy_tables(policy)
+        self._engine = engine
+        self._policy = policy
+        self._interval = interval_seconds
+        self._batch_size = batch_size
+
+    def run_once(self, stop: threading.Event | None = None) -> PurgeReport:
+        """One purge now; stops between batches when ``stop`` is set."""
+        report = purge(
+            self._engine,
+            self._policy,
+            batch_size=self._batch_size,
+            pause_seconds=BATCH_PAUSE_SECONDS,
+            should_stop=stop.is_set if stop is not None else None,
+        )
+        log.info(
+            "retention purge",
+            deleted=report.deleted,
+            anonymised=report.anonymised,
+            held=report.held,
+            batches=report.batches,
+            stopped=report.stopped,
+        )
+        return report
+
+    def run(self, stop: threading.Event) -> None:
+        """Purge, then wait ``interval_seconds``, until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                self.run_once(stop)
+            except Exception as exc:  # keep the schedule; the next run catches up
+                log.error("retention purge failed", error=type(exc).__name__)
+            stop.wait(self._interval)
