@@ -224,6 +224,12 @@ def _rows(conn: Connection, vault: Vault, rows: Sequence[Any], address: str | No
     return result
 
 
+def _redact(reason: str, address: str) -> str:
+    # Relay replies quote the recipient ("550 5.1.1 <ana@example.net>: no such user"); the reason is
+    # stored in the clear for operators, the address only sealed.
+    return re.sub(re.escape(address), "<recipient>", reason, flags=re.IGNORECASE) if address else reason
+
+
 def _active(now: float) -> Any:
     return or_(suppressions.c.expires_at.is_(None), suppressions.c.expires_at > now)
 
@@ -258,7 +264,7 @@ def suppress(
         if source == "erasure"
         else vault.seal(conn, normalized.encode(), purpose=PURPOSE_SUPPRESSED_ADDRESS, subject=index),
         "scope": _scope(scope),
-        "reason": reason[:2000],
+        "reason": _redact(reason, normalized)[:2000],
         "source": source,
         "message_id": message_id,
         "created_at": now,

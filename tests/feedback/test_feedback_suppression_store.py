@@ -161,6 +161,22 @@ def test_scope_and_expiry_decide_what_is_blocked(engine: Engine) -> None:
         assert len(list_suppressions(conn, now=20, include_expired=True, vault=vault)) == 3
 
 
+def test_a_reason_quoting_the_address_is_stored_without_it(engine: Engine) -> None:
+    vault = make_vault(engine)
+    with engine.begin() as conn:
+        suppress(
+            conn,
+            "Ana@Example.net",
+            scope="global",
+            reason="550 5.1.1 <ana@example.NET>: Recipient address rejected: User unknown",
+            source="hard_bounce",
+            now=0,
+            vault=vault,
+        )
+    _source, reason, _expires = _entry(engine, "ana@example.net", "global")
+    assert reason == "550 5.1.1 <<recipient>>: Recipient address rejected: User unknown"
+
+
 def test_soft_bounces_count_messages_within_the_window(engine: Engine) -> None:
     vault = make_vault(engine)
     with engine.begin() as conn:

@@ -1,4 +1,4 @@
-"""privacy: audit trail, consent records, API key scopes, shared login throttle
+"""privacy: audit trail and consent records
 
 Revision ID: 0005_privacy
 Revises: 0004_throttle
@@ -47,32 +47,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("subject", "list_name", name="uq_consents_subject_list"),
     )
-    # Existing keys keep what they could do before scopes existed; the admin "privacy" scope is granted
-    # only explicitly (mailstack apikey scopes KEY --scope privacy).
-    with op.batch_alter_table("api_keys") as batch:
-        batch.add_column(
-            sa.Column(
-                "scopes",
-                sa.String(length=200),
-                nullable=False,
-                server_default="send,read,webhooks,suppressions,consents",
-            )
-        )
-    op.create_table(
-        "login_failures",
-        sa.Column("id", _Id, nullable=False),
-        sa.Column("client", sa.String(length=64), nullable=False),
-        sa.Column("at", sa.Float(), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
-    )
-    op.create_index("ix_login_failures_client_at", "login_failures", ["client", "at"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_login_failures_client_at", table_name="login_failures")
-    op.drop_table("login_failures")
-    with op.batch_alter_table("api_keys") as batch:
-        batch.drop_column("scopes")
     op.drop_table("consents")
     op.drop_index("ix_audit_log_subject", table_name="audit_log")
     op.drop_index("ix_audit_log_at", table_name="audit_log")
