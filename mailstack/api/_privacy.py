@@ -6,12 +6,14 @@ audit trail is ``api:<public key>``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from sqlalchemy import Connection
 
 from mailstack.privacy import AuditEntry, list_audit
 from mailstack.privacy._subject import erase_subject, export_subject
@@ -53,24 +55,35 @@ def register_privacy(app: FastAPI, runtime: Runtime) -> None:
     vault = runtime.vault
     keyring = runtime.keyring
 
-    @app.get(
-        "/api/v1/privacy/subjects/{email}",
-        tags=["Privacy"],
-        summary="Everything held about an address, as JSON (GDPR access); audited",
-    )
-    async def export_route(email: str, request: Request) -> Response:
+    async def on_subject(
+        email: str, request: Request, operation: Callable[[Connection, str, str], dict[str, Any]]
+    ) -> Response:
+        """Authenticate, validate the address, run ``operation(conn, address, actor)`` in a transaction."""
         api_key = await authenticate_request(auth, request, "privacy")
         if isinstance(api_key, Response):
             return api_key
         address = valid_address(email)
         if address is None:
             return _error(400, "expected /api/v1/privacy/subjects/{email}")
+        actor = f"api:{api_key.public_key}"
 
-        def export() -> dict[str, Any]:
-            with engine.begin() as conn:  # a transaction: the export and its audit entry go together
-                return export_subject(conn, vault, keyring, address, actor=f"api:{api_key.public_key}")
+        def run() -> dict[str, Any]:
+            with engine.begin() as conn:  # a transaction: the operation and its audit entry go together
+                return operation(conn, address, actor)
 
-        return JSONResponse(await run_in_threadpool(export), headers={"Cache-Control": "no-store"})
+        return JSONResponse(await run_in_threadpool(run), headers={"Cache-Control": "no-store"})
+
+    @app.get(
+        "/api/v1/privacy/subjects/{email}",
+        tags=["Privacy"],
+        summary="Everything held about an address, as JSON (GDPR access); audited",
+    )
+    async def export_route(email: str, request: Request) -> Response:
+        return await on_subject(
+            email,
+            request,
+            lambda conn, address, actor: export_subject(conn, vault, keyring, address, actor=actor),
+        )
 
     @app.delete(
         "/api/v1/privacy/subjects/{email}",
@@ -78,19 +91,13 @@ def register_privacy(app: FastAPI, runtime: Runtime) -> None:
         summary="Erase an address (GDPR erasure): delete, crypto-shred, keep a hashed suppression; audited",
     )
     async def erase_route(email: str, request: Request) -> Response:
-        api_key = await authenticate_request(auth, request, "privacy")
-        if isinstance(api_key, Response):
-            return api_key
-        address = valid_address(email)
-        if address is None:
-            return _error(400, "expected /api/v1/privacy/subjects/{email}")
-
-        def erase() -> dict[str, Any]:
-            with engine.begin() as conn:
-                report = erase_subject(conn, vault, keyring, address, actor=f"api:{api_key.public_key}")
-                return dict(report.as_dict())
-
-        return JSONResponse(await run_in_threadpool(erase), headers={"Cache-Control": "no-store"})
+        return await on_subject(
+            email,
+            request,
+            lambda conn, address, actor: dict(
+                erase_subject(conn, vault, keyring, address, actor=actor).as_dict()
+            ),
+        )
 
     @app.get(
         "/api/v1/privacy/audit",
