@@ -61,9 +61,9 @@ from mailstack.model import MessageStatus
 from mailstack.observability import get_logger
 from mailstack.storage import schema
 
-from . import _vault
 from ._audit import record_audit
 from ._policy import POLICY_FILE, DataClass, RetentionError, RetentionPolicy
+from ._vault import ERASED
 
 __all__ = [
     "AUDIT_ACTOR",
@@ -98,9 +98,6 @@ DELIVERED_STATUSES = tuple(
         MessageStatus.UNSUB,
     )
 )
-# What a sealed column that may not be NULL gets: a value in the vault's format whose data key (id 0) never
-# exists, so every reader takes it for erased data ("" in listings), as after a data subject's erasure.
-ERASED = bytes([_vault._FORMAT]) + bytes(_vault._ID_BYTES + _vault._NONCE_BYTES + _vault._TAG_BYTES)
 # Between two batches of the background job: lets writers waiting for SQLite's single write lock in.
 BATCH_PAUSE_SECONDS = 0.02
 

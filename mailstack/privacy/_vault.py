@@ -52,13 +52,16 @@ from mailstack.storage.schema import data_keys, key_versions
 from ._blind import address_index
 from ._providers import KeyProvider, provider_from_settings
 
-__all__ = ["RotationReport", "ShreddedDataError", "Vault"]
+__all__ = ["ERASED", "RotationReport", "ShreddedDataError", "Vault"]
 
 _FORMAT = 0x02
 _ID_BYTES = 8
 _NONCE_BYTES = 12
 _HEADER = 1 + _ID_BYTES + _NONCE_BYTES
 _TAG_BYTES = 16
+# What a sealed column that may not be NULL holds once anonymised: a blob in this format whose data key
+# (id 0, which _new_id never makes) does not exist, so every reader takes it for erased data.
+ERASED = bytes([_FORMAT]) + bytes(_ID_BYTES + _NONCE_BYTES + _TAG_BYTES)
 _DAY = 86400
 _CHUNK = 500  # stay far below every backend's bound-parameter limit
 # How long a process trusts its idea of the active KEK version (another node may have rotated).
