@@ -60,6 +60,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         version=__version__,
         description="Self-hosted email sending: `POST /v3.1/send` matches Mailjet's Send API v3.1.",
     )
+    # One authenticator for every route: one cache of key records, one database read per key and 30 s.
     auth = Authenticator(runtime.engine)
     settings = runtime.settings
     if settings.public_url.startswith("https://"):
@@ -256,14 +257,14 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def outbox_message_route(request: Request) -> Response:
         return await authenticated(request, outbox_message)
 
-    register_tracking(app, runtime)
-    register_stats(app, runtime)
-    register_webhooks(app, runtime)
-    register_automation(app, runtime)
+    register_tracking(app, runtime, auth)
+    register_stats(app, runtime, auth)
+    register_webhooks(app, runtime, auth)
+    register_automation(app, runtime, auth)
     register_dashboard(app, runtime)
-    register_suppressions(app, runtime)
-    register_consent(app, runtime)
-    register_privacy(app, runtime)
+    register_suppressions(app, runtime, auth)
+    register_consent(app, runtime, auth)
+    register_privacy(app, runtime, auth)
 
     @app.get("/healthz", tags=["Operations"], summary="Liveness and database reachability")
     async def healthz() -> Response:

@@ -105,7 +105,7 @@ def _check_template(runtime: Runtime, template: object) -> tuple[str, list[Any]]
     return "", []
 
 
-def register_automation(app: FastAPI, runtime: Runtime) -> AutomationEngine:
+def register_automation(app: FastAPI, runtime: Runtime, auth: Authenticator) -> AutomationEngine:
     """Add the automation routes; the engine thread starts and stops with the app."""
     engine = AutomationEngine(
         runtime.engine,
@@ -131,7 +131,6 @@ def register_automation(app: FastAPI, runtime: Runtime) -> AutomationEngine:
 
     on_lifespan(app, start, finish)
     app.state.automation = engine
-    auth = Authenticator(runtime.engine)
 
     @app.get("/api/v1/automations", tags=["Automation"], summary="Your automation rules")
     async def list_route(request: Request) -> Response:

@@ -85,9 +85,8 @@ def _client_ip(request: Request) -> str:
     return request.client.host if request.client is not None else ""
 
 
-def register_consent(app: FastAPI, runtime: Runtime) -> None:
+def register_consent(app: FastAPI, runtime: Runtime, auth: Authenticator) -> None:
     """Add the consent routes to ``app``."""
-    auth = Authenticator(runtime.engine)
     engine = runtime.engine
     vault = runtime.vault
     signer = runtime.compose_settings.tokens

@@ -48,9 +48,8 @@ def audit_json(entry: AuditEntry) -> dict[str, Any]:
     }
 
 
-def register_privacy(app: FastAPI, runtime: Runtime) -> None:
+def register_privacy(app: FastAPI, runtime: Runtime, auth: Authenticator) -> None:
     """Add the data-subject and audit routes to ``app``."""
-    auth = Authenticator(runtime.engine)
     engine = runtime.engine
     vault = runtime.vault
     keyring = runtime.keyring

@@ -125,7 +125,7 @@ def _listing(data: list[dict[str, Any]]) -> JSONResponse:
     return JSONResponse({"Count": len(data), "Data": data, "Total": len(data)})
 
 
-def register_stats(app: FastAPI, runtime: Runtime) -> Aggregator:
+def register_stats(app: FastAPI, runtime: Runtime, auth: Authenticator) -> Aggregator:
     """Add the statistics routes; the aggregator thread starts and stops with the app."""
     settings = runtime.settings
     aggregator = Aggregator(
@@ -152,7 +152,6 @@ def register_stats(app: FastAPI, runtime: Runtime) -> Aggregator:
 
     on_lifespan(app, start, finish)
     app.state.aggregator = aggregator
-    auth = Authenticator(runtime.engine)
 
     @app.get("/v3/REST/statcounters", tags=["Statistics"], summary="Key counters (Mailjet's /statcounters)")
     async def statcounters(request: Request) -> Response:

@@ -73,9 +73,8 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"StatusCode": status, "ErrorMessage": message}, status_code=status)
 
 
-def register_suppressions(app: FastAPI, runtime: Runtime) -> None:
+def register_suppressions(app: FastAPI, runtime: Runtime, auth: Authenticator) -> None:
     """Add the suppression-list routes to ``app``."""
-    auth = Authenticator(runtime.engine)
     engine = runtime.engine
 
     async def authenticated(request: Request, handler: _Handler) -> Response:

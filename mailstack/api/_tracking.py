@@ -102,7 +102,7 @@ def _recipient(conn: Connection, vault: Vault, message_id: int) -> _Recipient | 
     return _Recipient(row.id, row.api_key_id, email.decode(), row.sender)
 
 
-def register_tracking(app: FastAPI, runtime: Runtime) -> EventRecorder:
+def register_tracking(app: FastAPI, runtime: Runtime, auth: Authenticator) -> EventRecorder:
     """Add the tracking routes to ``app``; the recorder starts and stops with the app."""
     settings = runtime.settings
     urls = TrackingUrls(runtime.compose_settings.tokens, settings.public_url)
@@ -123,7 +123,6 @@ def register_tracking(app: FastAPI, runtime: Runtime) -> EventRecorder:
             "tracking and unsubscribe links point at the listen address; set server.public_url",
             public_url=settings.public_url,
         )
-    auth = Authenticator(runtime.engine)
 
     @app.get("/t/o/{token}", tags=["Tracking"], summary="Open pixel", include_in_schema=False)
     async def open_pixel(token: str, request: Request) -> Response:

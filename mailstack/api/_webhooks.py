@@ -75,7 +75,7 @@ def _parse(body: object) -> tuple[str, dict[str, Any]]:
     }
 
 
-def register_webhooks(app: FastAPI, runtime: Runtime) -> Dispatcher:
+def register_webhooks(app: FastAPI, runtime: Runtime, auth: Authenticator) -> Dispatcher:
     """Add the webhook routes; the dispatcher thread starts and stops with the app."""
     settings = runtime.settings
     dispatcher = Dispatcher(
@@ -103,7 +103,6 @@ def register_webhooks(app: FastAPI, runtime: Runtime) -> Dispatcher:
 
     on_lifespan(app, start, finish)
     app.state.webhooks = dispatcher
-    auth = Authenticator(runtime.engine)
 
     @app.get("/v3/REST/eventcallbackurl", tags=["Webhooks"], summary="Your webhook endpoints")
     async def list_route(request: Request) -> Response:
