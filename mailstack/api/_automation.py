@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -32,7 +31,7 @@ from mailstack.storage.schema import api_keys
 
 from ._accept import accept_send_request
 from ._auth import Authenticator, authenticate_request
-from ._lifespan import on_lifespan
+from ._lifespan import run_in_background
 from ._sendv31 import MessageErrors, RequestError, parse_send_request
 
 __all__ = ["register_automation"]
@@ -113,23 +112,7 @@ def register_automation(app: FastAPI, runtime: Runtime, auth: Authenticator) -> 
         vault=runtime.vault,
         poll_seconds=runtime.settings.automation.poll_seconds,
     )
-    stop = threading.Event()
-    threads: list[threading.Thread] = []
-
-    def start() -> None:
-        engine.start()
-        stop.clear()
-        thread = threading.Thread(target=engine.run, args=(stop,), name="automation", daemon=True)
-        thread.start()
-        threads.append(thread)
-
-    def finish() -> None:
-        stop.set()
-        for thread in threads:
-            thread.join(30)
-        threads.clear()
-
-    on_lifespan(app, start, finish)
+    run_in_background(app, engine.run, name="automation", prepare=engine.start)
     app.state.automation = engine
 
     @app.get("/api/v1/automations", tags=["Automation"], summary="Your automation rules")

@@ -7,7 +7,6 @@ it as ``SourceId`` (statcounters) or ``CampaignId`` (recipient-esp, link-click).
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +31,7 @@ from mailstack.stats import (
 from mailstack.storage import ApiKeyRecord
 
 from ._auth import Authenticator, authenticate_request
-from ._lifespan import on_lifespan
+from ._lifespan import run_in_background
 
 __all__ = ["StatsParamError", "parse_statcounters", "register_stats"]
 
@@ -135,22 +134,7 @@ def register_stats(app: FastAPI, runtime: Runtime, auth: Authenticator) -> Aggre
         poll_seconds=settings.stats.poll_seconds,
         sent_is_delivery=not settings.delivery.relay,
     )
-    stop = threading.Event()
-    threads: list[threading.Thread] = []
-
-    def start() -> None:
-        stop.clear()
-        thread = threading.Thread(target=aggregator.run, args=(stop,), name="stats-aggregator", daemon=True)
-        thread.start()
-        threads.append(thread)
-
-    def finish() -> None:
-        stop.set()
-        for thread in threads:
-            thread.join(30)
-        threads.clear()
-
-    on_lifespan(app, start, finish)
+    run_in_background(app, aggregator.run, name="stats-aggregator")
     app.state.aggregator = aggregator
 
     @app.get("/v3/REST/statcounters", tags=["Statistics"], summary="Key counters (Mailjet's /statcounters)")

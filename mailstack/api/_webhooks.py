@@ -9,7 +9,6 @@ Creating an endpoint answers with ``SigningSecret`` (hex), shown this once: rece
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -32,7 +31,7 @@ from mailstack.webhooks import (
 )
 
 from ._auth import Authenticator, authenticate_request
-from ._lifespan import on_lifespan
+from ._lifespan import run_in_background
 
 __all__ = ["register_webhooks"]
 
@@ -85,23 +84,14 @@ def register_webhooks(app: FastAPI, runtime: Runtime, auth: Authenticator) -> Di
         sent_is_delivery=not settings.delivery.relay,
         vault=runtime.vault,
     )
-    stop = threading.Event()
-    threads: list[threading.Thread] = []
-
-    def start() -> None:
-        dispatcher.start()
-        stop.clear()
-        thread = threading.Thread(target=dispatcher.run, args=(stop,), name="webhooks", daemon=True)
-        thread.start()
-        threads.append(thread)
-
-    def finish() -> None:
-        stop.set()
-        for thread in threads:
-            thread.join(settings.webhooks.timeout_seconds + 10)
-        threads.clear()
-
-    on_lifespan(app, start, finish)
+    # A delivery in flight may take its whole timeout before the thread sees the stop.
+    run_in_background(
+        app,
+        dispatcher.run,
+        name="webhooks",
+        join_seconds=settings.webhooks.timeout_seconds + 10,
+        prepare=dispatcher.start,
+    )
     app.state.webhooks = dispatcher
 
     @app.get("/v3/REST/eventcallbackurl", tags=["Webhooks"], summary="Your webhook endpoints")
