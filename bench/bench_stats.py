@@ -36,9 +36,9 @@ except ModuleNotFoundError:  # run from a checkout without the package installed
 
 from sqlalchemy import Engine
 
+from mailstack.providers import ProviderClassifier
 from mailstack.stats import (
     Aggregator,
-    ProviderResolver,
     StatsQuery,
     counters,
     counters_by_provider,
@@ -165,7 +165,7 @@ def run(only: str | None = None, events: int = DEFAULT_EVENTS) -> list[dict[str,
     with tempfile.TemporaryDirectory(prefix="bench-stats-") as tmp:
         path = Path(tmp) / "stats.db"
         engine, insert_rate = _populate(path, events)
-        aggregator = Aggregator(engine, batch_size=5000, providers=ProviderResolver(lookup=None))
+        aggregator = Aggregator(engine, batch_size=5000, providers=ProviderClassifier().classify)
         started = time.perf_counter()
         folded = aggregator.catch_up()
         aggregate_rate = folded / (time.perf_counter() - started)

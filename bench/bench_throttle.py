@@ -24,9 +24,10 @@ import psycopg
 from sqlalchemy import Engine
 
 from mailstack.model import Address, MessageSpec
+from mailstack.providers import ProviderClassifier
 from mailstack.queue import queue_for
 from mailstack.storage import create_api_key, create_storage_engine, find_api_key, insert_messages, migrate
-from mailstack.throttle import Limit, Policy, ProviderClassifier, Request, Throttle, throttle_store_for
+from mailstack.throttle import Limit, Policy, Request, Throttle, throttle_store_for
 
 PG_ADMIN_URL = os.environ.get("MAILSTACK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 BATCH = 50

@@ -14,12 +14,12 @@ from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from mailstack.providers import ProviderClassifier, dns_mx_resolver
 from mailstack.service import Runtime
 from mailstack.stats import (
     DAY,
     HOUR,
     Aggregator,
-    ProviderResolver,
     StatsQuery,
     counters,
     counters_by_provider,
@@ -127,10 +127,11 @@ def _listing(data: list[dict[str, Any]]) -> JSONResponse:
 def register_stats(app: FastAPI, runtime: Runtime, auth: Authenticator) -> Aggregator:
     """Add the statistics routes; the aggregator thread starts and stops with the app."""
     settings = runtime.settings
+    classifier = ProviderClassifier(resolver=dns_mx_resolver() if settings.stats.mx_lookup else None)
     aggregator = Aggregator(
         runtime.engine,
         batch_size=settings.stats.batch_size,
-        providers=ProviderResolver() if settings.stats.mx_lookup else ProviderResolver(lookup=None),
+        providers=classifier.classify,
         poll_seconds=settings.stats.poll_seconds,
         sent_is_delivery=not settings.delivery.relay,
     )

@@ -4,8 +4,9 @@
 :func:`counters_by_slot`, :func:`counters_by_provider` and :func:`link_clicks` read the rollups;
 :func:`statcounter_json` / :func:`esp_json` shape them as Mailjet's ``/statcounters`` and
 ``/statistics/recipient-esp`` answer. Mailbox providers (google, microsoft, yahoo, other) come from
-:class:`ProviderResolver`. :class:`CloudWatchPublisher` publishes the fleet's ``Sent``, ``Bounced`` and
-``Complained`` counts to Amazon CloudWatch, where the bounce- and complaint-rate alarms read them.
+:class:`mailstack.providers.ProviderClassifier`, as the throttle's do. :class:`CloudWatchPublisher`
+publishes the fleet's ``Sent``, ``Bounced`` and ``Complained`` counts to Amazon CloudWatch, where the
+bounce- and complaint-rate alarms read them.
 """
 
 from __future__ import annotations
@@ -21,13 +22,6 @@ from mailstack.stats._cloudwatch import (
     CloudWatchPublisher,
     cloudwatch_client,
     metric_of_event,
-)
-from mailstack.stats._providers import (
-    PROVIDERS,
-    ProviderResolver,
-    mx_hosts,
-    provider_of_domain,
-    provider_of_mx,
 )
 from mailstack.stats._query import (
     Counters,
@@ -49,13 +43,11 @@ __all__ = [
     "METRIC_COMPLAINED",
     "METRIC_NAMES",
     "METRIC_SENT",
-    "PROVIDERS",
     "STACK_DIMENSION",
     "Aggregator",
     "CloudWatchPublisher",
     "Counters",
     "Flag",
-    "ProviderResolver",
     "StatsQuery",
     "bucket_start",
     "cloudwatch_client",
@@ -65,8 +57,5 @@ __all__ = [
     "esp_json",
     "link_clicks",
     "metric_of_event",
-    "mx_hosts",
-    "provider_of_domain",
-    "provider_of_mx",
     "statcounter_json",
 ]

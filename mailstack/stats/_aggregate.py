@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, Text, insert, select, type_coerce
 
 from mailstack.model import EventType
 from mailstack.observability import get_logger
+from mailstack.providers import ProviderClassifier
 from mailstack.storage import GAP_GRACE_SECONDS, EventTail
 from mailstack.storage.schema import (
     COUNTER_COLUMNS,
@@ -34,8 +35,6 @@ from mailstack.storage.schema import (
     messages,
     stat_counters,
 )
-
-from ._providers import ProviderResolver
 
 __all__ = ["CURSOR", "Aggregator", "Flag", "bucket_start"]
 
@@ -177,7 +176,7 @@ class Aggregator:
         self._sent_is_delivery = sent_is_delivery
         self._tail = EventTail(CURSOR, gap_grace_seconds=gap_grace_seconds)
         self._batch_size = batch_size
-        self._providers = providers if providers is not None else ProviderResolver()
+        self._providers = providers if providers is not None else ProviderClassifier().classify
         self._poll_seconds = poll_seconds
         self._provider_cache: dict[str, str] = {}
 

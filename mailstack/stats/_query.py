@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from mailstack.providers import PROVIDERS
 from mailstack.storage.schema import COUNTER_COLUMNS, link_counters, stat_counters
 
 from ._aggregate import DAY, HOUR, bucket_start
-from ._providers import PROVIDERS
 
 __all__ = [
     "Counters",

@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from mailstack.providers import OTHER
+
 from ._bucket import (
     BucketState,
     Limit,
@@ -36,7 +38,6 @@ from ._bucket import (
     wait_seconds,
     waitlist,
 )
-from ._classify import OTHER
 
 # What held a message back (the metrics label, and the reason in logs).
 API_KEY = "api_key"

@@ -10,9 +10,15 @@ from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Engine
 
 from mailstack.config import ThrottleSettings
+from mailstack.providers import (
+    WELL_KNOWN_DOMAINS,
+    WELL_KNOWN_MX,
+    MxResolver,
+    ProviderClassifier,
+    dns_mx_resolver,
+)
 
 from ._bucket import Limit, WarmupSchedule
-from ._classify import WELL_KNOWN_DOMAINS, WELL_KNOWN_MX, MxResolver, ProviderClassifier, dns_mx_resolver
 from ._plan import Decision, Item, Policy, SendingIp, needs, plan
 from ._store import ThrottleStore, throttle_store_for
 

@@ -196,7 +196,7 @@ def test_postfix_routes_every_domain_mailstack_classifies_to_its_provider(host: 
     known = json.loads(
         host.check_output(
             "/opt/mailstack/venv/bin/python -c %s",
-            "import json; from mailstack.throttle import WELL_KNOWN_DOMAINS as k; "
+            "import json; from mailstack.providers import WELL_KNOWN_DOMAINS as k; "
             "print(json.dumps({p: list(d) for p, d in k.items()}))",
         )
     )

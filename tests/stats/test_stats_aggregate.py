@@ -11,16 +11,14 @@ from sqlalchemy import Engine, insert, select
 from support import make_vault
 
 from mailstack.model import Address, MessageSpec
+from mailstack.providers import ProviderClassifier
 from mailstack.stats import (
     Aggregator,
-    ProviderResolver,
     StatsQuery,
     counters,
     counters_by_provider,
     counters_by_slot,
     link_clicks,
-    provider_of_domain,
-    provider_of_mx,
 )
 from mailstack.storage import create_api_key, insert_messages
 from mailstack.storage.schema import event_cursors, events
@@ -35,7 +33,7 @@ def aggregator(engine: Engine, **kwargs: Any) -> Aggregator:
     # Every event of these tests is committed before aggregating: holes in PostgreSQL's ids (an event
     # stored twice consumes a sequence value) are final, no need to wait for them.
     kwargs.setdefault("gap_grace_seconds", 0)
-    return Aggregator(engine, batch_size=7, providers=ProviderResolver(lookup=None), **kwargs)
+    return Aggregator(engine, batch_size=7, providers=ProviderClassifier().classify, **kwargs)
 
 
 def messages(engine: Engine, recipients: list[str], campaign: str = "", at: float = DAY1) -> list[int]:
@@ -229,31 +227,3 @@ def test_an_event_committed_late_with_a_lower_id_is_not_skipped(pg_url: str) -> 
         assert impatient.catch_up() == 1
     finally:
         engine.dispose()
-
-
-def test_providers() -> None:
-    assert provider_of_domain("gmail.com") == "google"
-    assert provider_of_domain("GoogleMail.com") == "google"
-    assert provider_of_domain("hotmail.co.uk") == "microsoft"
-    assert provider_of_domain("outlook.fr") == "microsoft"
-    assert provider_of_domain("yahoo.co.jp") == "yahoo"
-    assert provider_of_domain("aol.com") == "yahoo"
-    assert provider_of_domain("live.example.org") is None
-    assert provider_of_domain("corp.example") is None
-    assert provider_of_mx(["aspmx.l.google.com."]) == "google"
-    assert provider_of_mx(["corp-example.mail.protection.outlook.com"]) == "microsoft"
-    assert provider_of_mx(["mta5.am0.yahoodns.net"]) == "yahoo"
-    assert provider_of_mx(["mx.corp.example"]) == "other"
-    assert provider_of_mx([]) == "other"
-    lookups: list[str] = []
-
-    def fake_mx(domain: str) -> list[str]:
-        lookups.append(domain)
-        return {"corp.example": ["aspmx.l.google.com"]}.get(domain, [])
-
-    resolve = ProviderResolver(lookup=fake_mx)
-    assert resolve("corp.example") == "google"
-    assert resolve("Corp.Example.") == "google"
-    assert resolve("gmail.com") == "google"
-    assert resolve("other.example") == "other"
-    assert lookups == ["corp.example", "other.example"]  # cached, and consumer domains need no DNS

@@ -1,5 +1,5 @@
-"""The ``[throttle]`` section and provider classification: the documented TOML loads, mistakes name the key,
-and MX lookups go through an injected resolver (never the internet)."""
+"""The ``[throttle]`` section: the documented TOML loads, mistakes name the key, and the configured providers
+join the built-in classification (MX lookups through an injected resolver, never the internet)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from mailstack.config import ConfigError, Settings, load_settings, render_defaul
 from mailstack.storage import create_storage_engine
 from mailstack.throttle import (
     Limit,
-    ProviderClassifier,
     classifier_from_settings,
     policy_from_settings,
     throttle_from_settings,
@@ -125,65 +124,6 @@ def test_mistakes_name_the_key(
     with pytest.raises(ConfigError) as error:
         _load(tmp_path, throttle, monkeypatch)
     assert re.search(rf"^\s*{re.escape(named)}\b", str(error.value), re.MULTILINE), str(error.value)
-
-
-# --- classification ---------------------------------------------------------------------------------
-
-
-def test_consumer_domains_are_known_without_dns() -> None:
-    classifier = ProviderClassifier()
-    assert classifier.classify("gmail.com") == "google"
-    assert classifier.classify("GoogleMail.com.") == "google"
-    assert classifier.classify("hotmail.fr") == "microsoft"
-    assert classifier.classify("outlook.com") == "microsoft"
-    assert classifier.classify("yahoo.co.uk") == "yahoo"
-    assert classifier.classify("aol.com") == "yahoo"
-    assert classifier.classify("example.net") == "other"  # no resolver: no lookup at all
-
-
-def test_mx_reveals_hosted_domains_and_is_cached() -> None:
-    answers = {
-        "corp.example": ["alt1.aspmx.l.google.com", "aspmx.l.google.com"],
-        "ms.example": ["ms-example.mail.protection.outlook.com"],
-        "yh.example": ["mta6.am0.yahoodns.net"],
-        "self.example": ["mx.self.example"],
-        "notgoogle.example": ["mx.fakegoogle.com"],  # a suffix match needs a dot boundary
-    }
-    asked: list[str] = []
-
-    def resolver(domain: str) -> list[str]:
-        asked.append(domain)
-        return answers.get(domain, [])
-
-    clock = [0.0]
-    classifier = ProviderClassifier(resolver=resolver, clock=lambda: clock[0], cache_seconds=60)
-    assert classifier.classify("corp.example") == "google"
-    assert classifier.classify("ms.example") == "microsoft"
-    assert classifier.classify("yh.example") == "yahoo"
-    assert classifier.classify("self.example") == "other"
-    assert classifier.classify("notgoogle.example") == "other"
-    assert classifier.classify("gmail.com") == "google"  # static map: never asks
-    assert classifier.classify("corp.example") == "google"
-    assert asked.count("corp.example") == 1 and "gmail.com" not in asked
-    clock[0] = 61.0
-    classifier.classify("corp.example")
-    assert asked.count("corp.example") == 2  # the cached answer expired
-
-
-def test_a_failed_lookup_is_cached_briefly() -> None:
-    calls: list[str] = []
-
-    def failing(domain: str) -> list[str]:
-        calls.append(domain)
-        return []
-
-    clock = [0.0]
-    classifier = ProviderClassifier(resolver=failing, clock=lambda: clock[0], negative_cache_seconds=5)
-    assert classifier.classify("down.example") == "other"
-    assert classifier.classify("down.example") == "other"
-    clock[0] = 6.0
-    classifier.classify("down.example")
-    assert calls == ["down.example", "down.example"]
 
 
 def test_mx_lookup_is_off_unless_configured_and_then_uses_the_injected_resolver(

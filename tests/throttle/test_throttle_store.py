@@ -11,12 +11,12 @@ from sqlalchemy import Engine, select
 from support import make_vault
 
 from mailstack.model import Address, MessageSpec
+from mailstack.providers import ProviderClassifier
 from mailstack.queue import queue_for
 from mailstack.storage import create_api_key, find_api_key, insert_messages, schema
 from mailstack.throttle import (
     Limit,
     Policy,
-    ProviderClassifier,
     Request,
     SendingIp,
     Throttle,

@@ -13,12 +13,12 @@ from support import SmtpSink, free_port, make_vault
 
 from mailstack.delivery import DeliveryWorker, OutgoingMail, SmtpRelay, WorkerSettings
 from mailstack.model import Address, Envelope, MessageSpec
+from mailstack.providers import ProviderClassifier
 from mailstack.queue import queue_for
 from mailstack.storage import create_api_key, find_api_key, insert_messages, list_events, schema
 from mailstack.throttle import (
     Limit,
     Policy,
-    ProviderClassifier,
     SendingIp,
     Throttle,
     WarmupSchedule,

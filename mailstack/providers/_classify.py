@@ -1,5 +1,6 @@
 """Which mailbox provider receives a recipient domain: a static map of consumer domains, then (optionally)
-the domain's MX hosts, which reveal Google Workspace, Microsoft 365 and Yahoo-hosted domains."""
+the domain's MX hosts, which reveal Google Workspace, Microsoft 365 and Yahoo-hosted domains. Throttling
+paces by it and statistics report by it, so both name a domain's provider the same way."""
 
 from __future__ import annotations
 
@@ -13,6 +14,21 @@ MICROSOFT = "microsoft"
 YAHOO = "yahoo"
 OTHER = "other"
 BUILTIN_PROVIDERS = (GOOGLE, MICROSOFT, YAHOO)
+PROVIDERS = (*BUILTIN_PROVIDERS, OTHER)
+
+__all__ = [
+    "BUILTIN_PROVIDERS",
+    "GOOGLE",
+    "MICROSOFT",
+    "OTHER",
+    "PROVIDERS",
+    "WELL_KNOWN_DOMAINS",
+    "WELL_KNOWN_MX",
+    "YAHOO",
+    "MxResolver",
+    "ProviderClassifier",
+    "dns_mx_resolver",
+]
 
 # Consumer mailbox domains of the big providers. Postfix transport maps rendered from the configuration
 # (Ansible) use the same lists, so keep additions here rather than in the playbooks.
@@ -67,7 +83,8 @@ MxResolver = Callable[[str], Sequence[str]]
 
 
 def dns_mx_resolver(timeout: float = 2.0) -> MxResolver:
-    """MX lookups through dnspython with a short timeout; failures look like a domain without MX."""
+    """MX lookups through dnspython with a short timeout, most preferred host first; failures look like a
+    domain without MX."""
     import dns.exception  # noqa: PLC0415 - only loaded when MX classification is switched on
     import dns.resolver  # noqa: PLC0415
 
@@ -77,9 +94,10 @@ def dns_mx_resolver(timeout: float = 2.0) -> MxResolver:
     def resolve(domain: str) -> list[str]:
         try:
             answer = resolver.resolve(domain, "MX")
-        except dns.exception.DNSException:
+        except (dns.exception.DNSException, ValueError):  # ValueError: not a valid DNS name
             return []
-        return [str(record.exchange).rstrip(".").lower() for record in answer]
+        records = sorted(answer, key=lambda record: record.preference)
+        return [str(record.exchange).rstrip(".").lower() for record in records]
 
     return resolve
 
@@ -117,6 +135,7 @@ class ProviderClassifier:
         self._lock = threading.Lock()
 
     def classify(self, domain: str) -> str:
+        """The provider of ``domain`` (any case, trailing dot allowed)."""
         domain = domain.lower().rstrip(".")
         known = self._domains.get(domain)
         if known is not None:
