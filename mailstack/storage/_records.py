@@ -5,6 +5,7 @@ Callers own transactions, so that accepting a message, recording its event and q
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -15,7 +16,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, case, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    TextClause,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Dialect
 
 from mailstack.model import Address, Envelope, EventType, MessageSpec, MessageStatus, RecipientKind
 
@@ -320,11 +335,7 @@ def insert_messages(
     for row, entry in zip(rows, entries, strict=True):
         if entry is not None:
             row["status"] = MessageStatus.BLOCKED.value
-    ids = (
-        conn.execute(insert(messages).returning(messages.c.id, sort_by_parameter_order=True), rows)
-        .scalars()
-        .all()
-    )
+    ids = _insert_messages(conn, rows)
     details = seal_details(
         conn, vault, [{} if entry is None else preblocked_detail(entry) for entry in entries]
     )
@@ -351,6 +362,42 @@ def insert_messages(
             position += 1
         result.append(accepted)
     return result
+
+
+def _insert_messages(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert message rows; their new ids, in order."""
+    if not rows:
+        return []
+    if conn.dialect.name != "postgresql":
+        return list(
+            conn.execute(insert(messages).returning(messages.c.id, sort_by_parameter_order=True), rows)
+            .scalars()
+            .all()
+        )
+    columns = tuple(rows[0])
+    statement = _unnest_insert(conn.dialect, messages, columns, ("id", "uuid"))
+    # Matched by uuid (unique): the order of RETURNING is not promised for INSERT ... SELECT.
+    result = conn.execute(statement, {c: [r[c] for r in rows] for c in columns})
+    by_uuid = {row.uuid: row.id for row in result}
+    return [by_uuid[row["uuid"]] for row in rows]
+
+
+@functools.cache
+def _unnest_insert(
+    dialect: Dialect, table: Table, columns: tuple[str, ...], returning: tuple[str, ...]
+) -> TextClause:
+    """PostgreSQL: ``INSERT ... SELECT FROM unnest(arrays)``, one array parameter per column.
+
+    Its text is the same whatever the number of rows, so psycopg converts it once and the server prepares
+    it once. SQLAlchemy's multi-row VALUES has a parameter per row and column, more than psycopg caches
+    (50): psycopg parsed the whole statement again for every batch (~7 % of ``serve``'s CPU time at 20
+    messages a request).
+    """
+    arrays = ", ".join(f"CAST(:{c} AS {table.c[c].type.compile(dialect=dialect)}[])" for c in columns)
+    return text(
+        f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "  # noqa: S608
+        f"RETURNING {', '.join(returning)}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
