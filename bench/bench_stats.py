@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sqlite3
 import statistics
@@ -36,6 +37,8 @@ except ModuleNotFoundError:  # run from a checkout without the package installed
 
 from sqlalchemy import Engine
 
+from mailstack.keyring import Keyring
+from mailstack.privacy import LocalKeyProvider, Vault
 from mailstack.providers import ProviderClassifier
 from mailstack.stats import (
     Aggregator,
@@ -165,7 +168,9 @@ def run(only: str | None = None, events: int = DEFAULT_EVENTS) -> list[dict[str,
     with tempfile.TemporaryDirectory(prefix="bench-stats-") as tmp:
         path = Path(tmp) / "stats.db"
         engine, insert_rate = _populate(path, events)
-        aggregator = Aggregator(engine, batch_size=5000, providers=ProviderClassifier().classify)
+        keyring = Keyring(os.urandom(32))  # opens clicked URLs and seals them for the link counters
+        vault = Vault(engine, keyring, LocalKeyProvider(keyring))
+        aggregator = Aggregator(engine, vault=vault, batch_size=5000, providers=ProviderClassifier().classify)
         started = time.perf_counter()
         folded = aggregator.catch_up()
         aggregate_rate = folded / (time.perf_counter() - started)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -91,3 +93,18 @@ def make_vault(engine: Engine, secret: bytes = TEST_MASTER_SECRET) -> Vault:
     """A vault (local key provider) for tests that call storage functions directly."""
     keyring = Keyring(secret)
     return Vault(engine, keyring, LocalKeyProvider(keyring))
+
+
+def stored_bytes(engine: Engine) -> bytes:
+    """Every byte the database holds now: its SQLite files (WAL included), or a ``pg_dump`` of it.
+
+    Search it (lower-cased) for a marker to prove the marker is not stored in the clear anywhere.
+    """
+    if engine.dialect.name == "sqlite":
+        database = Path(engine.url.database or "")
+        return b"".join(p.read_bytes() for p in sorted(database.parent.glob(database.name + "*")))
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    dump = subprocess.run(["pg_dump", url], capture_output=True, check=False)
+    assert dump.returncode == 0, dump.stderr.decode()
+    assert b"CREATE TABLE public.messages" in dump.stdout
+    return dump.stdout

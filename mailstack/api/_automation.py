@@ -1,4 +1,5 @@
-"""Automation routes: ``/api/v1/automations`` (list, create, delete); the engine runs with the app.
+"""Automation routes: ``/api/v1/automations`` (list, create, delete) and ``/api/v1/automations/{id}/runs``
+(what a rule did: follow-ups sent, and why others were refused); the engine runs with the app.
 
 A rule's ``Template`` is a Send API v3.1 message without recipients (``From``, ``Subject``,
 ``TextPart``/``HTMLPart``, ``TemplateLanguage``, ``Variables``, ``CustomCampaign``...); the recipient of
@@ -24,6 +25,7 @@ from mailstack.automation import (
     create_rule,
     delete_rule,
     list_rules,
+    list_runs,
 )
 from mailstack.service import Runtime
 from mailstack.storage import ApiKeyRecord, api_key_record
@@ -215,5 +217,32 @@ def register_automation(app: FastAPI, runtime: Runtime, auth: Authenticator) -> 
         if not await run_in_threadpool(remove):
             return _error(f"Object not found: automation {rule_id}", 404)
         return Response(status_code=204)
+
+    @app.get(
+        "/api/v1/automations/{rule_id:int}/runs",
+        tags=["Automation"],
+        summary="A rule's runs, newest first: the follow-up sent, or why it was refused",
+    )
+    async def runs_route(rule_id: int, request: Request) -> Response:
+        api_key = await authenticate_request(auth, request, "send")
+        if isinstance(api_key, Response):
+            return api_key
+        params = request.query_params
+        try:
+            limit = min(max(int(params.get("Limit", "100") or 100), 1), 1000)
+            offset = max(int(params.get("Offset", "0") or 0), 0)
+        except ValueError:
+            return _error("Limit and Offset must be integers.")
+
+        def load() -> list[dict[str, Any]] | None:
+            # Errors are stored sealed (they quote the recipient); opened here for the rule's owner.
+            with runtime.engine.connect() as conn:
+                runs = list_runs(conn, runtime.vault, api_key.id, rule_id, limit=limit, offset=offset)
+            return None if runs is None else [run.to_json() for run in runs]
+
+        data = await run_in_threadpool(load)
+        if data is None:
+            return _error(f"Object not found: automation {rule_id}", 404)
+        return JSONResponse({"Count": len(data), "Data": data, "Total": len(data)})
 
     return engine

@@ -185,7 +185,9 @@ def register_dashboard(app: FastAPI, runtime: Runtime) -> None:
 
         def load(conn: Any, key: int | None) -> Any:
             api_key_id = _key(conn, key)
-            return None if api_key_id is None else overview(conn, api_key_id, days=days, now=time.time())
+            if api_key_id is None:
+                return None
+            return overview(conn, api_key_id, days=days, now=time.time(), vault=runtime.vault)
 
         return await data(request, load)
 

@@ -1,7 +1,8 @@
 """Data-subject rights over HTTP: ``/api/v1/privacy/subjects/{email}`` (export: GET, erase: DELETE) and
 the audit trail ``/api/v1/privacy/audit``. Every route needs the admin-only ``privacy`` scope, which no
 key holds unless granted (``mailstack apikey scopes KEY --scope privacy``); the actor recorded in the
-audit trail is ``api:<public key>``.
+audit trail is ``api:<public key>``. An erasure's answer is its report plus ``vacuumed``: whether the old
+row versions were reclaimed afterwards (see ``mailstack/privacy/_vacuum.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Connection
 
 from mailstack.privacy import AuditEntry, list_audit
-from mailstack.privacy._subject import erase_subject, export_subject
+from mailstack.privacy._subject import erase_subject, export_subject, vacuum_erased
 from mailstack.service import Runtime
 from mailstack.storage import valid_address
 
@@ -55,9 +56,13 @@ def register_privacy(app: FastAPI, runtime: Runtime, auth: Authenticator) -> Non
     keyring = runtime.keyring
 
     async def on_subject(
-        email: str, request: Request, operation: Callable[[Connection, str, str], dict[str, Any]]
+        email: str,
+        request: Request,
+        operation: Callable[[Connection, str, str], dict[str, Any]],
+        after_commit: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> Response:
-        """Authenticate, validate the address, run ``operation(conn, address, actor)`` in a transaction."""
+        """Authenticate, validate the address, run ``operation(conn, address, actor)`` in a transaction
+        (then ``after_commit`` on its result, outside it)."""
         api_key = await authenticate_request(auth, request, "privacy")
         if isinstance(api_key, Response):
             return api_key
@@ -68,7 +73,8 @@ def register_privacy(app: FastAPI, runtime: Runtime, auth: Authenticator) -> Non
 
         def run() -> dict[str, Any]:
             with engine.begin() as conn:  # a transaction: the operation and its audit entry go together
-                return operation(conn, address, actor)
+                result = operation(conn, address, actor)
+            return result if after_commit is None else after_commit(result)
 
         return JSONResponse(await run_in_threadpool(run), headers={"Cache-Control": "no-store"})
 
@@ -96,6 +102,8 @@ def register_privacy(app: FastAPI, runtime: Runtime, auth: Authenticator) -> Non
             lambda conn, address, actor: dict(
                 erase_subject(conn, vault, keyring, address, actor=actor).as_dict()
             ),
+            # Old row versions still on disk are reclaimed once the erasure has committed.
+            lambda report: {**report, "vacuumed": vacuum_erased(engine)},
         )
 
     @app.get(

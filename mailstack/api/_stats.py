@@ -130,6 +130,7 @@ def register_stats(app: FastAPI, runtime: Runtime, auth: Authenticator) -> Aggre
     classifier = ProviderClassifier(resolver=dns_mx_resolver() if settings.stats.mx_lookup else None)
     aggregator = Aggregator(
         runtime.engine,
+        vault=runtime.vault,
         batch_size=settings.stats.batch_size,
         providers=classifier.classify,
         poll_seconds=settings.stats.poll_seconds,
@@ -200,7 +201,7 @@ def register_stats(app: FastAPI, runtime: Runtime, auth: Authenticator) -> Aggre
 
         def load() -> list[dict[str, Any]]:
             with runtime.engine.connect() as conn:
-                return link_clicks(conn, api_key.id, campaign)
+                return link_clicks(conn, api_key.id, campaign, vault=runtime.vault)
 
         return _listing(await run_in_threadpool(load))
 

@@ -2,22 +2,31 @@
 
 :class:`AutomationEngine` matches events against the rules (exactly once per rule and message) and sends
 the follow-ups through the Send API path; ``mailstack.api._automation`` holds the ``/api/v1/automations``
-routes.
+routes (``/api/v1/automations/{id}/runs`` shows what each rule did, refusals included).
 """
 
 from __future__ import annotations
 
 from mailstack.automation._engine import CURSOR, TRIGGER_EVENTS, AutomationEngine, Sender, SendFailedError
-from mailstack.automation._rules import RuleRecord, create_rule, delete_rule, list_rules
+from mailstack.automation._rules import (
+    RuleRecord,
+    RunRecord,
+    create_rule,
+    delete_rule,
+    list_rules,
+    list_runs,
+)
 
 __all__ = [
     "CURSOR",
     "TRIGGER_EVENTS",
     "AutomationEngine",
     "RuleRecord",
+    "RunRecord",
     "SendFailedError",
     "Sender",
     "create_rule",
     "delete_rule",
     "list_rules",
+    "list_runs",
 ]

@@ -9,6 +9,9 @@ mail.
 
 Machine traffic never triggers a rule (a privacy proxy's prefetch is not an open, a link scanner's
 request is not a click), and mail sent by a rule never triggers one, so rules cannot loop.
+
+Why a follow-up was refused often quotes the recipient ("... <ana@example.net> ..."): it is stored sealed
+under the trigger recipient's key (``automation_runs.error``, erased with them) and never logged.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from mailstack.observability import get_logger
 from mailstack.privacy import Vault
-from mailstack.storage import PURPOSE_RECIPIENT, PURPOSE_RECIPIENT_NAME, EventTail
+from mailstack.storage import PURPOSE_AUTOMATION_ERROR, PURPOSE_RECIPIENT, PURPOSE_RECIPIENT_NAME, EventTail
 from mailstack.storage.schema import automation_rules, automation_runs, events, messages
 
 __all__ = ["CURSOR", "TRIGGER_EVENTS", "AutomationEngine", "SendFailedError", "Sender"]
@@ -144,6 +147,7 @@ class AutomationEngine:
                     automation_rules.c.api_key_id,
                     automation_rules.c.template,
                     messages.c.recipient,
+                    messages.c.recipient_index,
                     messages.c.recipient_name,
                 )
                 .join(automation_rules, automation_rules.c.id == automation_runs.c.rule_id)
@@ -162,6 +166,7 @@ class AutomationEngine:
         for run in pending:
             email, name = recipients[(run.rule_id, run.trigger_message_id)]
             values: dict[str, Any]
+            error: str | None = None
             try:
                 if email is None:
                     raise SendFailedError("the recipient was erased")
@@ -172,9 +177,23 @@ class AutomationEngine:
                 key = f"automation-{run.rule_id}-{run.trigger_message_id}"
                 values = {"sent_message_id": self._send(run.api_key_id, message, key)}
             except SendFailedError as exc:
-                values = {"error": str(exc)[:2000]}
-                log.warning("automation follow-up refused", rule=run.rule_id, error=str(exc)[:200])
+                error = str(exc)[:2000]
+                # Ids only: the error itself may quote the address (GET /api/v1/automations/{id}/runs).
+                log.warning(
+                    "automation follow-up refused",
+                    rule=run.rule_id,
+                    trigger_message_id=run.trigger_message_id,
+                )
             with self._engine.begin() as conn:
+                if error is not None:
+                    values = {
+                        "error": self._vault.seal(
+                            conn,
+                            error.encode(),
+                            purpose=PURPOSE_AUTOMATION_ERROR,
+                            subject=run.recipient_index,
+                        )
+                    }
                 conn.execute(
                     update(automation_runs)
                     .where(

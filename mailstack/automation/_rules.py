@@ -1,16 +1,20 @@
-"""Automation rules: creating, listing and removing them."""
+"""Automation rules: creating, listing and removing them, and reading what they did (their runs)."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, delete, func, insert, select
 
+from mailstack.storage import PURPOSE_AUTOMATION_ERROR
 from mailstack.storage.schema import automation_rules, automation_runs
 
-__all__ = ["RuleRecord", "create_rule", "delete_rule", "list_rules"]
+if TYPE_CHECKING:
+    from mailstack.privacy import Vault
+
+__all__ = ["RuleRecord", "RunRecord", "create_rule", "delete_rule", "list_rules", "list_runs"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,3 +102,61 @@ def delete_rule(conn: Connection, api_key_id: int, rule_id: int) -> bool:
     conn.execute(delete(automation_runs).where(automation_runs.c.rule_id == rule_id))
     conn.execute(delete(automation_rules).where(automation_rules.c.id == rule_id))
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One firing of a rule: the message that triggered it and what came of it."""
+
+    trigger_message_id: int
+    event_id: int
+    sent_message_id: int | None
+    created_at: float
+    error: str | None  # why the follow-up was refused; "" once the trigger's recipient was erased
+
+    @property
+    def status(self) -> str:
+        if self.sent_message_id is not None:
+            return "sent"
+        return "pending" if self.error is None else "refused"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "TriggerMessageID": self.trigger_message_id,
+            "EventID": self.event_id,
+            "SentMessageID": self.sent_message_id,
+            "CreatedAt": self.created_at,
+            "Status": self.status,
+            "Error": self.error or "",
+        }
+
+
+def list_runs(
+    conn: Connection, vault: Vault, api_key_id: int, rule_id: int, *, limit: int = 100, offset: int = 0
+) -> list[RunRecord] | None:
+    """The rule's runs, newest first, their errors opened; None when the rule is not the API key's."""
+    owned = conn.execute(
+        select(automation_rules.c.id).where(
+            automation_rules.c.id == rule_id, automation_rules.c.api_key_id == api_key_id
+        )
+    ).first()
+    if owned is None:
+        return None
+    rows = conn.execute(
+        select(automation_runs)
+        .where(automation_runs.c.rule_id == rule_id)
+        .order_by(automation_runs.c.created_at.desc(), automation_runs.c.trigger_message_id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    errors = vault.open_many_optional(conn, [r.error for r in rows], purpose=PURPOSE_AUTOMATION_ERROR)
+    return [
+        RunRecord(
+            r.trigger_message_id,
+            r.event_id,
+            r.sent_message_id,
+            r.created_at,
+            None if r.error is None else ("" if plain is None else plain.decode("utf-8", "replace")),
+        )
+        for r, plain in zip(rows, errors, strict=True)
+    ]

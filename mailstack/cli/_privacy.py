@@ -1,7 +1,8 @@
 """``mailstack privacy``: data-subject rights (export, erase) and re-keying of the data at rest.
 
 ``export`` prints everything held about an address as JSON; ``erase`` deletes it, crypto-shreds what is
-left (the subject's data key goes) and keeps a hashed suppression so the address is never mailed again;
+left (the subject's data key goes), takes it out of what others share, keeps a hashed suppression so the
+address is never mailed again, then vacuums the tables it changed (old row versions left on disk);
 ``rotate-keys`` makes a new key-encryption key and re-wraps every data key under it, without downtime.
 Each is recorded in the audit trail as ``cli:<os user>``.
 """
@@ -21,7 +22,7 @@ from sqlalchemy import Engine
 
 from mailstack.config import ConfigError, load_settings
 from mailstack.keyring import Keyring
-from mailstack.privacy import Vault, erase_subject, export_subject, record_audit
+from mailstack.privacy import Vault, erase_subject, export_subject, record_audit, vacuum_erased
 from mailstack.storage import create_storage_engine, valid_address
 
 __all__ = ["privacy_app"]
@@ -91,9 +92,12 @@ def erase_command(
     email = _address(address)
     if not yes and not typer.confirm(f"Erase everything about {email}? This cannot be undone"):
         raise _fail("nothing erased", code=1)
-    with _open(data_dir) as (engine, keyring, vault), engine.begin() as conn:
-        report = erase_subject(conn, vault, keyring, email, actor=_actor())
-    print(json.dumps(report.as_dict()))
+    with _open(data_dir) as (engine, keyring, vault):
+        with engine.begin() as conn:
+            report = erase_subject(conn, vault, keyring, email, actor=_actor())
+        # After the commit: the old row versions the database still holds on disk are reclaimed.
+        vacuumed = vacuum_erased(engine)
+    print(json.dumps({**report.as_dict(), "vacuumed": vacuumed}))
 
 
 @privacy_app.command("rotate-keys")

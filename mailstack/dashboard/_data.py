@@ -62,9 +62,10 @@ def _campaigns(conn: Connection, api_key_id: int) -> list[dict[str, Any]]:
 
 
 def overview(
-    conn: Connection, api_key_id: int, *, days: int = 30, now: float | None = None
+    conn: Connection, api_key_id: int, *, days: int = 30, now: float | None = None, vault: Vault
 ) -> dict[str, Any]:
-    """Totals and rates, the daily series of the last ``days`` days, campaigns, providers, top links."""
+    """Totals and rates, the daily series of the last ``days`` days, campaigns, providers, top links
+    (their URLs are sealed: ``vault`` opens them)."""
     days = max(1, min(days, MAX_DAYS))
     today = int((time.time() if now is None else now) // DAY * DAY)
     start, end = today - (days - 1) * DAY, today + DAY
@@ -89,7 +90,7 @@ def overview(
             esp_json(provider, values)
             for provider, values in counters_by_provider(conn, StatsQuery(api_key_id)).items()
         ],
-        "Links": link_clicks(conn, api_key_id)[:20],
+        "Links": link_clicks(conn, api_key_id, vault=vault)[:20],
     }
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import structlog
 
+from mailstack.redact import redact_addresses
+
 # Keys whose values never reach a log line, whatever a caller passes.
 _REDACTED_KEYS = frozenset(
     {"secret", "api_secret", "password", "authorization", "body", "html", "text", "data", "private_key"}
@@ -19,8 +21,29 @@ def _redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Muta
     return event
 
 
+def _scrubbed(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_addresses(value)
+    if isinstance(value, dict):
+        return {key: _scrubbed(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrubbed(item) for item in value]
+    return value
+
+
+def scrub_addresses(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Replace anything shaped like an e-mail address in every value, the formatted exception included.
+
+    mailstack's own log calls pass ids, never addresses; this catches what they cannot control: a
+    library's message, an exception quoting a relay's reply or a bad input.
+    """
+    for key, value in event.items():
+        event[key] = _scrubbed(value)
+    return event
+
+
 def configure_logging(level: str = "info") -> None:
-    """JSON lines on stderr, one object per event, secrets and bodies redacted.
+    """JSON lines on stderr, one object per event, secrets and bodies redacted, addresses scrubbed.
 
     Libraries' standard-library logs (uvicorn, alembic) go through the same renderer, so every line of
     the service's output is one JSON object.
@@ -45,6 +68,7 @@ def configure_logging(level: str = "info") -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
+                scrub_addresses,
                 structlog.processors.JSONRenderer(),
             ],
         )

@@ -36,12 +36,13 @@ from ._retention import (
     policy_path,
     purge,
 )
-from ._subject import ErasureReport, erase_subject, export_subject
+from ._subject import ERASURE_TABLES, ErasureReport, erase_subject, export_subject, vacuum_erased
 from ._vault import RotationReport, ShreddedDataError, Vault, is_sealed
 
 __all__ = [
     "ACTIONS",
     "ERASED",
+    "ERASURE_TABLES",
     "POLICY_FILE",
     "REQUIRED_CLASSES",
     "TABLE_RULES",
@@ -80,5 +81,6 @@ __all__ = [
     "purge",
     "record_audit",
     "request_consent",
+    "vacuum_erased",
     "withdraw_consent",
 ]

@@ -1,34 +1,69 @@
-"""Sealing the plaintext left by databases older than encryption at rest (migration ``0006_encryption``).
+"""Sealing the plaintext left by databases older than encryption at rest (migrations ``0006_encryption``
+and ``0008_sealed_leftovers``).
 
-The migration reshapes the columns but cannot see the master secret; this step, run by ``mailstack
+The migrations reshape the columns but cannot see the master secret; this step, run by ``mailstack
 migrate`` and at ``serve`` start, seals what is still plaintext, in batches that commit one by one (a
 crash loses nothing: the next run continues). It is idempotent and cheap once everything is sealed.
+
+Since 0008 it also seals clicked-link URLs (re-keying their counters by a keyed HMAC), automation errors
+and clicked URLs left in the clear part of event details, and takes the addresses out of queue jobs' last
+errors and suppression reasons written by older versions (those stay readable, without the address).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData, Table, inspect, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    MetaData,
+    Table,
+    delete,
+    func,
+    inspect,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
-from mailstack.storage import is_sealed_detail, normalize_address, seal_details
+from mailstack.keyring import DecryptionError
+from mailstack.observability import get_logger
+from mailstack.redact import redact_addresses
+from mailstack.storage import (
+    PURPOSE_AUTOMATION_ERROR,
+    is_sealed_detail,
+    link_key,
+    normalize_address,
+    open_details,
+    schema,
+    seal_details,
+    seal_link_urls,
+)
 from mailstack.storage.schema import (
+    automation_runs,
     contents,
     events,
     idempotency_keys,
+    link_counters,
     messages,
     outbox,
+    queue_jobs,
     soft_bounces,
     suppressions,
     webhook_deliveries,
 )
 
+from ._vacuum import vacuum
 from ._vault import Vault, is_sealed
 
 __all__ = ["convert_plaintext"]
+
+log = get_logger("mailstack.privacy")
 
 # Purposes, as mailstack.storage seals them.
 _RECIPIENT = "messages.recipient"
@@ -57,23 +92,16 @@ def convert_plaintext(engine: Engine, vault: Vault, *, batch: int = 500) -> dict
             counts["suppressions"] = _suppressions(conn, vault, batch)
         if "soft_bounces_plain" in tables:
             counts["soft_bounces"] = _soft_bounces(conn, vault, batch)
+        counts["link_counters"] = _link_counters(conn, vault, batch)
+        counts["automation_runs"] = _automation_errors(conn, vault, batch)
+        counts["queue_jobs"] = _redacted(conn, batch, queue_jobs, queue_jobs.c.last_error)
+        counts["suppression_reasons"] = _redacted(conn, batch, suppressions, suppressions.c.reason)
     converted = {table: n for table, n in counts.items() if n}
-    if converted and engine.dialect.name == "sqlite":
-        _scrub_sqlite(engine)
+    if converted:
+        # Rewritten rows leave their old plaintext behind (PostgreSQL's dead tuples, SQLite's free pages
+        # and WAL): reclaimed now rather than whenever autovacuum gets to it. Once, so every table.
+        vacuum(engine, schema.metadata.tables)
     return converted
-
-
-def _scrub_sqlite(engine: Engine) -> None:
-    # Rewritten rows leave their old plaintext in free pages and in the WAL: rebuild the file and
-    # empty the log. (PostgreSQL's dead tuples are reclaimed by its own VACUUM, never dumped.)
-    raw = engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        cursor.execute("VACUUM")
-        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        cursor.close()
-    finally:
-        raw.close()
 
 
 def _text(value: Any) -> str:
@@ -153,8 +181,121 @@ def _seal_content(conn: Connection, vault: Vault, row: Any) -> dict[str, Any] | 
 def _seal_event(conn: Connection, vault: Vault, row: Any) -> dict[str, Any] | None:
     if is_sealed_detail(row.detail):
         return None
-    (stored,) = seal_details(conn, vault, [row.detail])
+    detail = row.detail
+    if isinstance(detail, Mapping) and isinstance(detail.get("sealed"), str):
+        # Sealed already, with something personal still beside it (a clicked URL, before 0008): open the
+        # sealed part so that everything is sealed again together, nothing overwritten.
+        try:
+            (detail,) = open_details(conn, vault, [detail])
+        except DecryptionError:
+            log.warning("an event's sealed detail does not open; sealing what is in the clear", event=row.id)
+            detail = {key: value for key, value in detail.items() if key != "sealed"}
+    (stored,) = seal_details(conn, vault, [detail])
     return {"detail": stored}
+
+
+def _not_sealed(column: Any) -> ColumnElement[bool]:
+    # A sealed blob starts with the vault's format byte; plaintext (UTF-8 text cast to bytes) never does.
+    return func.substr(column, 1, 1) != b"\x02"
+
+
+def _link_counters(conn: Connection, vault: Vault, batch: int) -> int:
+    """Seal each plaintext URL and move its counters to the row of its keyed HMAC (merging, should a
+    node of a fleet already running the new code have counted the same link meanwhile)."""
+    done = 0
+    table = link_counters
+    while True:
+        rows = conn.execute(select(table).where(_not_sealed(table.c.url)).limit(batch)).all()
+        if not rows:
+            return done
+        urls = [_text(row.url) for row in rows]
+        sealed = seal_link_urls(conn, vault, urls)
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(table)
+        upsert = statement.on_conflict_do_update(
+            index_elements=["api_key_id", "campaign", "position", "url_hash"],
+            set_={
+                "clicked_messages": table.c.clicked_messages + statement.excluded.clicked_messages,
+                "click_events": table.c.click_events + statement.excluded.click_events,
+            },
+        )
+        for row, url, (blob, subject) in zip(rows, urls, sealed, strict=True):
+            conn.execute(
+                delete(table).where(
+                    table.c.api_key_id == row.api_key_id,
+                    table.c.campaign == row.campaign,
+                    table.c.position == row.position,
+                    table.c.url_hash == row.url_hash,
+                )
+            )
+            conn.execute(
+                upsert,
+                {
+                    "api_key_id": row.api_key_id,
+                    "campaign": row.campaign,
+                    "position": row.position,
+                    "url_hash": link_key(vault.keyring, url),
+                    "url": blob,
+                    "subject": subject,
+                    "clicked_messages": row.clicked_messages,
+                    "click_events": row.click_events,
+                },
+            )
+        conn.commit()
+        done += len(rows)
+
+
+def _automation_errors(conn: Connection, vault: Vault, batch: int) -> int:
+    """Seal plaintext automation errors under the trigger recipient's key (shared once it is gone)."""
+    done = 0
+    while True:
+        rows = conn.execute(
+            select(
+                automation_runs.c.rule_id,
+                automation_runs.c.trigger_message_id,
+                automation_runs.c.error,
+                messages.c.recipient_index,
+            )
+            .outerjoin(messages, messages.c.id == automation_runs.c.trigger_message_id)
+            .where(automation_runs.c.error.is_not(None), _not_sealed(automation_runs.c.error))
+            .limit(batch)
+        ).all()
+        if not rows:
+            return done
+        for row in rows:
+            error = vault.seal(
+                conn, _plain(row.error), purpose=PURPOSE_AUTOMATION_ERROR, subject=row.recipient_index
+            )
+            conn.execute(
+                update(automation_runs)
+                .where(
+                    automation_runs.c.rule_id == row.rule_id,
+                    automation_runs.c.trigger_message_id == row.trigger_message_id,
+                )
+                .values(error=error)
+            )
+        conn.commit()
+        done += len(rows)
+
+
+def _redacted(conn: Connection, batch: int, table: Table, column: Any) -> int:
+    """Take the addresses out of a text column kept readable (older versions quoted them there)."""
+    done = 0
+    last = 0
+    quoting = or_(column.contains("@"), column.contains("%40", autoescape=True))
+    while True:
+        rows = conn.execute(
+            select(table.c.id, column).where(table.c.id > last, quoting).order_by(table.c.id).limit(batch)
+        ).all()
+        if not rows:
+            return done
+        for row_id, text in rows:
+            clean = redact_addresses(text)
+            if clean != text:
+                conn.execute(update(table).where(table.c.id == row_id).values({column.name: clean}))
+                done += 1
+        conn.commit()
+        last = rows[-1].id
 
 
 def _seal_payload(conn: Connection, vault: Vault, row: Any) -> dict[str, Any] | None:

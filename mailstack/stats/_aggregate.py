@@ -8,24 +8,28 @@ arrive twice never reach the table in the first place (their ``uid`` is unique).
 
 Each event counts twice over, once per Mailjet ``CounterTiming``: at the hour it happened ("event") and at
 the hour its message was accepted ("message"), so both views are a plain sum over rollup rows.
+
+Clicked URLs are personal data (personalised links quote addresses and tokens): the aggregator opens them
+from the events' sealed details and keeps them sealed in ``link_counters``, keyed by a keyed HMAC
+(mailstack.storage.link_key, seal_link_urls).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, Text, insert, select, type_coerce
 
+from mailstack.keyring import DecryptionError
 from mailstack.model import EventType
 from mailstack.observability import get_logger
 from mailstack.providers import ProviderClassifier
-from mailstack.storage import GAP_GRACE_SECONDS, EventTail
+from mailstack.storage import GAP_GRACE_SECONDS, EventTail, link_key, open_details, seal_link_urls
 from mailstack.storage.schema import (
     COUNTER_COLUMNS,
     events,
@@ -35,6 +39,9 @@ from mailstack.storage.schema import (
     messages,
     stat_counters,
 )
+
+if TYPE_CHECKING:
+    from mailstack.privacy import Vault
 
 __all__ = ["CURSOR", "Aggregator", "Flag", "bucket_start"]
 
@@ -147,8 +154,7 @@ class _Batch:
                         row[name] += value
         return result
 
-    def add_link(self, message: _Message, position: int, url: str, new_message: bool) -> None:
-        digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:32]
+    def add_link(self, message: _Message, position: int, url: str, digest: str, new_message: bool) -> None:
         for api_key_id, campaign in message.link_prefixes:
             entry = self.links.setdefault((api_key_id, campaign, position, digest), [url, 0, 0])
             entry[1] += int(new_message)
@@ -159,13 +165,15 @@ class Aggregator:
     """Folds new events into the rollups; :meth:`run_once` is one batch, :meth:`run` loops.
 
     ``sent_is_delivery`` counts the relay's acceptance as delivery, for deployments where nothing reports
-    back from further on (the sandbox outbox).
+    back from further on (the sandbox outbox). ``vault`` opens clicked URLs and seals them for the
+    per-link counters.
     """
 
     def __init__(
         self,
         engine: Engine,
         *,
+        vault: Vault,
         batch_size: int = 5000,
         providers: Callable[[str], str] | None = None,
         poll_seconds: float = 1.0,
@@ -173,6 +181,7 @@ class Aggregator:
         gap_grace_seconds: float = GAP_GRACE_SECONDS,
     ) -> None:
         self._engine = engine
+        self._vault = vault
         self._sent_is_delivery = sent_is_delivery
         self._tail = EventTail(CURSOR, gap_grace_seconds=gap_grace_seconds)
         self._batch_size = batch_size
@@ -259,15 +268,20 @@ class Aggregator:
             flags.update({r.message_id: r.flags for r in conn.execute(query)})
         changed: dict[int, int] = {}
         clicked_links = self._clicked_links(conn, rows)
+        clicks = self._clicks(conn, rows)
         new_links: set[tuple[int, int]] = set()
         batch = _Batch()
         sent_is_delivery = self._sent_is_delivery
-        for _event_id, message_id, raw_kind, at, raw_detail in rows:
+        keyring = self._vault.keyring
+        for event_id, message_id, raw_kind, at, raw_detail in rows:
             message = info.get(message_id)
             if message is None:
                 continue  # erased since: nothing to attribute it to
             kind = str(raw_kind)
-            detail = _detail(raw_detail) if kind in _NEEDS_DETAIL else {}
+            if kind == _CLICK:
+                detail = clicks[event_id]
+            else:
+                detail = _detail(raw_detail) if kind in _NEEDS_DETAIL else {}
             current = flags.get(message_id, 0)
             delay = at - message.created_at
             deltas, set_bits = _deltas(kind, detail, current, delay)
@@ -284,12 +298,36 @@ class Aggregator:
                     first = key not in clicked_links and key not in new_links
                     if first:
                         new_links.add(key)
-                    batch.add_link(message, position, url, first)
+                    batch.add_link(message, position, url, link_key(keyring, url), first)
             if deltas:
                 batch.add(message, at, deltas)
             if current | set_bits != current:
                 changed[message_id] = flags[message_id] = current | set_bits
         self._write(conn, batch, changed, new_links)
+
+    def _clicks(self, conn: Connection, rows: list[Any]) -> dict[int, dict[str, Any]]:
+        """The details of the batch's clicks by event id, a person's clicks opened (their URL is sealed)."""
+        details = {row[0]: _detail(row[4]) for row in rows if row[2] == _CLICK}
+        wanted = [
+            event_id
+            for event_id, detail in details.items()
+            if not detail.get("machine") and "url" not in detail and "sealed" in detail
+        ]
+        if wanted:
+            try:
+                opened = open_details(conn, self._vault, [details[event_id] for event_id in wanted])
+            except DecryptionError:
+                opened = [self._open_one(conn, event_id, details[event_id]) for event_id in wanted]
+            details.update(zip(wanted, opened, strict=True))
+        return details
+
+    def _open_one(self, conn: Connection, event_id: int, detail: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return open_details(conn, self._vault, [detail])[0]
+        except DecryptionError:
+            # Altered, or sealed under another master secret: counted, but without its link.
+            log.warning("a click's sealed detail does not open; its link is not counted", event_id=event_id)
+            return {key: value for key, value in detail.items() if key != "sealed"}
 
     def _clicked_links(self, conn: Connection, rows: list[Any]) -> set[tuple[int, int]]:
         clicked = sorted({row.message_id for row in rows if row.type == EventType.CLICK})
@@ -332,17 +370,23 @@ class Aggregator:
                 ),
                 counter_rows,
             )
+        # A row's URL is sealed when the row is made; later batches only add to its counters.
+        urls = [url for url, _new, _total in batch.links.values()]
+        sealed = seal_link_urls(conn, self._vault, urls) if urls else []
         link_rows = [
             {
                 "api_key_id": api_key_id,
                 "campaign": campaign,
                 "position": position,
                 "url_hash": digest,
-                "url": url,
+                "url": blob,
+                "subject": subject,
                 "clicked_messages": new,
                 "click_events": total,
             }
-            for (api_key_id, campaign, position, digest), (url, new, total) in batch.links.items()
+            for ((api_key_id, campaign, position, digest), (_url, new, total)), (blob, subject) in zip(
+                batch.links.items(), sealed, strict=True
+            )
         ]
         if link_rows:
             statement = dialect.insert(link_counters)

@@ -2,6 +2,7 @@
 
 from . import schema
 from ._details import PURPOSE_EVENT_DETAIL, is_sealed_detail, open_details, seal_details
+from ._engagement import PURPOSE_AUTOMATION_ERROR
 from ._engine import create_storage_engine, normalize_url
 from ._feedback import (
     GLOBAL_SCOPE,
@@ -25,6 +26,14 @@ from ._feedback import (
     suppression_key,
     unsuppress,
     valid_address,
+)
+from ._links import (
+    PURPOSE_LINK_URL,
+    forget_link_subject,
+    link_key,
+    link_subject,
+    open_link_urls,
+    seal_link_urls,
 )
 from ._migrate import migrate
 from ._records import (
@@ -77,9 +86,11 @@ __all__ = [
     "DEFAULT_API_SCOPES",
     "GAP_GRACE_SECONDS",
     "GLOBAL_SCOPE",
+    "PURPOSE_AUTOMATION_ERROR",
     "PURPOSE_EVENT_DETAIL",
     "PURPOSE_IDEMPOTENT_RESPONSE",
     "PURPOSE_LAST_REPLY",
+    "PURPOSE_LINK_URL",
     "PURPOSE_OUTBOX_DATA",
     "PURPOSE_RCPT_TO",
     "PURPOSE_RECIPIENT",
@@ -105,12 +116,15 @@ __all__ = [
     "create_api_key",
     "create_storage_engine",
     "find_api_key",
+    "forget_link_subject",
     "forget_queue_ids",
     "get_idempotent_response",
     "get_log_cursor",
     "get_message",
     "insert_messages",
     "is_sealed_detail",
+    "link_key",
+    "link_subject",
     "list_dkim_keys",
     "list_events",
     "list_outbox",
@@ -124,6 +138,7 @@ __all__ = [
     "note_soft_bounce",
     "open_details",
     "open_json",
+    "open_link_urls",
     "open_text",
     "parse_scope",
     "parse_scopes",
@@ -137,6 +152,7 @@ __all__ = [
     "schema",
     "seal_details",
     "seal_json",
+    "seal_link_urls",
     "secret_matches",
     "set_api_key_scopes",
     "store_outbox",

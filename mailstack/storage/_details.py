@@ -1,8 +1,8 @@
 """Event details at rest: what happened stays readable, what it says about the person is sealed.
 
 Statistics, alarms and automation read an event's facts (its category, whether a machine opened it, the
-link position) straight from the JSON; replies that quote addresses, IPs, user agents and anything else
-move into ``detail["sealed"]``, sealed under the day's shared key (mailstack.privacy.Vault).
+link position) straight from the JSON; replies that quote addresses, IPs, user agents, clicked URLs and
+anything else move into ``detail["sealed"]``, sealed under the day's shared key (mailstack.privacy.Vault).
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ __all__ = ["PURPOSE_EVENT_DETAIL", "is_sealed_detail", "open_details", "seal_det
 
 PURPOSE_EVENT_DETAIL = "events.detail"
 _SEALED = "sealed"
-# Facts, not personal data: kept readable for statistics, alarms and automation (mailstack.stats reads
-# "url" and "position" for its per-link counters, which hold the sender's links anyway).
+# Facts, not personal data: kept readable for statistics, alarms and automation. A clicked "url" is not
+# one of them: personalised links quote addresses and tokens (mailstack.stats opens it for its per-link
+# counters, which keep it sealed too).
 _CLEAR = frozenset(
     {"attempt", "attempts", "category", "dead_letter", "hard", "hard_bounce", "machine", "machine_reason",
      "method", "name", "one_click", "position", "proxy", "reason", "reply_code", "retry_at", "source",
-     "status", "url", "value"}
+     "status", "value"}
 )  # fmt: skip
 _CLEAR_MAILJET = frozenset({"blocked", "error", "error_related_to", "event", "hard_bounce", "mj_list_id"})
 

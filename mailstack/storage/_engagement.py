@@ -27,6 +27,7 @@ from ._schema import Id, messages, metadata
 
 __all__ = [
     "COUNTER_COLUMNS",
+    "PURPOSE_AUTOMATION_ERROR",
     "automation_rules",
     "automation_runs",
     "dashboard_users",
@@ -40,6 +41,9 @@ __all__ = [
 ]
 
 Counter = BigInteger().with_variant(Integer(), "sqlite")
+
+# The vault purpose of automation_runs.error (mailstack.privacy.Vault binds it into each blob).
+PURPOSE_AUTOMATION_ERROR = "automation_runs.error"
 
 # The dashboard finds messages by recipient (blind index, see _schema) or Message-ID header.
 Index("ix_messages_message_id_header", messages.c.message_id_header)
@@ -109,17 +113,23 @@ message_links = Table(
     Column("position", Integer, primary_key=True),
 )
 
+# Personalised links can quote the recipient's address or a token naming them: the URL is sealed
+# (mailstack.storage.seal_link_url) and found by a keyed HMAC of it, so a dump can neither read a URL nor
+# test a guessed one. A URL quoting an address is sealed under that person's key and names them by blind
+# index in ``subject``, so erasing them deletes the row (and shreds any copy).
 link_counters = Table(
     "link_counters",
     metadata,
     Column("api_key_id", Id, primary_key=True),
     Column("campaign", String(255), primary_key=True),
     Column("position", Integer, primary_key=True),
-    Column("url_hash", String(32), primary_key=True),  # URLs can be long; the key is their digest
-    Column("url", Text, nullable=False),
+    Column("url_hash", String(32), primary_key=True),  # keyed HMAC of the URL (mailstack.storage.link_key)
+    Column("url", LargeBinary, nullable=False),  # sealed
     Column("clicked_messages", Counter, nullable=False, server_default=text("0")),
     Column("click_events", Counter, nullable=False, server_default=text("0")),
+    Column("subject", String(64)),  # blind index of the address the URL quotes; NULL when it quotes none
 )
+Index("ix_link_counters_subject", link_counters.c.subject)
 
 webhook_endpoints = Table(
     "webhook_endpoints",
@@ -178,7 +188,8 @@ automation_runs = Table(
     Column("event_id", BigInteger, nullable=False),
     Column("sent_message_id", BigInteger),
     Column("created_at", Float, nullable=False),
-    Column("error", Text),
+    # Why the follow-up was refused, sealed under the trigger's recipient (errors quote addresses).
+    Column("error", LargeBinary),
 )
 Index("ix_automation_runs_sent", automation_runs.c.sent_message_id)
 

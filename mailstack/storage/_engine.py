@@ -25,11 +25,17 @@ def normalize_url(url: str) -> str:
 def create_storage_engine(url: str, *, pool_size: int = 10) -> Engine:
     """An engine tuned for the queue: WAL and immediate transactions on SQLite, a pool on PostgreSQL."""
     url = normalize_url(url)
+    # Database errors end up in logs (log.exception); their text must not carry the statement's values,
+    # which hold personal data (sealed, mostly) and idempotency keys.
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, hide_parameters=True
+        )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
+    )
 
 
 def _configure_sqlite(engine: Engine) -> None:

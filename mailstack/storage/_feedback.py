@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mailstack.model import MessageStatus
+from mailstack.redact import redact_addresses
 
 from ._schema import Id, metadata
 
@@ -226,8 +227,11 @@ def _rows(conn: Connection, vault: Vault, rows: Sequence[Any], address: str | No
 
 def _redact(reason: str, address: str) -> str:
     # Relay replies quote the recipient ("550 5.1.1 <ana@example.net>: no such user"); the reason is
-    # stored in the clear for operators, the address only sealed.
-    return re.sub(re.escape(address), "<recipient>", reason, flags=re.IGNORECASE) if address else reason
+    # stored in the clear for operators, the address only sealed. Any other address it quotes (a
+    # forwarding target, the original recipient of a DSN) goes too.
+    if address:
+        reason = re.sub(re.escape(address), "<recipient>", reason, flags=re.IGNORECASE)
+    return redact_addresses(reason)
 
 
 def _active(now: float) -> Any:

@@ -9,10 +9,19 @@ lost on the way:
 * :meth:`EventRecorder.stop` (called on SIGTERM, after the last request) drains the queue first;
 * every event carries a unique ``uid`` and is inserted with "on conflict do nothing", so a batch written
   twice (a replay after a crash half-way through) is still stored once.
+
+The spool holds what the events say about people (IPs, user agents, clicked URLs), so each of its lines is
+encrypted and authenticated with the keyring (AES-256-GCM under a key derived from the master secret; the
+vault cannot be used, its keys are in the database that is refusing writes). Lines written in the clear
+by versions before this one are still replayed, so an upgrade loses nothing. A line that does not decrypt
+(altered, truncated, or sealed under another master secret) or does not hold an event is never replayed
+and never dropped: it is reported and kept aside in ``<spool file>.rejected`` next to the spool.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import queue
@@ -26,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from mailstack.keyring import DecryptionError, Keyring
 from mailstack.observability import get_logger
 from mailstack.storage import seal_details
 from mailstack.storage.schema import events, messages
@@ -33,9 +43,20 @@ from mailstack.storage.schema import events, messages
 if TYPE_CHECKING:
     from mailstack.privacy import Vault
 
-__all__ = ["EventRecorder", "TrackedEvent", "store_events"]
+__all__ = [
+    "SPOOL_PURPOSE",
+    "EventRecorder",
+    "TrackedEvent",
+    "open_spool_line",
+    "seal_spool_line",
+    "store_events",
+]
 
 log = get_logger("mailstack.tracking")
+
+SPOOL_PURPOSE = "tracking.spool"  # the keyring purpose of spool lines (bound in as associated data)
+_SEALED_PREFIX = "sealed:"
+_REJECTED_SUFFIX = ".rejected"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +121,39 @@ def store_events(conn: Connection, items: Sequence[TrackedEvent], *, vault: Vaul
     return len(rows)
 
 
+class _RejectedLineError(ValueError):
+    """A spool line that cannot be replayed; ``str()`` says why, never what it holds."""
+
+
+def seal_spool_line(keyring: Keyring, event: TrackedEvent) -> str:
+    """One spool line: the event's JSON encrypted with the keyring, base64, newline-terminated."""
+    plain = json.dumps(event.to_json(), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    blob = keyring.encrypt(SPOOL_PURPOSE, plain)
+    return _SEALED_PREFIX + base64.b64encode(blob).decode("ascii") + "\n"
+
+
+def open_spool_line(keyring: Keyring, line: str) -> TrackedEvent:
+    """The event of a spool line (sealed, or plaintext JSON from before spool encryption); raises
+    :class:`_RejectedLineError`."""
+    if line.startswith(_SEALED_PREFIX):
+        try:
+            blob = base64.b64decode(line[len(_SEALED_PREFIX) :], validate=True)
+            plain = keyring.decrypt(SPOOL_PURPOSE, blob)
+        except (binascii.Error, ValueError, DecryptionError):
+            raise _RejectedLineError("altered, truncated or sealed under another master secret") from None
+    elif line.startswith("{"):
+        plain = line.encode("utf-8")  # written in the clear by a version before spool encryption
+    else:
+        raise _RejectedLineError("not a spool record")
+    try:
+        data = json.loads(plain)
+        if not isinstance(data, dict):
+            raise TypeError("not an object")
+        return TrackedEvent.from_json(data)
+    except (ValueError, KeyError, TypeError):
+        raise _RejectedLineError("not a tracking event") from None
+
+
 class EventRecorder:
     """A bounded queue of events written to the database in batches by one background thread."""
 
@@ -127,6 +181,7 @@ class EventRecorder:
         self._write_lock = threading.Lock()  # one writer at a time: the thread, or flush() from outside
         self.stored = 0
         self.spooled = 0
+        self.rejected = 0  # spool lines kept aside because they could not be replayed
 
     # --- the request side ------------------------------------------------------------------------
 
@@ -221,10 +276,13 @@ class EventRecorder:
             # Without a spool directory there is nowhere safe to put them: say so loudly.
             log.error("tracking events dropped: queue full or database down and no spool", count=len(batch))
             return
-        lines = "".join(json.dumps(item.to_json(), separators=(",", ":")) + "\n" for item in batch)
+        keyring = self._vault.keyring
+        lines = "".join(seal_spool_line(keyring, item) for item in batch).encode("ascii")
         with self._spool_lock:
-            self._spool_dir.mkdir(parents=True, exist_ok=True)
-            with (self._spool_dir / f"tracking-{os.getpid()}.jsonl").open("a", encoding="utf-8") as spool:
+            self._spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path = self._spool_dir / f"tracking-{os.getpid()}.jsonl"
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "ab") as spool:
                 spool.write(lines)
         self.spooled += len(batch)
 
@@ -249,15 +307,18 @@ class EventRecorder:
                     path.rename(claimed)  # atomic: another process replaying the same file loses the race
                 except OSError:
                     continue
-            items = []
-            with claimed.open(encoding="utf-8") as spool:
-                for raw_line in spool:
+            items: list[TrackedEvent] = []
+            rejected: list[tuple[int, str, str]] = []  # (line number, the line as found, why)
+            keyring = self._vault.keyring
+            with claimed.open(encoding="utf-8", errors="surrogateescape") as spool:
+                for number, raw_line in enumerate(spool, 1):
                     line = raw_line.strip()
-                    if line:
-                        try:
-                            items.append(TrackedEvent.from_json(json.loads(line)))
-                        except (ValueError, KeyError, TypeError):
-                            log.warning("skipping a corrupt tracking spool line", file=claimed.name)
+                    if not line:
+                        continue
+                    try:
+                        items.append(open_spool_line(keyring, line))
+                    except _RejectedLineError as exc:
+                        rejected.append((number, line, str(exc)))
             try:
                 for start in range(0, len(items), self._batch_size):
                     with self._engine.begin() as conn:
@@ -266,6 +327,24 @@ class EventRecorder:
                 log.exception("tracking spool replay failed; will retry", file=claimed.name)
                 claimed.rename(claimed.with_name(claimed.name.removesuffix(".replay") + ".jsonl"))
                 return
+            if rejected:
+                # Only once the rest is stored: a replay that fails is retried whole, lines kept aside once.
+                self._set_aside(claimed, rejected)
             claimed.unlink()
             self.stored += len(items)
             log.info("replayed spooled tracking events", count=len(items))
+
+    def _set_aside(self, claimed: Path, rejected: Sequence[tuple[int, str, str]]) -> None:
+        kept = claimed.with_name(claimed.name.removesuffix(".replay") + _REJECTED_SUFFIX)
+        fd = os.open(kept, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as out:
+            out.writelines(line + "\n" for _number, line, _why in rejected)
+        self.rejected += len(rejected)
+        # Where and why, never the content: a line may be plaintext from an older version.
+        log.warning(
+            "tracking spool lines cannot be replayed; kept aside",
+            file=claimed.name,
+            kept=kept.name,
+            lines=[number for number, _line, _why in rejected],
+            reasons=sorted({why for _number, _line, why in rejected}),
+        )

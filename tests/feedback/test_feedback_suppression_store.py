@@ -177,6 +177,24 @@ def test_a_reason_quoting_the_address_is_stored_without_it(engine: Engine) -> No
     assert reason == "550 5.1.1 <<recipient>>: Recipient address rejected: User unknown"
 
 
+def test_a_reason_quoting_other_addresses_is_stored_without_them(engine: Engine) -> None:
+    # A DSN quotes the original recipient or a forwarding target too, in any spelling.
+    vault = make_vault(engine)
+    with engine.begin() as conn:
+        suppress(
+            conn,
+            "ana@example.net",
+            scope="global",
+            reason="5.1.1 forward of <ana@example.net> to ana.smith@mail.example failed"
+            " (orcpt rfc822;Ana%40Example.net)",
+            source="hard_bounce",
+            now=0,
+            vault=vault,
+        )
+    _source, reason, _expires = _entry(engine, "ana@example.net", "global")
+    assert reason == "5.1.1 forward of <<recipient>> to <address> failed (orcpt rfc822;<address>)"
+
+
 def test_soft_bounces_count_messages_within_the_window(engine: Engine) -> None:
     vault = make_vault(engine)
     with engine.begin() as conn:

@@ -1,13 +1,17 @@
 """The proof of encryption at rest: after real mail went through the real pipeline, no recipient address,
-name, subject or body is readable in the database file, in a dump of the database, or in the logs."""
+name, subject, body or clicked personalised link is readable in the database file, in a dump of the
+database, or in the logs."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
-from privacy_helpers import database_bytes, initialised
+from engagement_support import html_part, links_in
+from privacy_helpers import Served, database_bytes, initialised
 from support import SmtpSink
 
 pytestmark = pytest.mark.e2e
@@ -20,6 +24,10 @@ NAME = "Zoë Markername"
 SUBJECT = "subjectmarker-5d2"
 BODY = "bodymarker-93f1"
 VARIABLE = "variablemarker-b7e"
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
+# A personalised link, as senders build them: it quotes the address (percent-encoded) and a token.
+LINK_TOKEN = "linktokenmarker-e25"
+LINK = f"https://shop.example/welcome/{LINK_TOKEN}?u={quote(PROBE)}"
 # What must not appear (the domains may: they are not personal data and stay readable for statistics).
 SECRETS = [
     "zoe.probe-7c1",
@@ -30,6 +38,7 @@ SECRETS = [
     SUBJECT,
     BODY,
     VARIABLE,
+    LINK_TOKEN,
 ]
 
 
@@ -62,7 +71,7 @@ def test_no_plaintext_personal_data_in_the_database_a_dump_or_the_logs(
                 "To": [{"Email": PROBE, "Name": NAME}],
                 "Subject": SUBJECT,
                 "TextPart": f"Hello {{{{var:who}}}}, {BODY}",
-                "HTMLPart": f"<p>Hello {{{{var:who}}}}, {BODY}</p>",
+                "HTMLPart": f'<p>Hello {{{{var:who}}}}, {BODY} <a href="{LINK}">your offer</a></p>',
                 "TemplateLanguage": True,
                 "Variables": {"who": VARIABLE},
                 "CustomID": "order-1",
@@ -84,9 +93,25 @@ def test_no_plaintext_personal_data_in_the_database_a_dump_or_the_logs(
         assert DEFERRED in served.wait_status(deferred, "deferred")["LastSMTPReply"]  # queued for a retry
         (mail,) = [m for m in smtp_sink.wait_for(1) if m.rcpt_tos == [PROBE]]
         assert VARIABLE.encode() in mail.data and BODY.encode() in mail.data  # it did carry them
+        # The recipient clicks the tracked link: the statistics still list the URL it led to.
+        (tracked,) = [link for link in links_in(html_part(mail.data)) if "/t/c/" in link]
+        clicked = httpx.get(tracked, headers={"User-Agent": BROWSER}, follow_redirects=False)
+        assert (clicked.status_code, clicked.headers["location"]) == (302, LINK)
+        assert _wait_for_link_stats(served) == [LINK]
         served.stop()
 
         assert _leaks(database_bytes(served, database_url)) == []
         logs = served.log_text()
         assert logs  # the service did log (requests, deliveries)
         assert _leaks(logs.encode()) == []
+
+
+def _wait_for_link_stats(served: Served, timeout: float = 30) -> list[str]:
+    deadline = time.monotonic() + timeout
+    urls: list[str] = []
+    while not urls and time.monotonic() < deadline:
+        response = httpx.get(f"{served.url}/v3/REST/statistics/link-click", auth=served.auth)
+        assert response.status_code == 200, response.text
+        urls = [entry["URL"] for entry in response.json()["Data"]]
+        time.sleep(0.2)
+    return urls

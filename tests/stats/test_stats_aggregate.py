@@ -33,6 +33,7 @@ def aggregator(engine: Engine, **kwargs: Any) -> Aggregator:
     # Every event of these tests is committed before aggregating: holes in PostgreSQL's ids (an event
     # stored twice consumes a sequence value) are final, no need to wait for them.
     kwargs.setdefault("gap_grace_seconds", 0)
+    kwargs.setdefault("vault", make_vault(engine))
     return Aggregator(engine, batch_size=7, providers=ProviderClassifier().classify, **kwargs)
 
 
@@ -130,7 +131,9 @@ def test_counts_each_thing_once_per_message_and_once_per_event(engine: Engine) -
     assert list(by_provider) == ["google", "microsoft", "yahoo", "other"]
     assert (by_provider["google"]["opened"], by_provider["microsoft"]["unsubscribed"]) == (1, 1)
     assert by_provider["other"]["hard_bounced"] == 1 and by_provider["yahoo"]["processed"] == 0
-    assert read(engine, link_clicks, 1, "spring") == [
+    with engine.connect() as conn:
+        links = link_clicks(conn, 1, "spring", vault=make_vault(engine))
+    assert links == [
         {
             "URL": "https://shop.example/1",
             "PositionIndex": 1,

@@ -14,6 +14,7 @@ from mailstack.model import Address, MessageSpec
 from mailstack.storage import create_api_key, create_storage_engine, insert_messages, migrate
 from mailstack.storage.schema import events
 from mailstack.tracking import EventRecorder, TrackedEvent, store_events
+from mailstack.tracking._recorder import open_spool_line
 
 
 def make_message(engine: Engine) -> int:
@@ -99,8 +100,10 @@ def test_database_down_spools_and_replays_without_loss_or_duplicates(tmp_path: P
     for item in items:
         recorder.submit(item)
     recorder.stop()  # the database is unreachable: everything lands in the spool
-    spooled = [json.loads(line) for path in spool.glob("*.jsonl") for line in path.read_text().splitlines()]
-    assert sorted(e["uid"] for e in spooled) == sorted(e.uid for e in items)
+    keyring = make_vault(engine).keyring
+    lines = [line for path in spool.glob("*.jsonl") for line in path.read_text().splitlines()]
+    spooled = [open_spool_line(keyring, line) for line in lines]
+    assert sorted(e.uid for e in spooled) == sorted(e.uid for e in items)
     # A later start against the working database replays the spool, once.
     healthy = EventRecorder(engine, spool_dir=spool, vault=make_vault(engine))
     healthy.start()

@@ -1,0 +1,82 @@
+"""Clicked links at rest: the URLs of ``link_counters`` sealed, found by a keyed HMAC.
+
+A personalised link can carry the recipient's address (``?email=ana%40example.net``) or a token naming
+them, so a URL is personal data until shown otherwise. Each one is sealed (mailstack.privacy.Vault) and the
+row is keyed by :func:`link_key`, an HMAC under a key derived from the master secret: equal URLs meet in one
+row, and a dump thief cannot test a guessed URL against the table. A URL quoting an address is sealed under
+that address's data key and names its blind index in ``subject``: erasing the person deletes the row
+(:func:`forget_link_subject`) and shreds every copy, backups included. Other links — the sender's own pages,
+or tokens mailstack cannot recognise — are sealed under the day's shared key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+from sqlalchemy import Connection, delete
+
+from mailstack.keyring import Keyring
+from mailstack.redact import find_addresses
+
+from ._engagement import link_counters
+from ._feedback import normalize_address
+
+if TYPE_CHECKING:
+    from mailstack.privacy import Vault
+
+__all__ = [
+    "PURPOSE_LINK_URL",
+    "forget_link_subject",
+    "link_key",
+    "link_subject",
+    "open_link_urls",
+    "seal_link_urls",
+]
+
+PURPOSE_LINK_URL = "link_counters.url"
+_KEY_PURPOSE = "link_counters.url_hash"
+_KEY_HEX = 32  # what link_counters.url_hash holds: 128 bits
+_URL_DELIMITERS = re.compile(r"[/?&=#;:,\s]+")
+
+
+def link_key(keyring: Keyring, url: str) -> str:
+    """The row key of ``url``: a keyed HMAC (not a plain digest, which a guessed URL could be tested by)."""
+    return hmac.new(keyring.derive(_KEY_PURPOSE), url.encode("utf-8"), hashlib.sha256).hexdigest()[:_KEY_HEX]
+
+
+def link_subject(vault: Vault, url: str) -> str | None:
+    """The blind index of the first address ``url`` quotes (percent-encoded or not), None if none."""
+    # Split at the URL's own delimiters first: "/", "?", "=", "&" are legal in a local part, so the
+    # address pattern alone would take "//host/path?email=ana" for one.
+    for part in _URL_DELIMITERS.split(unquote(url)):
+        for found in find_addresses(part):
+            if "@" in found:
+                return vault.index(normalize_address(found))
+    return None
+
+
+def seal_link_urls(conn: Connection, vault: Vault, urls: Sequence[str]) -> list[tuple[bytes, str | None]]:
+    """Each URL sealed, with its subject: one key look-up for the batch."""
+    subjects = [link_subject(vault, url) for url in urls]
+    keys = vault.data_keys_for(conn, set(subjects))
+    return [
+        (vault.seal_with(keys[subject], url.encode("utf-8"), purpose=PURPOSE_LINK_URL), subject)
+        for url, subject in zip(urls, subjects, strict=True)
+    ]
+
+
+def open_link_urls(conn: Connection, vault: Vault, blobs: Sequence[bytes]) -> list[str | None]:
+    """The URLs, None for a link whose subject was erased."""
+    opened = vault.open_many_optional(conn, list(blobs), purpose=PURPOSE_LINK_URL)
+    return [None if plain is None else plain.decode("utf-8", "replace") for plain in opened]
+
+
+def forget_link_subject(conn: Connection, subject: str) -> int:
+    """Delete the click counters of links quoting the erased address whose blind index is ``subject``;
+    returns how many rows went. (Their URLs are sealed under that subject's key, which erasure shreds.)"""
+    return int(conn.execute(delete(link_counters).where(link_counters.c.subject == subject)).rowcount)
