@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-from engagement_support import Stack, make_stack
+from engagement_support import Stack
 from sqlalchemy import select
 
 from mailstack.privacy import ConsentError, confirm_consent, list_audit
@@ -19,12 +17,6 @@ from mailstack.storage.schema import consents, messages
 ADDRESS = "Ana.Consent@Example.org"
 REQUEST = {"Email": ADDRESS, "List": "newsletter", "From": {"Email": "news@example.com", "Name": "News"}}
 BROWSER = {"Content-Type": "application/x-www-form-urlencoded"}
-
-
-@pytest.fixture
-def stack(tmp_path: Path, db_url: str) -> Iterator[Stack]:
-    with make_stack(tmp_path, db_url) as running:
-        yield running
 
 
 def mailed_token(stack: Stack, message_id: int) -> str:

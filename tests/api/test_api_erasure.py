@@ -4,33 +4,18 @@ recipients' mail goes out without the address; the export shows only the subject
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-from engagement_support import Stack, make_stack
+from engagement_support import Stack
 from erasure_support import mentions, stored_bytes
 from sqlalchemy import func, select
 
-from mailstack.storage import create_api_key, get_message
+from mailstack.storage import get_message
 from mailstack.storage.schema import messages, queue_jobs
 
 ANA = "ana.idem-4b1@example.net"
 BOB = "bob.idem@example.org"
 CAROL = "carol.blind@example.org"
-
-
-@pytest.fixture
-def stack(tmp_path: Path, db_url: str) -> Iterator[Stack]:
-    with make_stack(tmp_path, db_url) as running:
-        yield running
-
-
-@pytest.fixture
-def admin(stack: Stack) -> tuple[str, str]:
-    with stack.runtime.engine.begin() as conn:
-        return create_api_key(conn, "dpo", ["privacy"])
 
 
 REQUEST = {

@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-from engagement_support import Stack, make_stack
+from engagement_support import Stack
 from sqlalchemy import select
 
-from mailstack.storage import create_api_key
 from mailstack.storage.schema import messages
 
 ADDRESS = "ana.private@gmail.com"
-
-
-@pytest.fixture
-def stack(tmp_path: Path, db_url: str) -> Iterator[Stack]:
-    with make_stack(tmp_path, db_url) as running:
-        yield running
-
-
-@pytest.fixture
-def admin(stack: Stack) -> tuple[str, str]:
-    with stack.runtime.engine.begin() as conn:
-        return create_api_key(conn, "dpo", ["privacy"])
 
 
 def test_privacy_routes_need_the_admin_scope(stack: Stack, admin: tuple[str, str]) -> None:

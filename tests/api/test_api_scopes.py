@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic import command
-from engagement_support import Stack, make_stack
+from engagement_support import Stack
 from sqlalchemy import select, text
 
 from mailstack.storage import (
@@ -37,12 +36,6 @@ ROUTES: dict[str, tuple[str, str, object]] = {
     "webhooks": ("GET", "/v3/REST/eventcallbackurl", None),
     "suppressions": ("GET", "/api/v1/suppressions", None),
 }  # fmt: skip
-
-
-@pytest.fixture
-def stack(tmp_path: Path, db_url: str) -> Iterator[Stack]:
-    with make_stack(tmp_path, db_url) as running:
-        yield running
 
 
 def key_with(stack: Stack, *scopes: str) -> tuple[str, str]:
