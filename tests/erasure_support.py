@@ -4,8 +4,8 @@
 reader holding the master secret would: sealed blobs opened (under their ``<table>.<column>`` purpose),
 event details with their sealed part, MIME messages (a submitted ``Raw``, a sandbox copy) with every
 header decoded (RFC 2047) and every part's body decoded (base64, quoted-printable, charset).
-:func:`stored_bytes` is what a thief of the files gets: the SQLite files, or PostgreSQL's heap tuples
-(live and dead, read with ``pageinspect``) plus a ``pg_dump``.
+What a thief of the files gets is :func:`support.stored_bytes` (``dead_rows=True`` for PostgreSQL's
+dead row versions too).
 """
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ import base64
 import email
 import email.policy
 import json
-import subprocess
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy import Engine, inspect, select
 
 from mailstack.privacy import Vault, is_sealed
 from mailstack.storage import open_details, schema
@@ -87,53 +85,3 @@ def mentions(engine: Engine, vault: Vault, address: str) -> list[str]:
     return sorted(
         {where for where, item in readable_texts(engine, vault) if any(w in item.lower() for w in wanted)}
     )
-
-
-def stored_bytes(engine: Engine, *, dead_rows: bool = True) -> bytes:
-    """What the database keeps on disk: the SQLite files (main file and WAL), or for PostgreSQL a
-    ``pg_dump`` and (``dead_rows``) every heap tuple of every table, live and dead, read page by page
-    with ``pageinspect``. Leave the dead rows out where background jobs of a running app may hold a
-    snapshot while VACUUM runs, which keeps it from pruning for that moment (test_erasure_vacuum.py
-    proves the pruning where nothing else runs)."""
-    if engine.dialect.name == "sqlite":
-        database = Path(engine.url.database or "")
-        return b"".join(p.read_bytes() for p in sorted(database.parent.glob(database.name + "*")))
-    chunks: list[bytes] = []
-    if dead_rows:
-        chunks = _heap_tuples(engine)
-    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    dump = subprocess.run(["pg_dump", url], capture_output=True, check=False)
-    assert dump.returncode == 0, dump.stderr.decode()
-    return b"".join(chunks) + dump.stdout
-
-
-def _heap_tuples(engine: Engine) -> list[bytes]:
-    with engine.connect() as conn:
-        conn.execute(text("CREATE EXTENSION IF NOT EXISTS pageinspect"))
-        conn.commit()
-        # The tables, and the TOAST tables that hold their long values.
-        relations = (
-            conn.execute(
-                text(
-                    "SELECT oid::regclass::text FROM pg_class WHERE relkind = 'r'"
-                    " AND relnamespace = 'public'::regnamespace UNION"
-                    " SELECT reltoastrelid::regclass::text FROM pg_class WHERE reltoastrelid <> 0"
-                    " AND relnamespace = 'public'::regnamespace"
-                )
-            )
-            .scalars()
-            .all()
-        )
-        chunks: list[bytes] = []
-        for relation in relations:
-            pages = conn.execute(
-                text("SELECT pg_relation_size(CAST(:r AS regclass)) / current_setting('block_size')::int"),
-                {"r": relation},
-            ).scalar_one()
-            for page in range(int(pages)):
-                rows = conn.execute(
-                    text("SELECT t_data FROM heap_page_items(get_raw_page(:r, :p)) WHERE t_data IS NOT NULL"),
-                    {"r": relation, "p": page},
-                ).scalars()
-                chunks.extend(bytes(row) for row in rows)
-    return chunks

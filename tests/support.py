@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from mailstack.keyring import Keyring
 from mailstack.privacy import LocalKeyProvider, Vault
@@ -95,16 +95,53 @@ def make_vault(engine: Engine, secret: bytes = TEST_MASTER_SECRET) -> Vault:
     return Vault(engine, keyring, LocalKeyProvider(keyring))
 
 
-def stored_bytes(engine: Engine) -> bytes:
-    """Every byte the database holds now: its SQLite files (WAL included), or a ``pg_dump`` of it.
+def stored_bytes(engine: Engine, *, dead_rows: bool = False) -> bytes:
+    """Every byte the database holds now: its SQLite files (WAL included), or a ``pg_dump`` of it and
+    (``dead_rows``) every heap tuple of every table, live and dead, read page by page with ``pageinspect``.
 
-    Search it (lower-cased) for a marker to prove the marker is not stored in the clear anywhere.
+    Search it (lower-cased) for a marker to prove the marker is not stored in the clear anywhere. Leave
+    the dead rows out where background jobs of a running app may hold a snapshot while VACUUM runs,
+    which keeps it from pruning for that moment (test_erasure_vacuum.py proves the pruning where nothing
+    else runs).
     """
     if engine.dialect.name == "sqlite":
         database = Path(engine.url.database or "")
         return b"".join(p.read_bytes() for p in sorted(database.parent.glob(database.name + "*")))
+    chunks = _heap_tuples(engine) if dead_rows else []
     url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     dump = subprocess.run(["pg_dump", url], capture_output=True, check=False)
     assert dump.returncode == 0, dump.stderr.decode()
     assert b"CREATE TABLE public.messages" in dump.stdout
-    return dump.stdout
+    return b"".join(chunks) + dump.stdout
+
+
+def _heap_tuples(engine: Engine) -> list[bytes]:
+    with engine.connect() as conn:
+        conn.execute(text("CREATE EXTENSION IF NOT EXISTS pageinspect"))
+        conn.commit()
+        # The tables, and the TOAST tables that hold their long values.
+        relations = (
+            conn.execute(
+                text(
+                    "SELECT oid::regclass::text FROM pg_class WHERE relkind = 'r'"
+                    " AND relnamespace = 'public'::regnamespace UNION"
+                    " SELECT reltoastrelid::regclass::text FROM pg_class WHERE reltoastrelid <> 0"
+                    " AND relnamespace = 'public'::regnamespace"
+                )
+            )
+            .scalars()
+            .all()
+        )
+        chunks: list[bytes] = []
+        for relation in relations:
+            pages = conn.execute(
+                text("SELECT pg_relation_size(CAST(:r AS regclass)) / current_setting('block_size')::int"),
+                {"r": relation},
+            ).scalar_one()
+            for page in range(int(pages)):
+                rows = conn.execute(
+                    text("SELECT t_data FROM heap_page_items(get_raw_page(:r, :p)) WHERE t_data IS NOT NULL"),
+                    {"r": relation, "p": page},
+                ).scalars()
+                chunks.extend(bytes(row) for row in rows)
+    return chunks

@@ -6,9 +6,8 @@ from __future__ import annotations
 import time
 
 from alembic import command
-from erasure_support import stored_bytes
 from sqlalchemy import Engine, text
-from support import TEST_MASTER_SECRET, make_vault
+from support import TEST_MASTER_SECRET, make_vault, stored_bytes
 
 from mailstack.keyring import Keyring
 from mailstack.model import Address, MessageSpec
@@ -33,13 +32,13 @@ def test_an_erasure_leaves_no_old_row_version_on_disk(engine: Engine) -> None:
         (accepted,) = insert_messages(conn, record.id, [spec], now=time.time(), vault=vault)
         queue_for(engine).enqueue(conn, [r.message_id for r in accepted], available_at=0)
     marker = ANA.encode()
-    assert marker in stored_bytes(engine)
+    assert marker in stored_bytes(engine, dead_rows=True)
     with engine.begin() as conn:
         erase_subject(conn, vault, Keyring(TEST_MASTER_SECRET), ANA, actor="test")
-    assert marker in stored_bytes(engine)  # deleted, yet the old row version is still on disk
+    assert marker in stored_bytes(engine, dead_rows=True)  # deleted, yet the old row version is still on disk
 
     assert vacuum_erased(engine)
-    assert marker not in stored_bytes(engine)
+    assert marker not in stored_bytes(engine, dead_rows=True)
 
 
 def test_sealing_old_plaintext_leaves_no_plaintext_row_version_on_disk(db_url: str) -> None:
@@ -62,6 +61,6 @@ def test_sealing_old_plaintext_leaves_no_plaintext_row_version_on_disk(db_url: s
             conn.commit()
         migrate(engine)
         assert convert_plaintext(engine, make_vault(engine))["messages"] == 1
-        assert OLD.encode() not in stored_bytes(engine)
+        assert OLD.encode() not in stored_bytes(engine, dead_rows=True)
     finally:
         engine.dispose()

@@ -9,8 +9,9 @@ import re
 from email.message import EmailMessage
 from pathlib import Path
 
-from erasure_support import mentions, stored_bytes
+from erasure_support import mentions
 from smtp_helpers import SmtpStack, smtp_stack
+from support import stored_bytes
 
 from mailstack.privacy import erase_subject, vacuum_erased
 from mailstack.storage import get_message
@@ -76,7 +77,7 @@ def texts(data: bytes) -> str:
 def assert_nothing_left(stack: SmtpStack) -> None:
     runtime = stack.runtime
     assert mentions(runtime.engine, runtime.vault, ANA) == []
-    on_disk = stored_bytes(runtime.engine).lower()
+    on_disk = stored_bytes(runtime.engine, dead_rows=True).lower()
     assert ANA.encode() not in on_disk and ANA.replace("@", "%40").encode() not in on_disk
 
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 from engagement_support import Stack, make_stack, pixel_in
-from erasure_support import mentions, stored_bytes
+from erasure_support import mentions
 from sqlalchemy import select
+from support import stored_bytes
 
 from mailstack.storage import create_api_key
 from mailstack.storage.schema import webhook_deliveries
@@ -128,4 +129,4 @@ def test_the_erased_persons_events_are_dropped_from_pending_and_logged_webhooks(
     assert [tuple(row) for row in rows] == [("delivered", 1), ("delivered", 1)]  # Bob's two
     assert mentions(runtime.engine, runtime.vault, ANA) == []
     # The running app's background jobs may hold a snapshot while VACUUM runs: the dump, not dead rows.
-    assert ANA.encode() not in stored_bytes(runtime.engine, dead_rows=False).lower()
+    assert ANA.encode() not in stored_bytes(runtime.engine).lower()
