@@ -10,10 +10,13 @@ from pathlib import Path
 import psycopg
 import pytest
 from aiosmtpd.controller import Controller
+from serve_support import instance, mailstack_env
 from sqlalchemy import Engine
 from support import SmtpSink, free_port
 
 from mailstack.storage import create_storage_engine, migrate
+
+__all__ = ["instance", "mailstack_env"]  # fixtures of the tests that run mailstack as a subprocess
 
 PG_ADMIN_URL = os.environ.get("MAILSTACK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 

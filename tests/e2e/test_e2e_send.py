@@ -5,7 +5,6 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import os
 import signal
 import stat
 import subprocess
@@ -15,8 +14,8 @@ from typing import Any
 import dkim
 import httpx
 import pytest
-from e2e_helpers import MAILSTACK, Instance
 from mailjet_rest import Client
+from serve_support import MAILSTACK, Instance, initialise, serve_env
 from support import SmtpSink
 
 
@@ -340,15 +339,8 @@ def test_sigterm_drains_and_exits_zero(instance: Instance, smtp_sink: SmtpSink) 
 
 
 def test_postgresql_backend_end_to_end(tmp_path: Any, pg_url: str, smtp_sink: SmtpSink) -> None:
-    env = {**os.environ, "MAILSTACK_DATABASE_URL": pg_url}
     data_dir = tmp_path / "pg"
-    init = subprocess.run(
-        [MAILSTACK, "init", "--data-dir", str(data_dir), "--domain", "example.com", "--json"],
-        capture_output=True,
-        env=env,
-        check=True,
-    )
-    inst = Instance(data_dir, json.loads(init.stdout), env)
+    inst = initialise(data_dir, serve_env(pg_url))
     assert not (data_dir / "mailstack.db").exists()
     inst.start("--relay", f"{smtp_sink.host}:{smtp_sink.port}")
     try:
@@ -359,8 +351,7 @@ def test_postgresql_backend_end_to_end(tmp_path: Any, pg_url: str, smtp_sink: Sm
         _wait_status(inst, response.json()["Messages"][0]["To"][0]["MessageID"], "sent")
         assert inst.stop() == 0
     finally:
-        if inst.process and inst.process.poll() is None:
-            inst.process.kill()
+        inst.kill()
 
 
 def test_operations_endpoints(instance: Instance) -> None:

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import httpx
-from e2e_helpers import Instance
+from serve_support import Instance
 from support import SmtpSink
 
 

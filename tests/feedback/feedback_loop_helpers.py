@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import smtplib
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from email.message import EmailMessage
@@ -15,6 +12,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from serve_support import Instance, initialise, serve_env
 from sqlalchemy import Engine, select
 from support import make_vault
 
@@ -24,11 +22,6 @@ from mailstack.model import Address, MessageSpec
 from mailstack.storage import PURPOSE_LAST_REPLY, create_api_key, find_api_key, insert_messages, list_events
 from mailstack.storage.schema import messages
 from mailstack.tokens import TokenSigner
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
-from e2e_helpers import MAILSTACK, Instance
-
-__all__ = ["MAILSTACK", "Instance"]
 
 T = TypeVar("T")
 
@@ -180,18 +173,7 @@ def smtp_send(address: str, mail_from: str, rcpts: list[str], data: bytes) -> di
 
 def init_instance(tmp_path: Path, db_url: str, *settings: tuple[str, str, str]) -> Instance:
     """``mailstack init`` on the given database (PostgreSQL through MAILSTACK_DATABASE_URL), not started."""
-    env = {k: v for k, v in os.environ.items() if k != "MAILSTACK_DATABASE_URL"}
-    if db_url.startswith("postgresql"):
-        env["MAILSTACK_DATABASE_URL"] = db_url
-    data_dir = tmp_path / "data"
-    result = subprocess.run(
-        [MAILSTACK, "init", "--data-dir", str(data_dir), "--domain", "example.com", "--json"],
-        capture_output=True,
-        env=env,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr.decode()
-    instance = Instance(data_dir, json.loads(result.stdout), env)
+    instance = initialise(tmp_path / "data", serve_env(db_url if db_url.startswith("postgresql") else None))
     for section, key, value in settings:
         instance.set_config(section, key, value)
     return instance
@@ -206,19 +188,8 @@ def start_instance(
     return instance
 
 
-def cli(instance: Instance, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``mailstack ARGS --data-dir DIR`` as a user would."""
-    return subprocess.run(
-        [MAILSTACK, *args, "--data-dir", str(instance.data_dir)],
-        capture_output=True,
-        text=True,
-        env=instance.env,
-        check=False,
-    )
-
-
 def send(instance: Instance, to: str, **overrides: Any) -> int:
-    """Send one message through the API; returns its MessageID."""
+    """Send one message (``overrides`` its fields) to ``to``; returns its MessageID."""
     message: dict[str, Any] = {
         "From": {"Email": "news@example.com"},
         "To": [{"Email": to}],
@@ -226,11 +197,8 @@ def send(instance: Instance, to: str, **overrides: Any) -> int:
         "TextPart": "hello",
     }
     message.update(overrides)
-    response = httpx.post(f"{instance.url}/v3.1/send", auth=instance.auth, json={"Messages": [message]})
-    assert response.status_code == 200, response.text
-    (entry,) = response.json()["Messages"]
-    assert entry["Status"] == "success"
-    return int(entry["To"][0]["MessageID"])
+    (message_id,) = instance.send(message)
+    return int(message_id)
 
 
 def history(instance: Instance, message_id: int) -> list[dict[str, Any]]:
@@ -243,9 +211,7 @@ def history(instance: Instance, message_id: int) -> list[dict[str, Any]]:
 
 
 def status(instance: Instance, message_id: int) -> str:
-    response = httpx.get(f"{instance.url}/v3/REST/message/{message_id}", auth=instance.auth)
-    assert response.status_code == 200, response.text
-    return str(response.json()["Data"][0]["Status"])
+    return str(instance.status(message_id)["Status"])
 
 
 def suppressions(instance: Instance, **params: str) -> list[dict[str, Any]]:

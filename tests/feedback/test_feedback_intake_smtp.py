@@ -45,9 +45,7 @@ def running(tmp_path: Path, db_url: str, smtp_sink: SmtpSink) -> Iterator[tuple[
         yield instance, intake
         assert instance.stop() == 0
     finally:
-        if instance.process is not None and instance.process.poll() is None:
-            instance.process.kill()
-            instance.process.wait()
+        instance.kill()
 
 
 def _delivered(sink: SmtpSink, recipient: str) -> ReceivedMail:

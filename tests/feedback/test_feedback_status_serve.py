@@ -84,6 +84,4 @@ def test_serve_records_postfix_statuses_and_resumes_after_a_restart(
         assert [e["type"] for e in history(instance, good)] == ["queued", "sent", "delivered"]  # not twice
         assert instance.stop() == 0
     finally:
-        if instance.process is not None and instance.process.poll() is None:
-            instance.process.kill()
-            instance.process.wait()
+        instance.kill()

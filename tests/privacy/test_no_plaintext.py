@@ -11,7 +11,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from engagement_support import html_part, links_in
-from privacy_helpers import Served, database_bytes, initialised
+from serve_support import Instance, initialised
 from support import SmtpSink
 
 pytestmark = pytest.mark.e2e
@@ -58,7 +58,7 @@ def test_no_plaintext_personal_data_in_the_database_a_dump_or_the_logs(
     smtp_sink.replies[REJECTED] = f"550 5.1.1 <{REJECTED}>: Recipient address rejected: User unknown"
     smtp_sink.replies[DEFERRED] = f"450 4.2.0 <{DEFERRED}>: Mailbox busy, try later"
     with initialised(tmp_path, database_url) as served:
-        served.start(f"{smtp_sink.host}:{smtp_sink.port}")
+        served.start(relay=f"{smtp_sink.host}:{smtp_sink.port}")
         added = httpx.post(
             f"{served.url}/api/v1/suppressions",
             json={"Email": SUPPRESSED, "Reason": "test"},
@@ -100,13 +100,13 @@ def test_no_plaintext_personal_data_in_the_database_a_dump_or_the_logs(
         assert _wait_for_link_stats(served) == [LINK]
         served.stop()
 
-        assert _leaks(database_bytes(served, database_url)) == []
-        logs = served.log_text()
+        assert _leaks(served.stored_bytes()) == []
+        logs = served.log()
         assert logs  # the service did log (requests, deliveries)
         assert _leaks(logs.encode()) == []
 
 
-def _wait_for_link_stats(served: Served, timeout: float = 30) -> list[str]:
+def _wait_for_link_stats(served: Instance, timeout: float = 30) -> list[str]:
     deadline = time.monotonic() + timeout
     urls: list[str] = []
     while not urls and time.monotonic() < deadline:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from privacy_helpers import database_bytes, initialised
+from serve_support import initialised
 from sqlalchemy import Engine, func, select
 from support import SmtpSink, make_vault
 
@@ -128,7 +128,7 @@ def test_the_cli_exports_then_erases_and_nothing_readable_is_left(
     tmp_path: Path, smtp_sink: SmtpSink
 ) -> None:
     with initialised(tmp_path, None) as served:
-        served.start(f"{smtp_sink.host}:{smtp_sink.port}")
+        served.start(relay=f"{smtp_sink.host}:{smtp_sink.port}")
         message = {
             "From": {"Email": "news@example.com"},
             "To": [{"Email": ANA, "Name": "Ana Probename"}],
@@ -157,9 +157,9 @@ def test_the_cli_exports_then_erases_and_nothing_readable_is_left(
         final = json.loads(served.run("privacy", "export", ANA).stdout)
         assert final["messages"][0]["recipient"] == ANA
         served.stop()
-        data = database_bytes(served, None).lower()
+        data = served.stored_bytes().lower()
         for marker in ("ana.erase-probe", "probename", "subjectmarker-e21", "bodymarker-a11"):
             assert marker.encode() not in data
-        assert b"ana.erase-probe" not in served.log_text().lower().encode()
+        assert b"ana.erase-probe" not in served.log().lower().encode()
     bad = served.run("privacy", "export", "not-an-address", check=False)
     assert bad.returncode == 2 and "not an email address" in bad.stderr

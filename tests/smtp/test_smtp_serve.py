@@ -20,7 +20,7 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from e2e_helpers import MAILSTACK, Instance
+from serve_support import MAILSTACK, Instance
 from smtp_helpers import TIMEOUT, client_context
 from support import SmtpSink, free_port
 
