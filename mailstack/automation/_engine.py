@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mailstack.observability import get_logger
@@ -209,6 +209,27 @@ def _machine(detail: Any) -> bool:
     return isinstance(detail, dict) and bool(detail.get("machine"))
 
 
+# PostgreSQL: statement texts the same whatever the number of messages (an ``IN`` list of more than 50
+# parameters is converted again by psycopg for every batch, and the server cannot reuse its plan). One
+# index lookup per id (LATERAL, kept a subquery by OFFSET 0) rather than ``= ANY(...)``, whose generic
+# plan, made once while a table may be small, can be a sequential scan (see
+# mailstack.privacy._vault._PG_KEYS).
+_PG_MESSAGES = text(
+    """
+SELECT m.id, m.api_key_id, m.campaign FROM unnest(CAST(:ids AS BIGINT[])) AS k(id)
+CROSS JOIN LATERAL (SELECT id, api_key_id, campaign FROM messages WHERE id = k.id OFFSET 0) AS m
+"""
+)
+_PG_AUTOMATED = text(
+    """
+SELECT r.sent_message_id FROM unnest(CAST(:ids AS BIGINT[])) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT sent_message_id FROM automation_runs WHERE sent_message_id = k.id OFFSET 0
+) AS r
+"""
+)
+
+
 def _triggers(conn: Connection, rows: Iterable[Any]) -> list[_Trigger]:
     by_message: dict[int, list[Any]] = {}
     for row in rows:
@@ -218,14 +239,20 @@ def _triggers(conn: Connection, rows: Iterable[Any]) -> list[_Trigger]:
     ids = sorted(by_message)
     info: dict[int, tuple[int, str]] = {}
     automated: set[int] = set()
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        query = select(messages.c.id, messages.c.api_key_id, messages.c.campaign).where(
-            messages.c.id.in_(chunk)
-        )
-        info.update({r.id: (r.api_key_id, r.campaign) for r in conn.execute(query)})
-        sent = select(automation_runs.c.sent_message_id).where(automation_runs.c.sent_message_id.in_(chunk))
-        automated.update(int(m) for m in conn.execute(sent).scalars())
+    if conn.dialect.name == "postgresql":
+        info.update({r.id: (r.api_key_id, r.campaign) for r in conn.execute(_PG_MESSAGES, {"ids": ids})})
+        automated.update(int(m) for m in conn.execute(_PG_AUTOMATED, {"ids": ids}).scalars())
+    else:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            query = select(messages.c.id, messages.c.api_key_id, messages.c.campaign).where(
+                messages.c.id.in_(chunk)
+            )
+            info.update({r.id: (r.api_key_id, r.campaign) for r in conn.execute(query)})
+            sent = select(automation_runs.c.sent_message_id).where(
+                automation_runs.c.sent_message_id.in_(chunk)
+            )
+            automated.update(int(m) for m in conn.execute(sent).scalars())
     keys = {info[m] for m in info if m not in automated and info[m][1]}
     if not keys:
         return []

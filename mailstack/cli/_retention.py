@@ -14,7 +14,8 @@ import typer
 from rich.console import Console
 
 from mailstack.config import ConfigError, Settings, load_settings
-from mailstack.privacy import PurgeReport, RetentionError, load_retention, policy_path, purge
+from mailstack.keyring import Keyring
+from mailstack.privacy import PurgeReport, RetentionError, Vault, load_retention, policy_path, purge
 from mailstack.storage import create_storage_engine
 
 __all__ = ["purge_command"]
@@ -60,6 +61,7 @@ def purge_command(
     try:
         settings = load_settings(data_dir)
         policy = load_retention(policy_path(settings.data_dir, settings.retention.policy_file))
+        keyring = Keyring(settings.secret_key())
     except (ConfigError, RetentionError) as exc:
         raise _fail(str(exc)) from None
     engine = create_storage_engine(settings.database_url)
@@ -70,6 +72,8 @@ def purge_command(
             batch_size=batch_size or settings.retention.batch_size,
             dry_run=dry_run,
             trigger="cli",
+            # Personalised links' click counters are folded into a row keyed and sealed by the vault.
+            vault=Vault.from_settings(engine, keyring, settings.privacy),
         )
     except RetentionError as exc:
         raise _fail(str(exc)) from None

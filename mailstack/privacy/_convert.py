@@ -37,6 +37,7 @@ from mailstack.redact import redact_addresses
 from mailstack.storage import (
     PURPOSE_AUTOMATION_ERROR,
     is_sealed_detail,
+    later_click,
     link_key,
     normalize_address,
     open_details,
@@ -217,6 +218,7 @@ def _link_counters(conn: Connection, vault: Vault, batch: int) -> int:
             set_={
                 "clicked_messages": table.c.clicked_messages + statement.excluded.clicked_messages,
                 "click_events": table.c.click_events + statement.excluded.click_events,
+                "last_click_at": later_click(table.c.last_click_at, statement.excluded.last_click_at),
             },
         )
         for row, url, (blob, subject) in zip(rows, urls, sealed, strict=True):
@@ -239,6 +241,7 @@ def _link_counters(conn: Connection, vault: Vault, batch: int) -> int:
                     "subject": subject,
                     "clicked_messages": row.clicked_messages,
                     "click_events": row.click_events,
+                    "last_click_at": row.last_click_at,
                 },
             )
         conn.commit()

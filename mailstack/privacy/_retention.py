@@ -17,6 +17,13 @@ column in its primary key or a unique constraint) cannot be anonymised and is de
 policy always allows ("deleting earlier is always allowed"). "delete" removes the row; a row other kept
 rows still point at (the content of a message whose record is only anonymised) is emptied instead.
 
+Click counters of personalised links (``link_counters`` rows with a ``subject``) are folded, not blanked:
+once their last click is past the cutoff, a batch of them is deleted (``DELETE … RETURNING`` their counts,
+so a click the aggregator adds meanwhile is either in what is returned or in a new row) and the counts are
+added to their position's "(personalised link)" row, sealed under the shared key and naming nobody. The
+statistics keep their totals; the URL that named the person is gone. That needs the vault (to key and seal
+the row): a purge without one reports these rows as held.
+
 Classes without tables (archives, backups, exports, contacts) are enforced by the infrastructure (S3
 lifecycle rules, log retention, RDS backup retention), which ``make compliance`` checks.
 """
@@ -56,14 +63,15 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from mailstack.model import MessageStatus
 from mailstack.observability import get_logger
-from mailstack.storage import schema
+from mailstack.storage import PERSONALISED_LINK, PURPOSE_LINK_URL, later_click, link_key, schema
 
 from ._audit import record_audit
 from ._policy import POLICY_FILE, DataClass, RetentionError, RetentionPolicy
-from ._vault import ERASED
+from ._vault import ERASED, Vault
 
 __all__ = [
     "AUDIT_ACTOR",
@@ -103,6 +111,8 @@ BATCH_PAUSE_SECONDS = 0.02
 
 _Predicate = Callable[[Table], ColumnElement[bool]]
 _Age = Callable[[Table, float], ColumnElement[bool]]
+# A table purged its own way: (the run, the table's name, its class, the cutoff) -> what was done.
+_Step = Callable[["_Run", str, DataClass, float], "TableResult"]
 
 
 # --- what counts as delivered ------------------------------------------------------------------------
@@ -176,6 +186,114 @@ class TableRule:
     referenced_by: tuple[tuple[str, str], ...] = ()
     # Dead-lettered queue jobs of an anonymised message go: their last error quotes the relay's reply.
     drops_dead_jobs: bool = False
+    # Replaces the generic delete/anonymise (personalised link counters are folded, see the docstring).
+    step: _Step | None = None
+
+
+# --- personalised links ------------------------------------------------------------------------------
+
+
+def _fold_personal_links(run: _Run, name: str, data_class: DataClass, cutoff: float) -> TableResult:
+    """Fold the counters of personalised links last clicked before ``cutoff`` into their position's
+    "(personalised link)" row (see the module docstring); counted as anonymised (deleted if the class
+    deletes)."""
+    table = schema.metadata.tables[name]
+    action: Outcome = data_class.action
+    result = TableResult(name, action, note='personalised links folded into "(personalised link)"')
+    personal = table.c.subject.is_not(None)
+    due = and_(personal, TABLE_RULES[name].older(table, cutoff))
+    if run.vault is None:
+        with run.engine.connect() as conn:
+            result.held = _count(conn, table, due)
+        result.note = "no vault given: personalised links past the limit are not folded"
+        return result
+    if run.dry_run:
+        with run.engine.connect() as conn:
+            _add_folded(result, _count(conn, table, due))
+        return result
+    # Rows counted by a version before 0009 while the migration ran have no time: they age from now.
+    with run.engine.begin() as conn:
+        conn.execute(
+            update(table)
+            .where(personal, table.c.last_click_at.is_(None))
+            .values(last_click_at=run.report.now)
+        )
+    keys = list(table.primary_key.columns)
+    label = link_key(run.vault.keyring, PERSONALISED_LINK)
+    while not run.stopping():
+        with run.engine.begin() as conn:
+            batch = conn.execute(select(*keys).where(due).order_by(*keys).limit(run.batch_size)).all()
+            if not batch:
+                break
+            # The condition again in the same statement: a row clicked since the select stays.
+            gone = conn.execute(
+                delete(table)
+                .where(_keys_in(keys, batch), due)
+                .returning(
+                    table.c.api_key_id,
+                    table.c.campaign,
+                    table.c.position,
+                    table.c.clicked_messages,
+                    table.c.click_events,
+                    table.c.last_click_at,
+                )
+            ).all()
+            if gone:
+                _add_to_label_rows(conn, run.vault, table, label, gone)
+        _add_folded(result, len(gone))
+        run.report.batches += 1
+        if run.on_batch is not None:
+            run.on_batch(name, len(gone))
+        if len(batch) < run.batch_size or not gone:
+            break
+        if run.pause_seconds:
+            time.sleep(run.pause_seconds)
+    return result
+
+
+def _add_folded(result: TableResult, rows: int) -> None:
+    if result.action == "delete":
+        result.deleted += rows
+    else:
+        result.anonymised += rows
+
+
+def _add_to_label_rows(conn: Connection, vault: Vault, table: Table, label: str, gone: Sequence[Any]) -> None:
+    """Add the counts of folded rows to the "(personalised link)" row of their (key, campaign, position)."""
+    sums: dict[tuple[int, str, int], list[Any]] = {}
+    for api_key_id, campaign, position, clicked, clicks, last in gone:
+        entry = sums.setdefault((api_key_id, campaign, position), [0, 0, last])
+        entry[0] += int(clicked)
+        entry[1] += int(clicks)
+        if last is not None and (entry[2] is None or last > entry[2]):
+            entry[2] = last
+    url = vault.seal(conn, PERSONALISED_LINK.encode("utf-8"), purpose=PURPOSE_LINK_URL, subject=None)
+    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table)
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[c.name for c in table.primary_key.columns],
+            set_={
+                "clicked_messages": table.c.clicked_messages + statement.excluded.clicked_messages,
+                "click_events": table.c.click_events + statement.excluded.click_events,
+                "last_click_at": later_click(table.c.last_click_at, statement.excluded.last_click_at),
+            },
+        ),
+        [
+            {
+                "api_key_id": api_key_id,
+                "campaign": campaign,
+                "position": position,
+                "url_hash": label,
+                "url": url,
+                "subject": None,
+                "clicked_messages": clicked,
+                "click_events": clicks,
+                "last_click_at": last,
+            }
+            for (api_key_id, campaign, position), (clicked, clicks, last) in sorted(sums.items())
+        ],
+    )
 
 
 # The one list of personal columns per table. Update it with the schema (mailstack/storage).
@@ -272,6 +390,13 @@ TABLE_RULES: Mapping[str, TableRule] = {
     ),
     "audit_log": TableRule(
         personal=("subject",), kept=("id", "at", "actor", "action", "detail"), older=_column_age("at")
+    ),
+    "link_counters": TableRule(
+        # The URL (and its keyed hash) of a personalised link can name someone; rows with a subject do.
+        personal=("url_hash", "url", "subject"),
+        kept=("api_key_id", "campaign", "position", "clicked_messages", "click_events", "last_click_at"),
+        older=_column_age("last_click_at"),
+        step=_fold_personal_links,
     ),
 }
 
@@ -451,6 +576,7 @@ class _Run:
     should_stop: Callable[[], bool]
     on_batch: Callable[[str, int], None] | None
     report: PurgeReport
+    vault: Vault | None = None
 
     def stopping(self) -> bool:
         if self.should_stop():
@@ -469,20 +595,24 @@ def purge(
     should_stop: Callable[[], bool] | None = None,
     on_batch: Callable[[str, int], None] | None = None,
     trigger: str = "schedule",
+    vault: Vault | None = None,
 ) -> PurgeReport:
     """Enforce ``policy`` on the database as of ``now`` (default: the current time).
 
     Each batch touches at most ``batch_size`` rows of one table in its own transaction; ``on_batch``
     is called after each commit with the table and the rows changed. A dry run only counts. Unless it
     is a dry run, one audit entry (actor ``system:retention``, action ``purge``) records the counts per
-    class and the cutoff times, also when the run fails or is stopped half-way.
+    class and the cutoff times, also when the run fails or is stopped half-way. ``vault`` folds the click
+    counters of personalised links; without it they are reported as held.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     check_policy_tables(policy)
     now = time.time() if now is None else now
     report = PurgeReport(now, dry_run, str(policy.source), policy.digest, batch_size)
-    run = _Run(engine, batch_size, dry_run, pause_seconds, should_stop or (lambda: False), on_batch, report)
+    run = _Run(
+        engine, batch_size, dry_run, pause_seconds, should_stop or (lambda: False), on_batch, report, vault
+    )
     try:
         for data_class in policy.classes.values():
             result = ClassResult(
@@ -511,6 +641,8 @@ def purge(
 def _purge_table(run: _Run, name: str, data_class: DataClass, cutoff: float) -> TableResult:
     table = schema.metadata.tables[name]
     rule = TABLE_RULES[name]
+    if rule.step is not None:
+        return rule.step(run, name, data_class, cutoff)
     action: Outcome = data_class.action
     note = ""
     if action == "anonymise" and not rule.personal:
@@ -651,10 +783,17 @@ class RetentionJob:
     """The purge every ``interval_seconds`` in a background thread of ``mailstack serve``."""
 
     def __init__(
-        self, engine: Engine, policy: RetentionPolicy, *, interval_seconds: float, batch_size: int
+        self,
+        engine: Engine,
+        policy: RetentionPolicy,
+        *,
+        interval_seconds: float,
+        batch_size: int,
+        vault: Vault | None = None,
     ) -> None:
         check_policy_tables(policy)
         self._engine = engine
+        self._vault = vault
         self._policy = policy
         self._interval = interval_seconds
         self._batch_size = batch_size
@@ -667,6 +806,7 @@ class RetentionJob:
             batch_size=self._batch_size,
             pause_seconds=BATCH_PAUSE_SECONDS,
             should_stop=stop.is_set if stop is not None else None,
+            vault=self._vault,
         )
         log.info(
             "retention purge",

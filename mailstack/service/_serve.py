@@ -116,6 +116,7 @@ def serve(settings: Settings) -> int:
             retention,
             interval_seconds=settings.retention.interval_seconds,
             batch_size=settings.retention.batch_size,
+            vault=runtime.vault,
         )
         # Not a daemon: on SIGTERM the purge stops after the batch in hand, which commits.
         thread = threading.Thread(target=job.run, args=(stop,), name="retention")

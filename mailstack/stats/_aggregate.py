@@ -16,20 +16,28 @@ from the events' sealed details and keeps them sealed in ``link_counters``, keye
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, Text, insert, select, type_coerce
+from sqlalchemy import Column, Connection, Engine, Text, TextClause, insert, select, text, type_coerce
 
 from mailstack.keyring import DecryptionError
 from mailstack.model import EventType
 from mailstack.observability import get_logger
 from mailstack.providers import ProviderClassifier
-from mailstack.storage import GAP_GRACE_SECONDS, EventTail, link_key, open_details, seal_link_urls
+from mailstack.storage import (
+    GAP_GRACE_SECONDS,
+    EventTail,
+    later_click,
+    link_key,
+    open_details,
+    seal_link_urls,
+)
 from mailstack.storage.schema import (
     COUNTER_COLUMNS,
     events,
@@ -154,11 +162,14 @@ class _Batch:
                         row[name] += value
         return result
 
-    def add_link(self, message: _Message, position: int, url: str, digest: str, new_message: bool) -> None:
+    def add_link(
+        self, message: _Message, position: int, url: str, digest: str, new_message: bool, at: float
+    ) -> None:
         for api_key_id, campaign in message.link_prefixes:
-            entry = self.links.setdefault((api_key_id, campaign, position, digest), [url, 0, 0])
+            entry = self.links.setdefault((api_key_id, campaign, position, digest), [url, 0, 0, at])
             entry[1] += int(new_message)
             entry[2] += 1
+            entry[3] = max(entry[3], at)  # the latest click, for the retention of personalised links
 
 
 class Aggregator:
@@ -230,16 +241,15 @@ class Aggregator:
 
     def _messages(self, conn: Connection, ids: Iterable[int]) -> dict[int, _Message]:
         found: dict[int, _Message] = {}
-        wanted = sorted(set(ids))
-        for start in range(0, len(wanted), 900):
-            query = select(
-                messages.c.id,
-                messages.c.api_key_id,
-                messages.c.campaign,
-                messages.c.recipient_domain,
-                messages.c.created_at,
-            ).where(messages.c.id.in_(wanted[start : start + 900]))
-            for row in conn.execute(query):
+        columns = (
+            messages.c.id,
+            messages.c.api_key_id,
+            messages.c.campaign,
+            messages.c.recipient_domain,
+            messages.c.created_at,
+        )
+        for result in _by_ids(conn, messages.c.id, columns, sorted(set(ids))):
+            for row in result:
                 domain = row.recipient_domain  # the address itself is sealed; its domain is not personal
                 provider = self._provider_cache.get(domain)
                 if provider is None:
@@ -261,11 +271,9 @@ class Aggregator:
         info = self._messages(conn, (row.message_id for row in rows))
         ids = sorted(info)
         flags: dict[int, int] = {}
-        for start in range(0, len(ids), 900):
-            query = select(message_flags.c.message_id, message_flags.c.flags).where(
-                message_flags.c.message_id.in_(ids[start : start + 900])
-            )
-            flags.update({r.message_id: r.flags for r in conn.execute(query)})
+        columns = (message_flags.c.message_id, message_flags.c.flags)
+        for result in _by_ids(conn, message_flags.c.message_id, columns, ids):
+            flags.update({r.message_id: r.flags for r in result})
         changed: dict[int, int] = {}
         clicked_links = self._clicked_links(conn, rows)
         clicks = self._clicks(conn, rows)
@@ -298,7 +306,7 @@ class Aggregator:
                     first = key not in clicked_links and key not in new_links
                     if first:
                         new_links.add(key)
-                    batch.add_link(message, position, url, link_key(keyring, url), first)
+                    batch.add_link(message, position, url, link_key(keyring, url), first, at)
             if deltas:
                 batch.add(message, at, deltas)
             if current | set_bits != current:
@@ -332,11 +340,9 @@ class Aggregator:
     def _clicked_links(self, conn: Connection, rows: list[Any]) -> set[tuple[int, int]]:
         clicked = sorted({row.message_id for row in rows if row.type == EventType.CLICK})
         found: set[tuple[int, int]] = set()
-        for start in range(0, len(clicked), 900):
-            query = select(message_links.c.message_id, message_links.c.position).where(
-                message_links.c.message_id.in_(clicked[start : start + 900])
-            )
-            found.update((r.message_id, r.position) for r in conn.execute(query))
+        columns = (message_links.c.message_id, message_links.c.position)
+        for result in _by_ids(conn, message_links.c.message_id, columns, clicked):
+            found.update((r.message_id, r.position) for r in result)
         return found
 
     def _write(
@@ -371,7 +377,7 @@ class Aggregator:
                 counter_rows,
             )
         # A row's URL is sealed when the row is made; later batches only add to its counters.
-        urls = [url for url, _new, _total in batch.links.values()]
+        urls = [entry[0] for entry in batch.links.values()]
         sealed = seal_link_urls(conn, self._vault, urls) if urls else []
         link_rows = [
             {
@@ -383,8 +389,9 @@ class Aggregator:
                 "subject": subject,
                 "clicked_messages": new,
                 "click_events": total,
+                "last_click_at": last,
             }
-            for ((api_key_id, campaign, position, digest), (_url, new, total)), (blob, subject) in zip(
+            for ((api_key_id, campaign, position, digest), (_url, new, total, last)), (blob, subject) in zip(
                 batch.links.items(), sealed, strict=True
             )
         ]
@@ -397,6 +404,9 @@ class Aggregator:
                         "clicked_messages": link_counters.c.clicked_messages
                         + statement.excluded.clicked_messages,
                         "click_events": link_counters.c.click_events + statement.excluded.click_events,
+                        "last_click_at": later_click(
+                            link_counters.c.last_click_at, statement.excluded.last_click_at
+                        ),
                     },
                 ),
                 link_rows,
@@ -477,3 +487,32 @@ def _deltas(kind: str, detail: dict[str, Any], flags: int, delay: float) -> tupl
                 deltas["clicked"] = 1
                 deltas["click_delay_sum"] = max(int(delay), 0)
     return deltas, bit
+
+
+def _by_ids(
+    conn: Connection, key: Column[Any], columns: Sequence[Column[Any]], ids: Sequence[int]
+) -> Iterable[Iterable[Any]]:
+    """The rows of ``key``'s table whose ``key`` is one of ``ids``, as one or more results."""
+    if not ids:
+        return
+    if conn.dialect.name == "postgresql":
+        yield conn.execute(
+            _pg_by_ids(key.table, key.name, tuple(c.name for c in columns)), {"ids": list(ids)}
+        )
+        return
+    for start in range(0, len(ids), 900):  # stay below SQLite's bound-parameter limit
+        yield conn.execute(select(*columns).where(key.in_(ids[start : start + 900])))
+
+
+@functools.cache
+def _pg_by_ids(table: Any, key: str, columns: tuple[str, ...]) -> TextClause:
+    """PostgreSQL: one statement text whatever the number of ids (an ``IN`` list of more than 50
+    parameters is converted again by psycopg for every batch, and the server cannot reuse its plan).
+    One index lookup per id (LATERAL, kept a subquery by OFFSET 0) rather than ``= ANY(...)``, whose
+    generic plan, made once while the table may be small, can be a sequential scan (see
+    mailstack.privacy._vault._PG_KEYS)."""
+    names = ", ".join(f"t.{c}" for c in columns)
+    return text(
+        f"SELECT {names} FROM unnest(CAST(:ids AS BIGINT[])) AS k(id) "  # noqa: S608
+        f"CROSS JOIN LATERAL (SELECT {', '.join(columns)} FROM {table.name} WHERE {key} = k.id OFFSET 0) AS t"
+    )

@@ -28,8 +28,10 @@ from ._feedback import (
     valid_address,
 )
 from ._links import (
+    PERSONALISED_LINK,
     PURPOSE_LINK_URL,
     forget_link_subject,
+    later_click,
     link_key,
     link_subject,
     open_link_urls,
@@ -86,6 +88,7 @@ __all__ = [
     "DEFAULT_API_SCOPES",
     "GAP_GRACE_SECONDS",
     "GLOBAL_SCOPE",
+    "PERSONALISED_LINK",
     "PURPOSE_AUTOMATION_ERROR",
     "PURPOSE_EVENT_DETAIL",
     "PURPOSE_IDEMPOTENT_RESPONSE",
@@ -123,6 +126,7 @@ __all__ = [
     "get_message",
     "insert_messages",
     "is_sealed_detail",
+    "later_click",
     "link_key",
     "link_subject",
     "list_dkim_keys",

@@ -128,6 +128,9 @@ link_counters = Table(
     Column("clicked_messages", Counter, nullable=False, server_default=text("0")),
     Column("click_events", Counter, nullable=False, server_default=text("0")),
     Column("subject", String(64)),  # blind index of the address the URL quotes; NULL when it quotes none
+    # When the link was last clicked (the latest event counted): the retention purge folds a personalised
+    # row (with a subject) into its position's "(personalised link)" row once this is past the limit.
+    Column("last_click_at", Float),
 )
 Index("ix_link_counters_subject", link_counters.c.subject)
 

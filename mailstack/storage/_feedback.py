@@ -29,6 +29,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -387,6 +388,34 @@ def suppression_key(recipient: str, sender: str) -> tuple[str, str]:
     return normalize_address(recipient), _scope(sender.rpartition("@")[2])
 
 
+# PostgreSQL: a batch's active entries by one statement whose text is the same whatever the batch size
+# (an ``IN`` list of more than 50 parameters is converted again by psycopg for every batch, and the server
+# cannot reuse its plan). One index lookup per address (LATERAL, kept a subquery by OFFSET 0) rather than
+# ``address_index = ANY(...)``, whose generic plan, made once while the table may still be small, can be
+# a sequential scan (see mailstack.privacy._vault._PG_KEYS).
+_PG_ACTIVE = text(
+    """
+SELECT s.address_index, s.scope, s.reason, s.source, s.message_id, s.created_at, s.expires_at
+FROM unnest(CAST(:indexes AS VARCHAR[])) AS k(address_index)
+CROSS JOIN LATERAL (
+    SELECT * FROM suppressions AS e
+    WHERE e.address_index = k.address_index
+      AND (e.expires_at IS NULL OR e.expires_at > CAST(:now AS DOUBLE PRECISION))
+    OFFSET 0
+) AS s
+"""
+)
+
+
+def _suppression_rows(conn: Connection, indexes: Sequence[str], now: float) -> Iterable[Iterable[Any]]:
+    if conn.dialect.name == "postgresql":
+        yield conn.execute(_PG_ACTIVE, {"indexes": list(indexes), "now": now})
+        return
+    for start in range(0, len(indexes), 500):  # stay far below every backend's parameter limit
+        chunk = indexes[start : start + 500]
+        yield conn.execute(select(suppressions).where(suppressions.c.address_index.in_(chunk), _active(now)))
+
+
 def active_suppressions(
     conn: Connection, recipients: Iterable[tuple[str, str]], *, now: float, vault: Vault
 ) -> dict[tuple[str, str], Suppression]:
@@ -400,10 +429,8 @@ def active_suppressions(
     by_index = {vault.index(address): address for address, _domain in pairs}
     indexes = sorted(by_index)
     found: dict[str, list[Suppression]] = {}
-    for start in range(0, len(indexes), 500):  # stay far below every backend's parameter limit
-        chunk = indexes[start : start + 500]
-        query = select(suppressions).where(suppressions.c.address_index.in_(chunk), _active(now))
-        for row in conn.execute(query):
+    for rows in _suppression_rows(conn, indexes, now):
+        for row in rows:
             address = by_index[row.address_index]
             found.setdefault(address, []).append(_row(row, address))
     result: dict[tuple[str, str], Suppression] = {}

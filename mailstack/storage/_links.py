@@ -15,10 +15,10 @@ import hashlib
 import hmac
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from sqlalchemy import Connection, delete
+from sqlalchemy import ColumnElement, Connection, case, delete
 
 from mailstack.keyring import Keyring
 from mailstack.redact import find_addresses
@@ -30,8 +30,10 @@ if TYPE_CHECKING:
     from mailstack.privacy import Vault
 
 __all__ = [
+    "PERSONALISED_LINK",
     "PURPOSE_LINK_URL",
     "forget_link_subject",
+    "later_click",
     "link_key",
     "link_subject",
     "open_link_urls",
@@ -42,6 +44,9 @@ PURPOSE_LINK_URL = "link_counters.url"
 _KEY_PURPOSE = "link_counters.url_hash"
 _KEY_HEX = 32  # what link_counters.url_hash holds: 128 bits
 _URL_DELIMITERS = re.compile(r"[/?&=#;:,\s]+")
+# What the retention purge folds a position's personalised links into, once their clicks are past the
+# limit of the events class: a row sealed under the shared key, without subject, keeping their counts.
+PERSONALISED_LINK = "(personalised link)"
 
 
 def link_key(keyring: Keyring, url: str) -> str:
@@ -80,3 +85,9 @@ def forget_link_subject(conn: Connection, subject: str) -> int:
     """Delete the click counters of links quoting the erased address whose blind index is ``subject``;
     returns how many rows went. (Their URLs are sealed under that subject's key, which erasure shreds.)"""
     return int(conn.execute(delete(link_counters).where(link_counters.c.subject == subject)).rowcount)
+
+
+def later_click(stored: Any, new: Any) -> ColumnElement[Any]:
+    """The later of a row's ``last_click_at`` and a new one, for an upsert's SET on every backend (SQLite's
+    ``max(a, b)`` is NULL when one is, PostgreSQL's ``GREATEST`` skips NULLs: spelt out instead)."""
+    return case((stored.is_(None), new), (new.is_(None), stored), (new > stored, new), else_=stored)

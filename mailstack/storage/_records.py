@@ -266,23 +266,17 @@ def insert_messages(
     per_spec = [[(a, k, vault.index(a.email)) for a, k in _recipients(spec)] for spec in batch]
     content_subjects = [group[0][2] if len(group) == 1 else None for group in per_spec]
     keys = vault.data_keys_for(conn, {i for group in per_spec for _a, _k, i in group} | set(content_subjects))
-    content_ids = (
-        conn.execute(
-            insert(contents).returning(contents.c.id, sort_by_parameter_order=True),
-            [
-                {
-                    "spec": vault.seal_with(
-                        keys[subject],
-                        json.dumps(spec.to_json(), separators=(",", ":"), ensure_ascii=False).encode(),
-                        purpose=PURPOSE_SPEC,
-                    ),
-                    "created_at": now,
-                }
-                for spec, subject in zip(batch, content_subjects, strict=True)
-            ],
-        )
-        .scalars()
-        .all()
+    content_ids = _insert_contents(
+        conn,
+        [
+            vault.seal_with(
+                keys[subject],
+                json.dumps(spec.to_json(), separators=(",", ":"), ensure_ascii=False).encode(),
+                purpose=PURPOSE_SPEC,
+            )
+            for spec, subject in zip(batch, content_subjects, strict=True)
+        ],
+        now=now,
     )
     rows: list[dict[str, Any]] = []
     plain_recipients: list[str] = []
@@ -339,8 +333,8 @@ def insert_messages(
     details = seal_details(
         conn, vault, [{} if entry is None else preblocked_detail(entry) for entry in entries]
     )
-    conn.execute(
-        insert(events),
+    _insert_events(
+        conn,
         [
             {
                 "message_id": m,
@@ -362,6 +356,61 @@ def insert_messages(
             position += 1
         result.append(accepted)
     return result
+
+
+# PostgreSQL: contents and events from arrays, one statement text whatever the batch size (see
+# _unnest_insert). Rows are numbered (WITH ORDINALITY) and inserted in that order, so their ids follow
+# the input's order as with the multi-row forms (SQLAlchemy's sort_by_parameter_order relies on the same).
+_PG_CONTENTS = text(
+    """
+INSERT INTO contents (spec, created_at)
+SELECT r.spec, CAST(:created_at AS DOUBLE PRECISION)
+FROM unnest(CAST(:spec AS BYTEA[])) WITH ORDINALITY AS r(spec, n)
+ORDER BY r.n
+RETURNING id
+"""
+)
+_PG_EVENTS = text(
+    """
+INSERT INTO events (message_id, type, created_at, detail)
+SELECT r.message_id, r.type, r.created_at, CAST(r.detail AS JSON)
+FROM unnest(
+    CAST(:message_id AS BIGINT[]), CAST(:type AS VARCHAR[]), CAST(:created_at AS DOUBLE PRECISION[]),
+    CAST(:detail AS TEXT[])
+) WITH ORDINALITY AS r(message_id, type, created_at, detail, n)
+ORDER BY r.n
+"""
+)
+
+
+def _insert_contents(conn: Connection, specs: Sequence[bytes], *, now: float) -> list[int]:
+    """Insert sealed contents; their new ids, in order."""
+    if not specs:
+        return []
+    if conn.dialect.name != "postgresql":
+        statement = insert(contents).returning(contents.c.id, sort_by_parameter_order=True)
+        return list(conn.execute(statement, [{"spec": s, "created_at": now} for s in specs]).scalars())
+    # Ids come from the sequence in insertion order: sorted, they are the input's order.
+    return sorted(conn.execute(_PG_CONTENTS, {"spec": list(specs), "created_at": now}).scalars())
+
+
+def _insert_events(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert event rows (``message_id``, ``type``, ``created_at``, ``detail``), in order."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.execute(insert(events), rows)
+        return
+    conn.execute(
+        _PG_EVENTS,
+        {
+            "message_id": [r["message_id"] for r in rows],
+            "type": [r["type"] for r in rows],
+            "created_at": [r["created_at"] for r in rows],
+            # As SQLAlchemy's JSON type writes it (json.dumps with its defaults).
+            "detail": [json.dumps(r["detail"]) for r in rows],
+        },
+    )
 
 
 def _insert_messages(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
@@ -535,8 +584,8 @@ def record_sent(conn: Connection, sent: Sequence[SentRecord], *, now: float, vau
         ],
     )
     details = seal_details(conn, vault, [{"smtp_reply": s.reply} for s in sent], shared_key=shared)
-    conn.execute(
-        insert(events),
+    _insert_events(
+        conn,
         [
             {"message_id": s.message_id, "type": EventType.SENT.value, "created_at": now, "detail": detail}
             for s, detail in zip(sent, details, strict=True)

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, text, update
 
 from mailstack.config import WebhookSettings
 from mailstack.keyring import Keyring
@@ -273,8 +273,25 @@ class Dispatcher:
             )
 
 
+# PostgreSQL: one statement text whatever the number of messages (an ``IN`` list of more than 50
+# parameters is converted again by psycopg for every batch, and the server cannot reuse its plan). One
+# primary-key lookup per id (LATERAL, kept a subquery by OFFSET 0) rather than ``id = ANY(...)``, whose
+# generic plan, made once while messages may be small, can be a sequential scan (see
+# mailstack.privacy._vault._PG_KEYS).
+_PG_API_KEYS = text(
+    """
+SELECT m.id, m.api_key_id FROM unnest(CAST(:ids AS BIGINT[])) AS k(id)
+CROSS JOIN LATERAL (SELECT id, api_key_id FROM messages WHERE id = k.id OFFSET 0) AS m
+"""
+)
+
+
 def _api_keys(conn: Connection, ids: set[int]) -> dict[int, int]:
     wanted = sorted(ids)
+    if conn.dialect.name == "postgresql":
+        if not wanted:
+            return {}
+        return {row.id: row.api_key_id for row in conn.execute(_PG_API_KEYS, {"ids": wanted})}
     found: dict[int, int] = {}
     for start in range(0, len(wanted), 500):
         query = select(messages.c.id, messages.c.api_key_id).where(
