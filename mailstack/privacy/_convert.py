@@ -36,6 +36,15 @@ from mailstack.observability import get_logger
 from mailstack.redact import redact_addresses
 from mailstack.storage import (
     PURPOSE_AUTOMATION_ERROR,
+    PURPOSE_IDEMPOTENT_RESPONSE,
+    PURPOSE_LAST_REPLY,
+    PURPOSE_OUTBOX_DATA,
+    PURPOSE_RCPT_TO,
+    PURPOSE_RECIPIENT,
+    PURPOSE_RECIPIENT_NAME,
+    PURPOSE_SPEC,
+    PURPOSE_SUPPRESSED_ADDRESS,
+    PURPOSE_WEBHOOK_PAYLOAD,
     is_sealed_detail,
     later_click,
     link_key,
@@ -65,17 +74,6 @@ from ._vault import Vault, is_sealed
 __all__ = ["convert_plaintext"]
 
 log = get_logger("mailstack.privacy")
-
-# Purposes, as mailstack.storage seals them.
-_RECIPIENT = "messages.recipient"
-_RECIPIENT_NAME = "messages.recipient_name"
-_LAST_REPLY = "messages.last_reply"
-_SPEC = "contents.spec"
-_RCPT_TO = "outbox.rcpt_to"
-_OUTBOX_DATA = "outbox.data"
-_RESPONSE = "idempotency_keys.response"
-_SUPPRESSED = "suppressions.address"
-_PAYLOAD = "webhook_deliveries.payload"
 
 
 def convert_plaintext(engine: Engine, vault: Vault, *, batch: int = 500) -> dict[str, int]:
@@ -133,15 +131,15 @@ def _messages(conn: Connection, vault: Vault, batch: int) -> int:
                 update(messages)
                 .where(messages.c.id == row.id)
                 .values(
-                    recipient=vault.seal(conn, email.encode(), purpose=_RECIPIENT, subject=subject),
+                    recipient=vault.seal(conn, email.encode(), purpose=PURPOSE_RECIPIENT, subject=subject),
                     recipient_index=subject,
                     recipient_domain=email.rpartition("@")[2].lower()[:255],
-                    recipient_name=vault.seal(conn, name, purpose=_RECIPIENT_NAME, subject=subject)
+                    recipient_name=vault.seal(conn, name, purpose=PURPOSE_RECIPIENT_NAME, subject=subject)
                     if name
                     else None,
                     last_reply=reply
                     if reply is None or is_sealed(reply)
-                    else vault.seal(conn, _plain(reply), purpose=_LAST_REPLY, subject=None),
+                    else vault.seal(conn, _plain(reply), purpose=PURPOSE_LAST_REPLY, subject=None),
                 )
             )
         conn.commit()
@@ -176,7 +174,7 @@ def _seal_content(conn: Connection, vault: Vault, row: Any) -> dict[str, Any] | 
         if isinstance(r, dict)
     ]
     subject = vault.index(recipients[0]) if len(recipients) == 1 else None
-    return {"spec": vault.seal(conn, raw, purpose=_SPEC, subject=subject)}
+    return {"spec": vault.seal(conn, raw, purpose=PURPOSE_SPEC, subject=subject)}
 
 
 def _seal_event(conn: Connection, vault: Vault, row: Any) -> dict[str, Any] | None:
@@ -304,7 +302,7 @@ def _redacted(conn: Connection, batch: int, table: Table, column: Any) -> int:
 def _seal_payload(conn: Connection, vault: Vault, row: Any) -> dict[str, Any] | None:
     if is_sealed(row.payload):
         return None
-    return {"payload": vault.seal(conn, _plain(row.payload), purpose=_PAYLOAD, subject=None)}
+    return {"payload": vault.seal(conn, _plain(row.payload), purpose=PURPOSE_WEBHOOK_PAYLOAD, subject=None)}
 
 
 def _seal_outbox(conn: Connection, vault: Vault, row: Any) -> dict[str, Any] | None:
@@ -313,10 +311,10 @@ def _seal_outbox(conn: Connection, vault: Vault, row: Any) -> dict[str, Any] | N
     rcpt_to = _plain(row.rcpt_to)
     subject = vault.index(rcpt_to.decode())
     return {
-        "rcpt_to": vault.seal(conn, rcpt_to, purpose=_RCPT_TO, subject=subject),
+        "rcpt_to": vault.seal(conn, rcpt_to, purpose=PURPOSE_RCPT_TO, subject=subject),
         "data": row.data
         if is_sealed(row.data)
-        else vault.seal(conn, _plain(row.data), purpose=_OUTBOX_DATA, subject=subject),
+        else vault.seal(conn, _plain(row.data), purpose=PURPOSE_OUTBOX_DATA, subject=subject),
     }
 
 
@@ -327,7 +325,7 @@ def _responses(conn: Connection, vault: Vault) -> int:
         where = (idempotency_keys.c.api_key_id == api_key_id, idempotency_keys.c.key == key)
         response = conn.execute(select(idempotency_keys.c.response).where(*where)).scalar_one()
         if not is_sealed(response):
-            sealed = vault.seal(conn, _plain(response), purpose=_RESPONSE, subject=None)
+            sealed = vault.seal(conn, _plain(response), purpose=PURPOSE_IDEMPOTENT_RESPONSE, subject=None)
             conn.execute(update(idempotency_keys).where(*where).values(response=sealed))
             done += 1
     conn.commit()
@@ -366,7 +364,9 @@ def _suppressions(conn: Connection, vault: Vault, batch: int) -> int:
             values.append(
                 {
                     "address_index": subject,
-                    "address": vault.seal(conn, address.encode(), purpose=_SUPPRESSED, subject=subject),
+                    "address": vault.seal(
+                        conn, address.encode(), purpose=PURPOSE_SUPPRESSED_ADDRESS, subject=subject
+                    ),
                     "scope": row.scope,
                     "reason": row.reason,
                     "source": row.source,

@@ -36,6 +36,7 @@ from mailstack.storage import (
     PURPOSE_RECIPIENT,
     PURPOSE_RECIPIENT_NAME,
     PURPOSE_SPEC,
+    PURPOSE_WEBHOOK_PAYLOAD,
     forget_link_subject,
     list_events,
     list_suppressions,
@@ -71,7 +72,6 @@ from ._vault import Vault
 __all__ = ["ERASURE_TABLES", "ErasureReport", "erase_subject", "export_subject", "vacuum_erased"]
 
 _CHUNK = 500
-_PAYLOAD = "webhook_deliveries.payload"  # as mailstack.webhooks seals queued payloads
 # A webhook delivery is made after the event it reports, on whichever node fans it out: its time is
 # compared with the subject's first message with this much slack for clocks that disagree.
 _CLOCK_SLACK_SECONDS = 3600.0
@@ -532,7 +532,8 @@ def _webhook_deliveries(conn: Connection, vault: Vault, rows: Sequence[Any]) -> 
         ).all()
         if not batch:
             return
-        opened = vault.open_many_optional(conn, [row.payload for row in batch], purpose=_PAYLOAD)
+        payloads = [row.payload for row in batch]
+        opened = vault.open_many_optional(conn, payloads, purpose=PURPOSE_WEBHOOK_PAYLOAD)
         for row, plain in zip(batch, opened, strict=True):
             if plain is not None:
                 yield row, json.loads(plain)
@@ -564,7 +565,7 @@ def _redact_webhooks(
                 update(webhook_deliveries)
                 .where(webhook_deliveries.c.id == row.id)
                 .values(
-                    payload=seal_json(conn, vault, clean, purpose=_PAYLOAD, subject=None),
+                    payload=seal_json(conn, vault, clean, purpose=PURPOSE_WEBHOOK_PAYLOAD, subject=None),
                     event_count=remaining,
                 )
             )

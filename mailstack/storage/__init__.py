@@ -2,7 +2,7 @@
 
 from . import schema
 from ._details import PURPOSE_EVENT_DETAIL, is_sealed_detail, open_details, seal_details
-from ._engagement import PURPOSE_AUTOMATION_ERROR
+from ._engagement import PURPOSE_AUTOMATION_ERROR, PURPOSE_WEBHOOK_PAYLOAD
 from ._engine import create_storage_engine, normalize_url
 from ._feedback import (
     GLOBAL_SCOPE,
@@ -100,6 +100,7 @@ __all__ = [
     "PURPOSE_RECIPIENT_NAME",
     "PURPOSE_SPEC",
     "PURPOSE_SUPPRESSED_ADDRESS",
+    "PURPOSE_WEBHOOK_PAYLOAD",
     "SUPPRESSION_SOURCES",
     "AcceptedRecipient",
     "ApiKeyRecord",

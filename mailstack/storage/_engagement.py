@@ -28,6 +28,7 @@ from ._schema import Id, messages, metadata
 __all__ = [
     "COUNTER_COLUMNS",
     "PURPOSE_AUTOMATION_ERROR",
+    "PURPOSE_WEBHOOK_PAYLOAD",
     "automation_rules",
     "automation_runs",
     "dashboard_users",
@@ -44,6 +45,8 @@ Counter = BigInteger().with_variant(Integer(), "sqlite")
 
 # The vault purpose of automation_runs.error (mailstack.privacy.Vault binds it into each blob).
 PURPOSE_AUTOMATION_ERROR = "automation_runs.error"
+# ... and of webhook_deliveries.payload (the Event API payload queued or logged).
+PURPOSE_WEBHOOK_PAYLOAD = "webhook_deliveries.payload"
 
 # The dashboard finds messages by recipient (blind index, see _schema) or Message-ID header.
 Index("ix_messages_message_id_header", messages.c.message_id_header)

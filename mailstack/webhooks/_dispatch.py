@@ -25,7 +25,15 @@ from mailstack.config import WebhookSettings
 from mailstack.keyring import Keyring
 from mailstack.observability import get_logger
 from mailstack.privacy import Vault
-from mailstack.storage import PURPOSE_RECIPIENT, PURPOSE_SPEC, EventTail, open_details, open_json, seal_json
+from mailstack.storage import (
+    PURPOSE_RECIPIENT,
+    PURPOSE_SPEC,
+    PURPOSE_WEBHOOK_PAYLOAD,
+    EventTail,
+    open_details,
+    open_json,
+    seal_json,
+)
 from mailstack.storage.schema import contents, events, messages, webhook_deliveries, webhook_endpoints
 
 from ._client import PostResult, post
@@ -35,7 +43,6 @@ from ._ssrf import DestinationRefusedError, Resolver, check_destination, resolve
 from ._store import endpoint_secret
 
 # Queued payloads name their recipients: sealed under the day's shared key (a batch mixes several).
-PURPOSE_PAYLOAD = "webhook_deliveries.payload"
 
 __all__ = ["CURSOR", "Dispatcher", "retry_delay"]
 
@@ -169,7 +176,7 @@ class Dispatcher:
                         {
                             "endpoint_id": endpoint_id,
                             "payload": seal_json(
-                                conn, self._vault, body, purpose=PURPOSE_PAYLOAD, subject=None
+                                conn, self._vault, body, purpose=PURPOSE_WEBHOOK_PAYLOAD, subject=None
                             ),
                             "event_count": count,
                             "state": "pending",
@@ -222,7 +229,9 @@ class Dispatcher:
                     .where(webhook_deliveries.c.id.in_([r.id for r in rows]))
                     .values(next_attempt_at=lease)
                 )
-            payloads = [open_json(conn, self._vault, r.payload, purpose=PURPOSE_PAYLOAD) for r in rows]
+            payloads = [
+                open_json(conn, self._vault, r.payload, purpose=PURPOSE_WEBHOOK_PAYLOAD) for r in rows
+            ]
         return [
             _Claimed(r.id, r.endpoint_id, payload, r.attempts, r.created_at)
             for r, payload in zip(rows, payloads, strict=True)
