@@ -17,6 +17,7 @@ from rich.table import Table
 from sqlalchemy import Connection, Engine
 
 from mailstack.cli._bounce import bounce_app
+from mailstack.cli._common import fail
 from mailstack.cli._dashboard import dashboard_app
 from mailstack.cli._privacy import privacy_app
 from mailstack.cli._retention import purge_command
@@ -77,7 +78,7 @@ def _scopes(values: list[str]) -> frozenset[str]:
     try:
         return parse_scopes(",".join(values))
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 def _audit_key(conn: Connection, action: str, public_key: str, scopes: frozenset[str]) -> None:
@@ -88,23 +89,18 @@ def _audit_key(conn: Connection, action: str, public_key: str, scopes: frozenset
     record_audit(conn, actor=f"cli:{getpass.getuser()}", action=action, detail=detail)
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
-
-
 def _settings(data_dir: Path, overrides: dict[str, Any] | None = None) -> Settings:
     try:
         return load_settings(data_dir, overrides)
     except ConfigError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 def _keyring(settings: Settings) -> Keyring:
     try:
         return Keyring(settings.secret_key())
     except ConfigError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 def open_vault(settings: Settings, engine: Engine) -> Vault:
@@ -123,9 +119,9 @@ def init(
 
     domain = domain.strip().lower().rstrip(".")
     if not _DOMAIN.match(domain):
-        raise _fail(f"{domain!r} is not a valid domain name")
+        raise fail(f"{domain!r} is not a valid domain name")
     if (data_dir / CONFIG_FILE).exists():
-        raise _fail(f"{data_dir / CONFIG_FILE} already exists: this data directory is initialised")
+        raise fail(f"{data_dir / CONFIG_FILE} already exists: this data directory is initialised")
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     secret_path = data_dir / "secret.key"
     if not secret_path.exists() and not os.environ.get("MAILSTACK_SECRET_KEY"):
@@ -238,7 +234,7 @@ def apikey_scopes(
 ) -> None:
     """Replace what an API key may do, e.g. ``--scope send`` or ``--scope read,privacy``."""
     if not scope:
-        raise _fail(f"give --scope (known: {', '.join(API_SCOPES)}, or * for all)")
+        raise fail(f"give --scope (known: {', '.join(API_SCOPES)}, or * for all)")
     granted = _scopes(scope)
     settings = _settings(data_dir)
     engine = create_storage_engine(settings.database_url)
@@ -250,7 +246,7 @@ def apikey_scopes(
     finally:
         engine.dispose()
     if not found:
-        raise _fail(f"no API key {api_key!r}", 1)
+        raise fail(f"no API key {api_key!r}", 1)
     print(f"{api_key}: {','.join(s for s in API_SCOPES if s in granted)}")
 
 
@@ -289,7 +285,7 @@ def dkim_rotate(
     from mailstack.service import create_domain_keys
 
     if activate_in < 0:
-        raise _fail("--activate-in must be zero or more hours")
+        raise fail("--activate-in must be zero or more hours")
     settings = _settings(data_dir)
     engine = create_storage_engine(settings.database_url)
     try:
@@ -336,15 +332,15 @@ def dkim_import(
 
     domain = domain.strip().lower().rstrip(".")
     if not _DOMAIN.match(domain):
-        raise _fail(f"{domain!r} is not a valid domain name")
+        raise fail(f"{domain!r} is not a valid domain name")
     if algorithm not in algorithms:
-        raise _fail(f"--algorithm must be one of {', '.join(algorithms)}, got {algorithm!r}")
+        raise fail(f"--algorithm must be one of {', '.join(algorithms)}, got {algorithm!r}")
     if activate_in < 0:
-        raise _fail("--activate-in must be zero or more hours")
+        raise fail("--activate-in must be zero or more hours")
     try:
         pem = pem_file.read_bytes()
     except OSError as exc:
-        raise _fail(f"cannot read {pem_file}: {exc.strerror}") from None
+        raise fail(f"cannot read {pem_file}: {exc.strerror}") from None
     checked: Algorithm = algorithm  # type: ignore[assignment]  # checked against the algorithms above
     settings = _settings(data_dir)
     keyring = _keyring(settings)
@@ -363,9 +359,9 @@ def dkim_import(
             # Another sender imported the same selector at the same moment: compare with what it stored.
             imported = store()
     except DuplicateSelectorError as exc:
-        raise _fail(str(exc), code=1) from None
+        raise fail(str(exc), code=1) from None
     except ValueError as exc:
-        raise _fail(f"{pem_file}: {exc}") from None
+        raise fail(f"{pem_file}: {exc}") from None
     finally:
         engine.dispose()
     if imported.warning:
@@ -433,7 +429,7 @@ def outbox_show(data_dir: DataDir, message_id: Annotated[int, typer.Argument(hel
     finally:
         engine.dispose()
     if not items or items[0].data is None:
-        raise _fail(f"no message {message_id} in the sandbox outbox", code=1)
+        raise fail(f"no message {message_id} in the sandbox outbox", code=1)
     sys.stdout.buffer.write(items[0].data)
 
 

@@ -7,15 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from mailstack.cli._common import fail
 from mailstack.config import ConfigError, load_settings
 from mailstack.storage import create_storage_engine, migrate
 
 __all__ = ["dashboard_app"]
 
 dashboard_app = typer.Typer(help="Dashboard users (sign-in at /dashboard).", no_args_is_help=True)
-_err = Console(stderr=True)
 DataDir = Annotated[
     Path,
     typer.Option(
@@ -35,11 +34,6 @@ def _password(from_stdin: bool) -> str:
     return password
 
 
-def _fail(message: str) -> typer.Exit:
-    _err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(2)
-
-
 @dashboard_app.command("user-add")
 def user_add(data_dir: DataDir, username: Username, password_stdin: FromStdin = False) -> None:
     """Add a dashboard user (the password is stored as an argon2id hash)."""
@@ -48,7 +42,7 @@ def user_add(data_dir: DataDir, username: Username, password_stdin: FromStdin = 
     try:
         settings = load_settings(data_dir)
     except ConfigError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     password = _password(password_stdin)
     engine = create_storage_engine(settings.database_url)
     try:
@@ -56,7 +50,7 @@ def user_add(data_dir: DataDir, username: Username, password_stdin: FromStdin = 
         with engine.begin() as conn:
             user = create_user(conn, username, password)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     finally:
         engine.dispose()
     print(f"Added dashboard user {user.username}")
@@ -70,16 +64,16 @@ def passwd(data_dir: DataDir, username: Username, password_stdin: FromStdin = Fa
     try:
         settings = load_settings(data_dir)
     except ConfigError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     password = _password(password_stdin)
     engine = create_storage_engine(settings.database_url)
     try:
         with engine.begin() as conn:
             changed = set_password(conn, username, password)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     finally:
         engine.dispose()
     if not changed:
-        raise _fail(f"no dashboard user {username!r}")
+        raise fail(f"no dashboard user {username!r}")
     print(f"Password of {username} changed")

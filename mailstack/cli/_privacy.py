@@ -11,26 +11,20 @@ from __future__ import annotations
 
 import getpass
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from sqlalchemy import Engine
 
-from mailstack.config import ConfigError, load_settings
-from mailstack.keyring import Keyring
-from mailstack.privacy import Vault, erase_subject, export_subject, record_audit, vacuum_erased
-from mailstack.storage import create_storage_engine, valid_address
+from mailstack.cli._common import fail, open_storage
+from mailstack.privacy import erase_subject, export_subject, record_audit, vacuum_erased
+from mailstack.storage import valid_address
 
 __all__ = ["privacy_app"]
 
 privacy_app = typer.Typer(
     help="Data-subject rights (export, erase) and rotation of the encryption keys.", no_args_is_help=True
 )
-_err = Console(stderr=True)
 DataDir = Annotated[
     Path,
     typer.Option(
@@ -40,11 +34,6 @@ DataDir = Annotated[
 Address = Annotated[str, typer.Argument(help="The data subject's email address.")]
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    _err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
-
-
 def _actor() -> str:
     try:
         return f"cli:{getpass.getuser()}"
@@ -52,24 +41,10 @@ def _actor() -> str:
         return "cli:unknown"
 
 
-@contextmanager
-def _open(data_dir: Path) -> Iterator[tuple[Engine, Keyring, Vault]]:
-    try:
-        settings = load_settings(data_dir)
-        keyring = Keyring(settings.secret_key())
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-    engine = create_storage_engine(settings.database_url)
-    try:
-        yield engine, keyring, Vault.from_settings(engine, keyring, settings.privacy)
-    finally:
-        engine.dispose()
-
-
 def _address(value: str) -> str:
     address = valid_address(value)
     if address is None:
-        raise _fail(f"{value!r} is not an email address")
+        raise fail(f"{value!r} is not an email address")
     return address
 
 
@@ -77,7 +52,7 @@ def _address(value: str) -> str:
 def export_command(address: Address, data_dir: DataDir) -> None:
     """Print everything held about ADDRESS as JSON (messages with events, suppressions, consents...)."""
     email = _address(address)
-    with _open(data_dir) as (engine, keyring, vault), engine.begin() as conn:
+    with open_storage(data_dir) as (engine, keyring, vault), engine.begin() as conn:
         data = export_subject(conn, vault, keyring, email, actor=_actor())
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
@@ -91,8 +66,8 @@ def erase_command(
     """Erase ADDRESS for good; it stays suppressed (hashed) so it is never mailed again."""
     email = _address(address)
     if not yes and not typer.confirm(f"Erase everything about {email}? This cannot be undone"):
-        raise _fail("nothing erased", code=1)
-    with _open(data_dir) as (engine, keyring, vault):
+        raise fail("nothing erased", code=1)
+    with open_storage(data_dir) as (engine, keyring, vault):
         with engine.begin() as conn:
             report = erase_subject(conn, vault, keyring, email, actor=_actor())
         # After the commit: the old row versions the database still holds on disk are reclaimed.
@@ -106,7 +81,7 @@ def rotate_command(
     batch: Annotated[int, typer.Option(min=1, help="Data keys re-wrapped per transaction.")] = 500,
 ) -> None:
     """Make a new key-encryption key and re-wrap every data key under it (sending continues meanwhile)."""
-    with _open(data_dir) as (engine, _keyring, vault), engine.connect() as conn:
+    with open_storage(data_dir) as (engine, _keyring, vault), engine.connect() as conn:
         report = vault.rotate(conn, batch=batch)
         record_audit(conn, actor=_actor(), action="rotate-keys", detail=report.as_dict())
         conn.commit()

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from mailstack.cli._common import fail
 from mailstack.config import ConfigError, Settings, load_settings
 from mailstack.keyring import Keyring
 from mailstack.privacy import PurgeReport, RetentionError, Vault, load_retention, policy_path, purge
@@ -20,18 +21,12 @@ from mailstack.storage import create_storage_engine
 
 __all__ = ["purge_command"]
 
-_err = Console(stderr=True)
 DataDir = Annotated[
     Path,
     typer.Option(
         "--data-dir", envvar="MAILSTACK_DATA_DIR", help="Directory holding mailstack.toml and data."
     ),
 ]
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    _err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
 
 
 def settings_json(settings: Settings, report: PurgeReport) -> dict[str, Any]:
@@ -63,7 +58,7 @@ def purge_command(
         policy = load_retention(policy_path(settings.data_dir, settings.retention.policy_file))
         keyring = Keyring(settings.secret_key())
     except (ConfigError, RetentionError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     engine = create_storage_engine(settings.database_url)
     try:
         report = purge(
@@ -76,7 +71,7 @@ def purge_command(
             vault=Vault.from_settings(engine, keyring, settings.privacy),
         )
     except RetentionError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     finally:
         engine.dispose()
     if as_json:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -14,14 +12,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Engine
 
-from mailstack.config import ConfigError, load_settings
-from mailstack.keyring import Keyring
-from mailstack.privacy import Vault
+from mailstack.cli._common import fail, open_storage
 from mailstack.storage import (
     Suppression,
-    create_storage_engine,
     list_suppressions,
     parse_scope,
     suppress,
@@ -35,7 +29,6 @@ suppression_app = typer.Typer(
     help="The suppression list: addresses mail is never sent to (bounced, complained, unsubscribed).",
     no_args_is_help=True,
 )
-_err = Console(stderr=True)
 DataDir = Annotated[
     Path,
     typer.Option(
@@ -44,26 +37,6 @@ DataDir = Annotated[
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON (one object per line) instead of a table.")]
 Scope = Annotated[str | None, typer.Option(help="'global' or a sender domain.")]
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    _err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
-
-
-@contextmanager
-def _engine(data_dir: Path) -> Iterator[tuple[Engine, Vault]]:
-    try:
-        settings = load_settings(data_dir)
-        keyring = Keyring(settings.secret_key())
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-    engine = create_storage_engine(settings.database_url)
-    try:
-        # Addresses are sealed and looked up by blind index: both need the vault.
-        yield engine, Vault.from_settings(engine, keyring, settings.privacy)
-    finally:
-        engine.dispose()
 
 
 def _iso(timestamp: float | None) -> str:
@@ -91,7 +64,7 @@ def _scope(value: str | None, default: str | None) -> str | None:
         return default
     scope = parse_scope(value)
     if scope is None:
-        raise _fail(f"--scope must be 'global' or a domain, not {value!r}")
+        raise fail(f"--scope must be 'global' or a domain, not {value!r}")
     return scope
 
 
@@ -105,7 +78,7 @@ def list_command(
     as_json: AsJson = False,
 ) -> None:
     """Suppressed addresses, newest first."""
-    with _engine(data_dir) as (engine, vault), engine.connect() as conn:
+    with open_storage(data_dir) as (engine, _keyring, vault), engine.connect() as conn:
         entries = list_suppressions(
             conn,
             address=email,
@@ -154,12 +127,12 @@ def add_command(
     """Suppress an address everywhere (default) or for one sender domain."""
     address = valid_address(email)
     if address is None:
-        raise _fail(f"{email!r} is not an email address")
+        raise fail(f"{email!r} is not an email address")
     chosen = _scope(scope, "global")
     assert chosen is not None
     now = time.time()
     expires_at = now + expires_in_days * 86400 if expires_in_days is not None else None
-    with _engine(data_dir) as (engine, vault), engine.begin() as conn:
+    with open_storage(data_dir) as (engine, _keyring, vault), engine.begin() as conn:
         suppress(
             conn,
             address,
@@ -186,9 +159,9 @@ def remove_command(
     """Remove an address from the list (every scope unless --scope); exits 1 if it was not there."""
     address = valid_address(email)
     if address is None:
-        raise _fail(f"{email!r} is not an email address")
-    with _engine(data_dir) as (engine, vault), engine.begin() as conn:
+        raise fail(f"{email!r} is not an email address")
+    with open_storage(data_dir) as (engine, _keyring, vault), engine.begin() as conn:
         removed = unsuppress(conn, address, scope=_scope(scope, None), vault=vault)
     if not removed:
-        raise _fail(f"{address} is not suppressed", code=1)
+        raise fail(f"{address} is not suppressed", code=1)
     print(f"removed {removed} entr{'y' if removed == 1 else 'ies'} for {address}")
