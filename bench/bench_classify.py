@@ -1,4 +1,4 @@
-"""Bounce classification throughput of mailstack.feedback.classify over the Sisimai corpus.
+"""Bounce classification throughput of mailstack.bounce_classify.classify over the Sisimai corpus.
 
 Usage: .venv/bin/python bench/bench_classify.py
 
@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 try:
-    import mailstack.feedback  # noqa: F401
+    import mailstack.bounce_classify  # noqa: F401
 except ModuleNotFoundError:  # run from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mailstack.feedback import classify
+from mailstack.bounce_classify import classify
 
 ROUNDS = 3
 SECONDS_PER_MEASUREMENT = 6.0  # split over ROUNDS rounds, for each of the two

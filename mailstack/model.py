@@ -192,7 +192,7 @@ class MessageStatus(StrEnum):
     DEFERRED = "deferred"
     FAILED = "failed"  # dead-lettered or refused permanently by the relay
     BLOCKED = "blocked"
-    # What came back after delivery (mailstack.bounces), in Mailjet's message-status vocabulary.
+    # What came back after delivery (mailstack.feedback), in Mailjet's message-status vocabulary.
     HARD_BOUNCED = "hardbounced"
     SOFT_BOUNCED = "softbounced"
     SPAM = "spam"
@@ -209,7 +209,7 @@ class EventType(StrEnum):
     OPEN = "open"
     CLICK = "click"
     CONVERSION = "conversion"
-    # Feedback (mailstack.bounces): the destination's verdict from Postfix's log, bounces, complaints.
+    # Feedback (mailstack.feedback): the destination's verdict from Postfix's log, bounces, complaints.
     DELIVERED = "delivered"  # the destination server accepted it (Mailjet's "sent")
     BOUNCE = "bounce"
     SPAM = "spam"

@@ -25,7 +25,7 @@ def classify_files(
     Extra keys: message_id (of the returned message) and verp_address (a mailstack return path found
     in the bounce). A message that is no bounce still gives one line (not_bounce, undefined).
     """
-    from mailstack.feedback import classify  # imported here: the rest of the CLI does not need it
+    from mailstack.bounce_classify import classify  # imported here: the rest of the CLI does not need it
 
     unreadable = 0
     for path in files:

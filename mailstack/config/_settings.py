@@ -104,7 +104,7 @@ class QueueSettings(_Section):
 
 
 class FeedbackSettings(_Section):
-    """What comes back after delivery (``mailstack.bounces``): Postfix's log, bounce intake, suppression."""
+    """What comes back after delivery (``mailstack.feedback``): Postfix's log, bounce intake, suppression."""
 
     # Postfix's maillog_file; empty = no delivery status from Postfix (relay acceptance stays the last word).
     postfix_log: str = ""

@@ -1,18 +1,39 @@
-"""Bounce and complaint classification: what a returned message says about each recipient.
+"""What comes back after delivery: delivery status from Postfix's log, the bounce intake, suppression.
 
-Public API:
+* :class:`PostfixLogReader` follows Postfix's ``maillog_file`` and records, per recipient, whether the
+  destination accepted, deferred or bounced each message, with the DSN code and the remote reply;
+* :class:`BounceIntake` / :class:`IntakeServer` accept mail to the bounce domain (VERP return paths,
+  ``mailto:`` unsubscribes, feedback-loop reports) and record what it says;
+* :class:`FeedbackRecorder` turns both into events shaped for Mailjet's Event API, message statuses and
+  suppressions (hard bounces and complaints at once, soft bounces after ``[feedback] soft_bounce_limit``);
+* :class:`FeedbackServices` runs whichever of them ``[feedback]`` configures inside ``mailstack serve``.
 
-* :func:`classify` reads one raw message (an RFC 3464 DSN, an RFC 5965 complaint, a provider's or an
-  MTA's non-standard bounce, an auto-reply) and returns one :class:`BounceResult` per recipient, with a
-  category (``hard``/``soft``/``complaint``/``not_bounce``) and a reason in Sisimai's vocabulary;
-* :func:`category_of` maps a reason to its category.
-
-The classifier is pure (no I/O, no configuration) and never raises on bad input.
+Classification itself is :mod:`mailstack.bounce_classify`'s; the suppression list lives in
+:mod:`mailstack.storage` and is checked wherever messages are stored
+(:func:`~mailstack.storage.insert_messages`).
 """
 
 from __future__ import annotations
 
-from mailstack.feedback._classify import classify
-from mailstack.feedback._types import BounceResult, Category, category_of
+from mailstack.feedback._intake import BounceIntake, IntakeServer, Route
+from mailstack.feedback._mailjet import error_of
+from mailstack.feedback._postfix_log import LogEntry, LogKind, PostfixLogReader, parse_line
+from mailstack.feedback._recorder import Bounce, FeedbackRecorder, MessageFacts, StatusReport, event_uid
+from mailstack.feedback._service import FeedbackServices
 
-__all__ = ["BounceResult", "Category", "category_of", "classify"]
+__all__ = [
+    "Bounce",
+    "BounceIntake",
+    "FeedbackRecorder",
+    "FeedbackServices",
+    "IntakeServer",
+    "LogEntry",
+    "LogKind",
+    "MessageFacts",
+    "PostfixLogReader",
+    "Route",
+    "StatusReport",
+    "error_of",
+    "event_uid",
+    "parse_line",
+]

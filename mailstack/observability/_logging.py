@@ -7,7 +7,7 @@ from typing import Any
 
 import structlog
 
-from mailstack.redact import redact_addresses
+from mailstack.addresses import redact_addresses
 
 # Keys whose values never reach a log line, whatever a caller passes.
 _REDACTED_KEYS = frozenset(

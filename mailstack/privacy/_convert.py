@@ -31,9 +31,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from mailstack.addresses import redact_addresses
 from mailstack.keyring import DecryptionError
 from mailstack.observability import get_logger
-from mailstack.redact import redact_addresses
 from mailstack.storage import (
     PURPOSE_AUTOMATION_ERROR,
     PURPOSE_IDEMPOTENT_RESPONSE,

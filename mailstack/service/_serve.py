@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from mailstack.bounces import FeedbackServices
 from mailstack.config import ConfigError, Settings, parse_hostport
 from mailstack.delivery import DeliveryWorker
+from mailstack.feedback import FeedbackServices
 from mailstack.observability import get_logger
 from mailstack.privacy import (
     RetentionError,

@@ -34,8 +34,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from mailstack.addresses import redact_addresses
 from mailstack.model import MessageStatus
-from mailstack.redact import redact_addresses
 
 from ._schema import Id, metadata
 

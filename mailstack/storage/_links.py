@@ -20,8 +20,8 @@ from urllib.parse import unquote
 
 from sqlalchemy import ColumnElement, Connection, case, delete
 
+from mailstack.addresses import find_addresses
 from mailstack.keyring import Keyring
-from mailstack.redact import find_addresses
 
 from ._engagement import link_counters
 from ._feedback import normalize_address

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from feedback_samples import EXIM, arf, dsn
+from bounce_samples import EXIM, arf, dsn
 
 MAILSTACK = str(Path(sys.executable).parent / "mailstack")
 CONTRACT_KEYS = {"file", "recipient", "category", "reason", "status", "reply_code"}

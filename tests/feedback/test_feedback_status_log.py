@@ -22,9 +22,9 @@ from feedback_loop_helpers import (
 from sqlalchemy import Engine, delete, func, select
 from support import make_vault
 
-from mailstack.bounces import FeedbackRecorder, LogKind, PostfixLogReader, parse_line
 from mailstack.compose import verp_address
 from mailstack.config import FeedbackSettings
+from mailstack.feedback import FeedbackRecorder, LogKind, PostfixLogReader, parse_line
 from mailstack.model import MessageStatus
 from mailstack.storage import list_suppressions, update_message_status
 from mailstack.storage.schema import log_cursors, relay_queue_ids

@@ -52,7 +52,7 @@ from ._recorder import Bounce, FeedbackRecorder, StatusReport, event_uid
 
 __all__ = ["LogEntry", "LogKind", "PostfixLogReader", "parse_line"]
 
-log = get_logger("mailstack.bounces.postfix")
+log = get_logger("mailstack.feedback.postfix")
 
 # "<program>[<pid>]: <queue id>: <rest>", program being postfix/smtp, postfix-out/qmgr, postfix/x/smtpd...
 _HEADER = re.compile(r"\s(?P<prog>[\w.\-]+(?:/[\w.\-]+)+)\[\d+\]: (?P<qid>[0-9A-Za-z]{5,24}): (?P<rest>.*)$")

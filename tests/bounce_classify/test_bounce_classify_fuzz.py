@@ -6,12 +6,12 @@ parser beneath it directly, so that a crash is a test failure and not silently a
 
 from __future__ import annotations
 
-from feedback_samples import EXIM, QMAIL, VACATION, arf, dsn
+from bounce_samples import EXIM, QMAIL, VACATION, arf, dsn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailstack.feedback import classify
-from mailstack.feedback._classify import _classify
+from mailstack.bounce_classify import classify
+from mailstack.bounce_classify._classify import _classify
 
 SEEDS = [dsn(), arf(), EXIM, QMAIL, VACATION]
 CATEGORIES = {"hard", "soft", "complaint", "not_bounce"}

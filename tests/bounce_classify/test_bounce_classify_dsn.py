@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from feedback_samples import EXIM, PLAIN, QMAIL, VACATION, arf, dsn
+from bounce_samples import EXIM, PLAIN, QMAIL, VACATION, arf, dsn
 
+from mailstack.bounce_classify import BounceResult, category_of, classify
 from mailstack.compose import ComposeSettings, parse_verp, verp_address
-from mailstack.feedback import BounceResult, category_of, classify
 from mailstack.tokens import TokenSigner
 
 SETTINGS = ComposeSettings(

@@ -37,7 +37,7 @@ from ._mailjet import bounce_fields, related_to_recipient, sent_fields, spam_fie
 
 __all__ = ["Bounce", "FeedbackRecorder", "MessageFacts", "StatusReport", "event_uid"]
 
-log = get_logger("mailstack.bounces")
+log = get_logger("mailstack.feedback")
 
 _DAY = 86400.0
 _SETTLED = frozenset(

@@ -11,7 +11,7 @@ Only three kinds of recipient are accepted, everything else gets ``550`` (the in
   there are attributed through the VERP return path of the reported message (checked the same way), so a
   forged report can only ever name mail we really sent.
 
-Each message is classified (:func:`mailstack.feedback.classify`) and recorded in one transaction before
+Each message is classified (:func:`mailstack.bounce_classify.classify`) and recorded in one transaction before
 ``250`` is answered; a database failure answers ``451`` and Postfix retries, and events carry a uid
 made from the message itself, so a retried delivery is recorded once.
 """
@@ -26,8 +26,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from sqlalchemy import Engine
 
+from mailstack.bounce_classify import BounceResult, classify
 from mailstack.compose import ComposeSettings, parse_verp
-from mailstack.feedback import BounceResult, classify
 from mailstack.observability import get_logger
 from mailstack.tokens import InvalidToken
 
@@ -36,7 +36,7 @@ from ._recorder import Bounce, FeedbackRecorder, MessageFacts, event_uid
 
 __all__ = ["BounceIntake", "IntakeServer", "Route"]
 
-log = get_logger("mailstack.bounces.intake")
+log = get_logger("mailstack.feedback.intake")
 
 FBL_LOCAL_PART = "fbl"
 UNSUBSCRIBE_PREFIX = "unsubscribe+"

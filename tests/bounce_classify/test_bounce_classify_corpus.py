@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mailstack.feedback import classify
+from mailstack.bounce_classify import classify
 
 # tests/feedback/<this file> -> the checkout is parents[2]; shared/ lives beside the checkout.
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpora" / "bounces"
