@@ -34,7 +34,7 @@ from sqlalchemy import func, select
 from mailstack.api import create_app
 from mailstack.config import load_settings, render_default_config
 from mailstack.model import Address, MessageSpec
-from mailstack.service import Runtime
+from mailstack.runtime import Runtime
 from mailstack.storage import create_api_key, insert_messages
 from mailstack.storage.schema import events
 from mailstack.tracking import TrackedEvent, TrackingUrls, store_events

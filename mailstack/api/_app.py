@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from mailstack import __version__
-from mailstack.service import Runtime
+from mailstack.runtime import Runtime
 from mailstack.storage import (
     ApiKeyRecord,
     get_message,

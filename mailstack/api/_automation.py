@@ -27,7 +27,7 @@ from mailstack.automation import (
     list_rules,
     list_runs,
 )
-from mailstack.service import Runtime
+from mailstack.runtime import Runtime
 from mailstack.storage import ApiKeyRecord, api_key_record
 from mailstack.storage.schema import api_keys
 
@@ -101,7 +101,7 @@ def _check_template(runtime: Runtime, template: object) -> tuple[str, list[Any]]
     if isinstance(result, MessageErrors):
         return "Template is not a valid message.", [error.to_json() for error in result.errors]
     domain = result.spec.sender.domain
-    if domain not in runtime.signers.get().domains:
+    if not runtime.acceptor.may_send_from(domain):
         return f"Template's From domain {domain} has no DKIM key on this server.", []
     return "", []
 

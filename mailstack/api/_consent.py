@@ -30,10 +30,10 @@ from mailstack.privacy import (
     request_consent,
     withdraw_consent,
 )
-from mailstack.service import Runtime
+from mailstack.runtime import Runtime
 from mailstack.storage import ApiKeyRecord, valid_address
 
-from ._accept import _check_senders
+from ._accept import check_senders
 from ._auth import Authenticator, authenticate_request
 from ._sendv31 import MessageErrors, ParsedMessage, RequestError, error_message_json, parse_send_request
 from ._tracking import _page
@@ -167,7 +167,7 @@ def register_consent(app: FastAPI, runtime: Runtime, auth: Authenticator) -> Non
     def store_request(api_key: ApiKeyRecord, body: dict[str, Any], address: str, ip: str) -> Response:
         now = time.time()
         accepted: list[Any] = []
-        domains = runtime.signers.get().domains  # before the transaction: it may read the database
+        runtime.signers.get()  # the sender rule may load keys: before the transaction, not inside it
         try:
             with engine.begin() as conn:
                 outcome = request_consent(
@@ -189,11 +189,11 @@ def register_consent(app: FastAPI, runtime: Runtime, auth: Authenticator) -> Non
                         max_message_bytes=settings.mail.max_message_bytes,
                     )
                     results = list(parsed.results)
-                    _check_senders(results, domains)
+                    check_senders(results, runtime.acceptor)
                     if not isinstance(results[0], ParsedMessage):
                         assert isinstance(results[0], MessageErrors)
                         raise _MailRefusedError(results[0])
-                    accepted = runtime.accept_messages(conn, api_key.id, [results[0].spec], now=now)
+                    accepted = runtime.acceptor.accept(conn, api_key.id, [results[0].spec], now=now)
         except ConsentThrottledError as exc:
             return _error(429, str(exc))
         except ConsentError as exc:
@@ -203,7 +203,7 @@ def register_consent(app: FastAPI, runtime: Runtime, auth: Authenticator) -> Non
         except _MailRefusedError as refused:
             error = error_message_json(refused.errors)
             return _error(400, "The confirmation mail cannot be sent.", Errors=error.get("Errors", []))
-        runtime.notify(accepted)
+        runtime.acceptor.notify(accepted)
         data: dict[str, Any] = {"Count": 1, "Data": [consent_json(outcome.record)]}
         if accepted:
             data["MessageID"] = accepted[0][0].message_id

@@ -33,7 +33,7 @@ from mailstack.dashboard import (
     search_messages,
     suppression_list,
 )
-from mailstack.service import Runtime
+from mailstack.runtime import Runtime
 from mailstack.tokens import TokenSigner
 
 __all__ = ["COOKIE", "register_dashboard"]

@@ -15,7 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from mailstack.providers import ProviderClassifier, dns_mx_resolver
-from mailstack.service import Runtime
+from mailstack.runtime import Runtime
 from mailstack.stats import (
     DAY,
     HOUR,

@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from mailstack.service import Runtime
+from mailstack.runtime import Runtime
 from mailstack.storage import (
     ApiKeyRecord,
     Suppression,

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, select
 from mailstack.model import EventType
 from mailstack.observability import get_logger
 from mailstack.privacy import Vault
-from mailstack.service import Runtime
+from mailstack.runtime import Runtime
 from mailstack.storage import PURPOSE_RECIPIENT
 from mailstack.storage.schema import messages
 from mailstack.tokens import InvalidToken

@@ -16,7 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from mailstack.service import Runtime
+from mailstack.runtime import Runtime
 from mailstack.storage.schema import webhook_endpoints
 from mailstack.webhooks import (
     EVENT_TYPES,

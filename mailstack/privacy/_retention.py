@@ -65,7 +65,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from mailstack.model import MessageStatus
+from mailstack.model import FINAL_STATUSES
 from mailstack.observability import get_logger
 from mailstack.storage import PERSONALISED_LINK, PURPOSE_LINK_URL, later_click, link_key, schema
 
@@ -92,20 +92,8 @@ log = get_logger("mailstack.retention")
 
 AUDIT_ACTOR = "system:retention"
 DAY = 86_400.0
-# Statuses after which mailstack will not try to deliver the message again. Listed, not derived: a status
-# added later counts as not delivered (kept) until someone decides otherwise here.
-DELIVERED_STATUSES = tuple(
-    str(status)
-    for status in (
-        MessageStatus.SENT,
-        MessageStatus.FAILED,
-        MessageStatus.BLOCKED,
-        MessageStatus.HARD_BOUNCED,
-        MessageStatus.SOFT_BOUNCED,
-        MessageStatus.SPAM,
-        MessageStatus.UNSUB,
-    )
-)
+# Statuses after which mailstack will not try to deliver the message again (the model's precedence).
+DELIVERED_STATUSES = tuple(sorted(str(status) for status in FINAL_STATUSES))
 # Between two batches of the background job: lets writers waiting for SQLite's single write lock in.
 BATCH_PAUSE_SECONDS = 0.02
 

@@ -34,8 +34,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from mailstack import model
 from mailstack.addresses import redact_addresses
-from mailstack.model import MessageStatus
 
 from ._schema import Id, metadata
 
@@ -76,10 +76,7 @@ __all__ = [
 GLOBAL_SCOPE = "global"
 _DOMAIN = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+$")
 # Message statuses that report what came back after delivery; the delivery path never overwrites them.
-FEEDBACK_STATUSES = tuple(
-    s.value
-    for s in (MessageStatus.HARD_BOUNCED, MessageStatus.SOFT_BOUNCED, MessageStatus.SPAM, MessageStatus.UNSUB)
-)
+FEEDBACK_STATUSES = tuple(sorted(s.value for s in model.FEEDBACK_STATUSES))
 # Why an address is suppressed: a hard bounce or a complaint at once, repeated soft bounces, the
 # recipient's own unsubscribe, or an operator.
 # "erasure": the data subject had everything erased; only this hashed entry keeps them from being mailed.

@@ -1,6 +1,8 @@
-"""Assembly of the running service: runtime parts, DKIM key management and ``serve``."""
+"""Sending domains: their DKIM keys at rest (created, imported, rotated, published) and the signer built
+from them, which decides which From domains this server may send for."""
 
 from ._keys import (
+    ALGORITHMS,
     DuplicateSelectorError,
     ImportedKey,
     PublishedKey,
@@ -9,18 +11,18 @@ from ._keys import (
     published_keys,
     signing_keys,
 )
-from ._runtime import Runtime, SignerCache
-from ._serve import serve
+from ._signers import KEY_RELOAD_SECONDS, SignerCache, normalized_domain
 
 __all__ = [
+    "ALGORITHMS",
+    "KEY_RELOAD_SECONDS",
     "DuplicateSelectorError",
     "ImportedKey",
     "PublishedKey",
-    "Runtime",
     "SignerCache",
     "create_domain_keys",
     "import_domain_key",
+    "normalized_domain",
     "published_keys",
-    "serve",
     "signing_keys",
 ]

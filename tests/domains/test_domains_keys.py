@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, select
 
+from mailstack.domains import create_domain_keys, published_keys, signing_keys
 from mailstack.keyring import Keyring
-from mailstack.service import create_domain_keys, published_keys, signing_keys
 from mailstack.storage import schema
 
 KEYRING = Keyring(b"m" * 32)
