@@ -50,7 +50,8 @@ class SignerCache:
 
 def normalized_domain(domain: str) -> str | None:
     """``domain`` as the signer's keys name it (IDNA, lower case, no root dot); None if it cannot be."""
+    root_dot_removed = domain[:-1] if domain.endswith(".") else domain  # one root dot, never more
     try:
-        return domain_to_ascii(domain.rstrip(".")).lower()
+        return domain_to_ascii(root_dot_removed).lower()
     except ValueError:
         return None
