@@ -23,7 +23,7 @@ from typing import Any
 
 import pulumi
 import pulumi.runtime
-import yaml  # type: ignore[import-untyped]
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from pulumi.runtime.mocks import MockMonitor
