@@ -14,6 +14,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
 from pulumi_policy import (
     EnforcementLevel,
     PolicyResource,
