@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import pulumi
 import pulumi_aws as aws
@@ -16,6 +16,7 @@ from .common import (
     POOL_TAG,
     ROLE_TAG,
     WARMUP_TAG,
+    PolicyStatement,
     b64,
     policy_document,
     prefix,
@@ -49,7 +50,7 @@ class SenderAccess:
     ip_pool: str
 
 
-def sender_policy_statements(access: SenderAccess, *, region: str, account_id: str) -> list[dict[str, Any]]:
+def sender_policy_statements(access: SenderAccess, *, region: str, account_id: str) -> list[PolicyStatement]:
     """Least privilege for a sender: its queues, its secrets, its bucket, its log groups, its IP pool."""
     stack = pulumi.get_stack()
     return [
