@@ -6,6 +6,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from .boot_types import DatabaseSecret
 from .common import data_tags, prefix, stack_tags, to_json
 
 # RDS keeps automated backups for at most 35 days.
@@ -73,9 +74,11 @@ class Database(pulumi.ComponentResource):
             tags=data_tags("database", "confidential"),
             opts=child,
         )
-        document: pulumi.Output[str] = pulumi.Output.secret(
-            to_json({"username": "mailstack", "password": password.result})
-        )
+        credentials: DatabaseSecret[pulumi.Input[str]] = {
+            "username": "mailstack",
+            "password": password.result,
+        }
+        document: pulumi.Output[str] = pulumi.Output.secret(to_json(credentials))
         aws.secretsmanager.SecretVersion(
             f"{name}-password",
             secret_id=self.password_secret.id,
