@@ -174,16 +174,6 @@ class Deployment:
         return json.loads((DATA_DIR / "api-credentials.json").read_text())
 
 
-def _snapshot_sources(target: Path) -> Path:
-    """A frozen copy of what the mailstack role builds: other engineers edit the checkout meanwhile, and an
-    idempotence check needs the same inputs twice."""
-    target.mkdir(parents=True)
-    for name in ("pyproject.toml", "README.md", "requirements.lock"):
-        shutil.copy2(REPO / name, target / name)
-    shutil.copytree(REPO / "mailstack", target / "mailstack", ignore=shutil.ignore_patterns("__pycache__"))
-    return target
-
-
 @pytest.fixture(scope="session")
 def roles_lock() -> Iterator[None]:
     """Held for the whole session: one deployment (and one outside host) at a time on this machine."""
@@ -208,20 +198,20 @@ def roles_lock() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def deployment(roles_lock: None, tmp_path_factory: pytest.TempPathFactory) -> Deployment:
     """site.yml applied to this machine, then applied again, then run in check mode; with provided DKIM
-    keys (as the cloud's boot script passes them)."""
+    keys (as the cloud's boot script passes them). The playbook's own defaults otherwise: the wheel is
+    built from this checkout as it is, as a user's run builds it (no copy, no mailstack__source_dir)."""
     require_commands("apt-get", "runuser", "setpriv", "start-stop-daemon")
     scratch = tmp_path_factory.mktemp("roles")
-    sources = _snapshot_sources(scratch / "src")
     provided = scratch / "provided-dkim.json"
     descriptor = os.open(provided, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         json.dump({"mailstack_dkim_provided_keys": provided_dkim_keys()}, handle)
-    source = ["-e", f"mailstack__source_dir={sources}", "-e", f"@{provided}"]
-    first = run_playbook(*source)
+    keys = ["-e", f"@{provided}"]
+    first = run_playbook(*keys)
     if first.returncode != 0:
         pytest.fail(f"site.yml failed on this machine:\n{first.describe()}", False)
-    second = run_playbook(*source)
-    check = run_playbook(*source, "--check", "--diff")
+    second = run_playbook(*keys)
+    check = run_playbook(*keys, "--check", "--diff")
     return Deployment(first, second, check)
 
 
