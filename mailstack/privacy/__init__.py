@@ -1,8 +1,21 @@
-"""Privacy: blind indexes, the audit trail, envelope encryption at rest (the vault and its key
-providers), and (as they land) retention and data-subject rights."""
+"""Privacy: the audit trail, consents, retention and data-subject rights (export, erasure), built on
+the personal-data marks of :mod:`mailstack.storage` and its vault (re-exported here)."""
+
+# The vault, its key providers and blind indexes live in mailstack.storage (which seals its own columns);
+# re-exported here, where the privacy features are.
+from mailstack.storage import (
+    KeyProvider,
+    KmsKeyProvider,
+    LocalKeyProvider,
+    RotationReport,
+    ShreddedDataError,
+    Vault,
+    address_index,
+    is_sealed,
+    provider_from_settings,
+)
 
 from ._audit import AuditEntry, list_audit, record_audit
-from ._blind import address_index
 from ._consent import (
     ConsentError,
     ConsentRecord,
@@ -25,7 +38,6 @@ from ._policy import (
     load_retention,
     parse_retention,
 )
-from ._providers import KeyProvider, KmsKeyProvider, LocalKeyProvider, provider_from_settings
 from ._retention import (
     ERASED,
     TABLE_RULES,
@@ -37,7 +49,6 @@ from ._retention import (
     purge,
 )
 from ._subject import ERASURE_TABLES, ErasureReport, erase_subject, export_subject, vacuum_erased
-from ._vault import RotationReport, ShreddedDataError, Vault, is_sealed
 
 __all__ = [
     "ACTIONS",

@@ -14,12 +14,11 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from mailstack.storage import normalize_address
+from mailstack.storage import Vault, normalize_address
 from mailstack.storage.schema import consents
 from mailstack.tokens import InvalidToken, TokenSigner
 
 from ._audit import record_audit
-from ._vault import Vault
 
 __all__ = [
     "CONFIRM_TTL_SECONDS",

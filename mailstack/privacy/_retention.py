@@ -67,11 +67,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from mailstack.model import FINAL_STATUSES
 from mailstack.observability import get_logger
-from mailstack.storage import PERSONALISED_LINK, PURPOSE_LINK_URL, later_click, link_key, schema
+from mailstack.storage import (
+    ERASED,
+    PERSONALISED_LINK,
+    PURPOSE_LINK_URL,
+    Vault,
+    later_click,
+    link_key,
+    schema,
+)
 
 from ._audit import record_audit
 from ._policy import POLICY_FILE, DataClass, RetentionError, RetentionPolicy
-from ._vault import ERASED, Vault
 
 __all__ = [
     "AUDIT_ACTOR",

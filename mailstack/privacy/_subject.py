@@ -37,6 +37,8 @@ from mailstack.storage import (
     PURPOSE_RECIPIENT_NAME,
     PURPOSE_SPEC,
     PURPOSE_WEBHOOK_PAYLOAD,
+    Vault,
+    address_index,
     forget_link_subject,
     list_events,
     list_suppressions,
@@ -63,11 +65,9 @@ from mailstack.storage.schema import (
 )
 
 from ._audit import list_audit, record_audit
-from ._blind import address_index
 from ._consent import list_consents
 from ._redact import AddressPattern, mentions, redact_json, redact_message, redact_spec
 from ._vacuum import vacuum
-from ._vault import Vault
 
 __all__ = ["ERASURE_TABLES", "ErasureReport", "erase_subject", "export_subject", "vacuum_erased"]
 

@@ -1,32 +1,31 @@
-"""Storage: the engine for each backend (SQLite, PostgreSQL), migrations and the repositories."""
+"""Storage: the engine for each backend (SQLite, PostgreSQL), migrations, the tables with their
+personal-data columns, the vault that seals those columns, and the repositories (one module per
+aggregate)."""
 
 from . import schema
+from ._api_keys import (
+    API_SCOPES,
+    DEFAULT_API_SCOPES,
+    ApiKeyRecord,
+    api_key_record,
+    create_api_key,
+    find_api_key,
+    parse_scopes,
+    secret_matches,
+    set_api_key_scopes,
+)
+from ._blind import address_index, normalize_address
 from ._details import PURPOSE_EVENT_DETAIL, is_sealed_detail, open_details, seal_details
+from ._dkim import DkimKeyRow, add_dkim_key, list_dkim_keys
 from ._engagement import PURPOSE_AUTOMATION_ERROR, PURPOSE_WEBHOOK_PAYLOAD
 from ._engine import create_storage_engine, normalize_url
-from ._feedback import (
-    GLOBAL_SCOPE,
-    PURPOSE_SUPPRESSED_ADDRESS,
-    SUPPRESSION_SOURCES,
-    LogCursor,
-    Suppression,
-    active_suppressions,
-    count_suppressions,
-    forget_queue_ids,
-    get_log_cursor,
-    list_suppressions,
-    load_queue_ids,
-    normalize_address,
-    note_soft_bounce,
-    parse_scope,
-    preblocked_detail,
-    remember_queue_ids,
-    save_log_cursor,
-    suppress,
-    suppression_key,
-    unsuppress,
-    valid_address,
+from ._idempotency import (
+    PURPOSE_IDEMPOTENT_RESPONSE,
+    IdempotentResponse,
+    get_idempotent_response,
+    save_idempotent_response,
 )
+from ._key_providers import KeyProvider, KmsKeyProvider, LocalKeyProvider, provider_from_settings
 from ._links import (
     PERSONALISED_LINK,
     PURPOSE_LINK_URL,
@@ -37,55 +36,59 @@ from ._links import (
     open_link_urls,
     seal_link_urls,
 )
-from ._migrate import migrate
-from ._records import (
-    API_SCOPES,
-    DEFAULT_API_SCOPES,
-    PURPOSE_IDEMPOTENT_RESPONSE,
+from ._messages import (
     PURPOSE_LAST_REPLY,
-    PURPOSE_OUTBOX_DATA,
-    PURPOSE_RCPT_TO,
     PURPOSE_RECIPIENT,
     PURPOSE_RECIPIENT_NAME,
     PURPOSE_SPEC,
     AcceptedRecipient,
-    ApiKeyRecord,
-    DkimKeyRow,
-    IdempotentResponse,
     MessageRecord,
-    OutboxItem,
     PendingMessage,
     SentRecord,
-    add_dkim_key,
-    api_key_record,
-    create_api_key,
-    find_api_key,
-    get_idempotent_response,
     get_message,
     insert_messages,
-    list_dkim_keys,
     list_events,
-    list_outbox,
     load_envelopes,
     message_api_key,
-    open_json,
-    open_text,
-    parse_scopes,
     recipient_domain,
     record_event,
     record_sent,
-    save_idempotent_response,
-    seal_json,
-    secret_matches,
-    set_api_key_scopes,
-    store_outbox,
     update_message_status,
 )
+from ._migrate import migrate
+from ._outbox import PURPOSE_OUTBOX_DATA, PURPOSE_RCPT_TO, OutboxItem, list_outbox, store_outbox
+from ._relay_log import (
+    LogCursor,
+    forget_queue_ids,
+    get_log_cursor,
+    load_queue_ids,
+    remember_queue_ids,
+    save_log_cursor,
+)
+from ._sealing import open_json, open_text, seal_json
+from ._suppressions import (
+    GLOBAL_SCOPE,
+    PURPOSE_SUPPRESSED_ADDRESS,
+    SUPPRESSION_SOURCES,
+    Suppression,
+    active_suppressions,
+    count_suppressions,
+    list_suppressions,
+    note_soft_bounce,
+    parse_scope,
+    preblocked_detail,
+    suppress,
+    suppression_key,
+    unsuppress,
+    valid_address,
+)
 from ._tail import GAP_GRACE_SECONDS, EventTail
+from ._vault import ERASED, RotationReport, ShreddedDataError, Vault, is_sealed
 
 __all__ = [
     "API_SCOPES",
     "DEFAULT_API_SCOPES",
+    "ERASED",
     "GAP_GRACE_SECONDS",
     "GLOBAL_SCOPE",
     "PERSONALISED_LINK",
@@ -107,14 +110,21 @@ __all__ = [
     "DkimKeyRow",
     "EventTail",
     "IdempotentResponse",
+    "KeyProvider",
+    "KmsKeyProvider",
+    "LocalKeyProvider",
     "LogCursor",
     "MessageRecord",
     "OutboxItem",
     "PendingMessage",
+    "RotationReport",
     "SentRecord",
+    "ShreddedDataError",
     "Suppression",
+    "Vault",
     "active_suppressions",
     "add_dkim_key",
+    "address_index",
     "api_key_record",
     "count_suppressions",
     "create_api_key",
@@ -126,6 +136,7 @@ __all__ = [
     "get_log_cursor",
     "get_message",
     "insert_messages",
+    "is_sealed",
     "is_sealed_detail",
     "later_click",
     "link_key",
@@ -148,6 +159,7 @@ __all__ = [
     "parse_scope",
     "parse_scopes",
     "preblocked_detail",
+    "provider_from_settings",
     "recipient_domain",
     "record_event",
     "record_sent",

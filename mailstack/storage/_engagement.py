@@ -43,7 +43,7 @@ __all__ = [
 
 Counter = BigInteger().with_variant(Integer(), "sqlite")
 
-# The vault purpose of automation_runs.error (mailstack.privacy.Vault binds it into each blob).
+# The vault purpose of automation_runs.error (mailstack.storage.Vault binds it into each blob).
 PURPOSE_AUTOMATION_ERROR = "automation_runs.error"
 # ... and of webhook_deliveries.payload (the Event API payload queued or logged).
 PURPOSE_WEBHOOK_PAYLOAD = "webhook_deliveries.payload"

@@ -1,7 +1,7 @@
 """Tables of the privacy layer: the audit trail and consent records.
 
 Neither holds a plaintext address: subjects are named by their blind index (a keyed HMAC of the
-normalised address, ``mailstack.privacy.address_index``) and anything else personal is encrypted.
+normalised address, ``mailstack.storage.address_index``) and anything else personal is encrypted.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ consents = Table(
     UniqueConstraint("subject", "list_name", name="uq_consents_subject_list"),
 )
 
-# --- envelope encryption (mailstack.privacy.Vault) ------------------------------------------------------
+# --- envelope encryption (mailstack.storage.Vault) ------------------------------------------------------
 
 # Key-encryption keys: each version's KEK is stored only wrapped by the key provider (the local keyring
 # or a cloud KMS); rotation adds a version, re-wraps every data key under it, then drops the old one.

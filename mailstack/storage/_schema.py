@@ -58,7 +58,7 @@ contents = Table(
     "contents",
     metadata,
     Column("id", Id, primary_key=True),
-    Column("spec", LargeBinary, nullable=False),  # the MessageSpec as JSON, sealed (mailstack.privacy.Vault)
+    Column("spec", LargeBinary, nullable=False),  # the MessageSpec as JSON, sealed (mailstack.storage.Vault)
     Column("created_at", Float, nullable=False),
 )
 

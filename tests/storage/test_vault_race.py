@@ -13,8 +13,7 @@ from sqlalchemy import Engine, func, select
 from support import make_vault
 
 from mailstack.keyring import Keyring
-from mailstack.privacy import ShreddedDataError, address_index
-from mailstack.storage import create_storage_engine
+from mailstack.storage import ShreddedDataError, address_index, create_storage_engine
 from mailstack.storage.schema import data_keys
 
 SECRET = bytes(range(32))

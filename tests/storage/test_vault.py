@@ -13,15 +13,16 @@ from support import make_vault
 
 from mailstack.config import ConfigError, load_settings, render_default_config
 from mailstack.keyring import DecryptionError, Keyring
-from mailstack.privacy import (
+from mailstack.storage import (
     KmsKeyProvider,
     LocalKeyProvider,
     ShreddedDataError,
     Vault,
     address_index,
+    create_storage_engine,
+    migrate,
     provider_from_settings,
 )
-from mailstack.storage import create_storage_engine, migrate
 from mailstack.storage.schema import data_keys, key_versions
 
 SECRET = bytes(range(32))

@@ -6,11 +6,22 @@ import hashlib
 import hmac
 
 from mailstack.keyring import Keyring
-from mailstack.storage import normalize_address
 
-__all__ = ["address_index"]
+__all__ = ["address_index", "normalize_address"]
 
 _PURPOSE = "blind-index:address"
+
+
+def normalize_address(email: str) -> str:
+    """The form addresses are suppressed and looked up in: trimmed, without <>, lower-case.
+
+    Local parts are case-sensitive in theory and never in practice; mailbox providers treat
+    ``Ana@Example.NET`` and ``ana@example.net`` as one mailbox, so suppression does too.
+    """
+    address = email.strip()
+    if address.startswith("<") and address.endswith(">"):
+        address = address[1:-1].strip()
+    return address.lower()
 
 
 def address_index(keyring: Keyring, address: str) -> str:

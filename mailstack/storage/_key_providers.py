@@ -1,4 +1,4 @@
-"""Key providers: where the key-encryption keys (KEKs) of :class:`mailstack.privacy.Vault` come from.
+"""Key providers: where the key-encryption keys (KEKs) of :class:`mailstack.storage.Vault` come from.
 
 A provider hands out a fresh 256-bit KEK together with a wrapped copy that only it can unwrap; mailstack
 stores the wrapped copy and asks the provider again only once per KEK version and process. The local

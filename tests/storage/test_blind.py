@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from mailstack.keyring import Keyring
-from mailstack.privacy import address_index
+from mailstack.storage import address_index
 
 OURS = Keyring(b"m" * 32)
 THEIRS = Keyring(b"t" * 32)

@@ -1,20 +1,17 @@
-"""Repositories: small functions over a :class:`sqlalchemy.Connection`, one per question the service asks.
+"""Messages: the contents accepted, one row per recipient, their events and delivery outcomes.
 
-Callers own transactions, so that accepting a message, recording its event and queueing it commit together.
+Callers own transactions, so that accepting a message, recording its event and queueing it commit
+together. Recipients, names, contents and replies are sealed (see :class:`~mailstack.storage.Vault`).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
 import json
-import secrets
-import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -32,188 +29,48 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 
+from mailstack import model
 from mailstack.model import Address, Envelope, EventType, MessageSpec, MessageStatus, RecipientKind
 
 from ._details import open_details, seal_details
-from ._feedback import FEEDBACK_STATUSES, active_suppressions, preblocked_detail, suppression_key
-from ._schema import api_keys, contents, dkim_keys, events, idempotency_keys, messages, outbox
+from ._schema import contents, events, messages
+from ._sealing import open_text
+from ._suppressions import active_suppressions, preblocked_detail, suppression_key
+from ._vault import Vault
 
-if TYPE_CHECKING:  # mailstack.privacy builds on storage; the vault is handed in by the callers
-    from mailstack.privacy import Vault
+__all__ = [
+    "FEEDBACK_STATUSES",
+    "PURPOSE_LAST_REPLY",
+    "PURPOSE_RECIPIENT",
+    "PURPOSE_RECIPIENT_NAME",
+    "PURPOSE_SPEC",
+    "AcceptedRecipient",
+    "MessageRecord",
+    "PendingMessage",
+    "SentRecord",
+    "get_message",
+    "insert_messages",
+    "list_events",
+    "load_envelopes",
+    "message_api_key",
+    "recipient_domain",
+    "record_event",
+    "record_sent",
+    "update_message_status",
+]
 
 # What each sealed column holds: bound into its ciphertext, so a blob cannot be moved to another column.
 PURPOSE_RECIPIENT = "messages.recipient"
 PURPOSE_RECIPIENT_NAME = "messages.recipient_name"
 PURPOSE_LAST_REPLY = "messages.last_reply"
 PURPOSE_SPEC = "contents.spec"
-PURPOSE_RCPT_TO = "outbox.rcpt_to"
-PURPOSE_OUTBOX_DATA = "outbox.data"
-PURPOSE_IDEMPOTENT_RESPONSE = "idempotency_keys.response"
+# Message statuses that report what came back after delivery; the delivery path never overwrites them.
+FEEDBACK_STATUSES = tuple(sorted(s.value for s in model.FEEDBACK_STATUSES))
 
 
 def recipient_domain(email: str) -> str:
     """The domain of an address, lower-case: kept in plaintext (it names no one) for stats and pacing."""
     return email.rpartition("@")[2].strip().rstrip(">").lower()[:255]
-
-
-def seal_json(conn: Connection, vault: Vault, value: Any, *, purpose: str, subject: str | None) -> bytes:
-    """``value`` as compact JSON, sealed."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return vault.seal(conn, text.encode(), purpose=purpose, subject=subject)
-
-
-def open_json(conn: Connection, vault: Vault, blob: bytes, *, purpose: str) -> Any:
-    """Inverse of :func:`seal_json`."""
-    return json.loads(vault.open(conn, blob, purpose=purpose))
-
-
-def open_text(conn: Connection, vault: Vault, blob: bytes | None, *, purpose: str, erased: str = "") -> str:
-    """A sealed text column: "" for NULL, ``erased`` when its data subject was erased."""
-    plain = vault.open_optional(conn, blob, purpose=purpose)
-    return erased if plain is None else plain.decode()
-
-
-# --- API keys ---------------------------------------------------------------------------------------
-
-
-# What an API key may do. Every route names the one scope it needs (mailstack.api._auth):
-#   send          POST /v3.1/send, SMTP submission, automations, conversions
-#   read          messages, message history, the sandbox outbox, statistics
-#   webhooks      event callback URLs (they push every event, addresses included, elsewhere)
-#   suppressions  /api/v1/suppressions
-#   consents      /api/v1/consents (double opt-in)
-#   privacy       /api/v1/privacy: export and erase any data subject, read the audit trail (admin only)
-API_SCOPES = ("send", "read", "webhooks", "suppressions", "consents", "privacy")
-# New keys, and keys made before scopes existed, get everything except the admin scope.
-DEFAULT_API_SCOPES = frozenset(API_SCOPES) - {"privacy"}
-
-
-def parse_scopes(text: str | Iterable[str]) -> frozenset[str]:
-    """Scopes from ``"send,read"`` or an iterable; ``"*"`` means every scope. Raises ValueError."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    names = {item.strip().lower() for item in items if item.strip()}
-    if "*" in names:
-        return frozenset(API_SCOPES)
-    unknown = names - set(API_SCOPES)
-    if unknown:
-        raise ValueError(f"unknown scope {', '.join(sorted(unknown))} (known: {', '.join(API_SCOPES)})")
-    if not names:
-        raise ValueError(f"give at least one scope (known: {', '.join(API_SCOPES)})")
-    return frozenset(names)
-
-
-def _scopes_text(scopes: Iterable[str]) -> str:
-    return ",".join(scope for scope in API_SCOPES if scope in set(scopes))
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKeyRecord:
-    id: int
-    public_key: str
-    name: str
-    secret_hash: str
-    disabled: bool
-    scopes: frozenset[str] = DEFAULT_API_SCOPES
-
-    def allows(self, scope: str) -> bool:
-        """Whether this key holds ``scope``."""
-        return scope in self.scopes
-
-
-def hash_secret(secret: str) -> str:
-    # API secrets are 256-bit random values, so a fast hash is enough (brute force is hopeless) and keeps
-    # per-request authentication cheap; passwords chosen by people get argon2 elsewhere.
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def create_api_key(
-    conn: Connection, name: str = "default", scopes: Iterable[str] = DEFAULT_API_SCOPES
-) -> tuple[str, str]:
-    """Create an API key; returns ``(public_key, secret)``. Only the secret's hash is stored."""
-    granted = parse_scopes(scopes)
-    public_key = secrets.token_hex(16)
-    secret = secrets.token_hex(32)
-    conn.execute(
-        insert(api_keys).values(
-            public_key=public_key,
-            secret_hash=hash_secret(secret),
-            name=name,
-            created_at=time.time(),
-            scopes=_scopes_text(granted),
-        )
-    )
-    return public_key, secret
-
-
-def api_key_record(row: Any) -> ApiKeyRecord:
-    """An :class:`ApiKeyRecord` from a row of ``api_keys``."""
-    return ApiKeyRecord(
-        row.id, row.public_key, row.name, row.secret_hash, row.disabled, parse_scopes(row.scopes)
-    )
-
-
-def find_api_key(conn: Connection, public_key: str) -> ApiKeyRecord | None:
-    row = conn.execute(select(api_keys).where(api_keys.c.public_key == public_key)).first()
-    return None if row is None else api_key_record(row)
-
-
-def set_api_key_scopes(conn: Connection, public_key: str, scopes: Iterable[str]) -> bool:
-    """Replace a key's scopes; False when there is no such key. Raises ValueError for unknown scopes."""
-    granted = parse_scopes(scopes)
-    changed = conn.execute(
-        update(api_keys).where(api_keys.c.public_key == public_key).values(scopes=_scopes_text(granted))
-    ).rowcount
-    return bool(changed)
-
-
-def secret_matches(record: ApiKeyRecord, secret: str) -> bool:
-    return hmac.compare_digest(record.secret_hash, hash_secret(secret))
-
-
-# --- DKIM keys --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DkimKeyRow:
-    domain: str
-    selector: str
-    algorithm: str
-    encrypted_pem: bytes
-    created_at: float
-    activates_at: float
-    active: bool
-
-
-def add_dkim_key(
-    conn: Connection, domain: str, selector: str, algorithm: str, encrypted_pem: bytes, *, activates_at: float
-) -> None:
-    conn.execute(
-        insert(dkim_keys).values(
-            domain=domain.lower(),
-            selector=selector,
-            algorithm=algorithm,
-            private_key=encrypted_pem,
-            created_at=time.time(),
-            activates_at=activates_at,
-        )
-    )
-
-
-def list_dkim_keys(
-    conn: Connection, *, domain: str | None = None, active_only: bool = True
-) -> list[DkimKeyRow]:
-    query = select(dkim_keys).order_by(dkim_keys.c.domain, dkim_keys.c.created_at, dkim_keys.c.id)
-    if domain is not None:
-        query = query.where(dkim_keys.c.domain == domain.lower())
-    if active_only:
-        query = query.where(dkim_keys.c.active.is_(True))
-    return [
-        DkimKeyRow(r.domain, r.selector, r.algorithm, r.private_key, r.created_at, r.activates_at, r.active)
-        for r in conn.execute(query)
-    ]
-
-
-# --- messages ---------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -657,115 +514,3 @@ def list_events(
     ).all()
     details = open_details(conn, vault, [r.detail for r in rows])
     return [(r.type, r.created_at, detail) for r, detail in zip(rows, details, strict=True)]
-
-
-# --- idempotency ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class IdempotentResponse:
-    request_hash: str
-    status_code: int
-    body: Any
-
-
-def get_idempotent_response(
-    conn: Connection, api_key_id: int, key: str, *, vault: Vault
-) -> IdempotentResponse | None:
-    row = conn.execute(
-        select(idempotency_keys).where(
-            idempotency_keys.c.api_key_id == api_key_id, idempotency_keys.c.key == key
-        )
-    ).first()
-    if row is None:
-        return None
-    return IdempotentResponse(
-        row.request_hash,
-        row.status_code,
-        open_json(conn, vault, row.response, purpose=PURPOSE_IDEMPOTENT_RESPONSE),
-    )
-
-
-def save_idempotent_response(
-    conn: Connection,
-    api_key_id: int,
-    key: str,
-    request_hash: str,
-    status_code: int,
-    body: Any,
-    *,
-    now: float,
-    vault: Vault,
-) -> None:
-    """Insert the response; raises IntegrityError when a concurrent request with the key won the race."""
-    conn.execute(
-        insert(idempotency_keys).values(
-            api_key_id=api_key_id,
-            key=key,
-            request_hash=request_hash,
-            status_code=status_code,
-            # It lists the recipients: sealed under the day's shared key (it names several).
-            response=seal_json(conn, vault, body, purpose=PURPOSE_IDEMPOTENT_RESPONSE, subject=None),
-            created_at=now,
-        )
-    )
-
-
-# --- sandbox outbox ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxItem:
-    id: int
-    message_id: int
-    mail_from: str
-    rcpt_to: str
-    created_at: float
-    data: bytes | None
-
-
-def store_outbox(
-    conn: Connection, message_id: int, mail_from: str, rcpt_to: str, data: bytes, *, now: float, vault: Vault
-) -> None:
-    """Keep a sandboxed copy, sealed under its recipient's data key."""
-    subject = vault.index(rcpt_to)
-    key = vault.data_keys_for(conn, {subject})[subject]
-    conn.execute(
-        insert(outbox).values(
-            message_id=message_id,
-            mail_from=mail_from,
-            rcpt_to=vault.seal_with(key, rcpt_to.encode(), purpose=PURPOSE_RCPT_TO),
-            data=vault.seal_with(key, data, purpose=PURPOSE_OUTBOX_DATA),
-            created_at=now,
-        )
-    )
-
-
-def list_outbox(
-    conn: Connection,
-    *,
-    api_key_id: int | None = None,
-    message_id: int | None = None,
-    limit: int = 100,
-    with_data: bool = False,
-    vault: Vault,
-) -> list[OutboxItem]:
-    """Sandboxed copies, newest first, decrypted (erased recipients' copies are left out)."""
-    columns = [outbox.c.id, outbox.c.message_id, outbox.c.mail_from, outbox.c.rcpt_to, outbox.c.created_at]
-    if with_data:
-        columns.append(outbox.c.data)
-    query = select(*columns).order_by(outbox.c.id.desc()).limit(limit)
-    if api_key_id is not None:
-        query = query.join(messages, messages.c.id == outbox.c.message_id).where(
-            messages.c.api_key_id == api_key_id
-        )
-    if message_id is not None:
-        query = query.where(outbox.c.message_id == message_id)
-    items = []
-    for r in conn.execute(query):
-        rcpt_to = vault.open_optional(conn, r.rcpt_to, purpose=PURPOSE_RCPT_TO)
-        if rcpt_to is None:
-            continue
-        data = vault.open(conn, r.data, purpose=PURPOSE_OUTBOX_DATA) if with_data else None
-        items.append(OutboxItem(r.id, r.message_id, r.mail_from, rcpt_to.decode(), r.created_at, data))
-    return items

@@ -44,10 +44,10 @@ from sqlalchemy.exc import IntegrityError
 
 from mailstack.config import PrivacySettings
 from mailstack.keyring import DecryptionError, Keyring
-from mailstack.storage.schema import data_keys, key_versions
 
 from ._blind import address_index
-from ._providers import KeyProvider, provider_from_settings
+from ._key_providers import KeyProvider, provider_from_settings
+from ._privacy import data_keys, key_versions
 
 __all__ = ["ERASED", "RotationReport", "ShreddedDataError", "Vault"]
 
@@ -171,7 +171,7 @@ class Vault:
     # --- blind index ---------------------------------------------------------------------------------
 
     def index(self, address: str) -> str:
-        """The blind index of ``address`` (see :func:`mailstack.privacy.address_index`)."""
+        """The blind index of ``address`` (see :func:`mailstack.storage.address_index`)."""
         return address_index(self.keyring, address)
 
     # --- sealing ------------------------------------------------------------------------------------
