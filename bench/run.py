@@ -23,6 +23,7 @@ MODULES = {
     "bench_postfix": ("postfix-e2e",),
     "bench_stats": ("stats-aggregate", "stats-query"),
     "bench_tracking": ("tracking-pixel", "tracking-links"),
+    "bench_templates": ("templates-1mb",),
     "bench_classify": ("bounce-classify",),
     "bench_throttle": ("throttle-sqlite", "throttle-postgres"),
 }
