@@ -6,6 +6,7 @@ The cost of both, measured, is ``bench/bench_templates.py`` (``templates-1mb``).
 from __future__ import annotations
 
 import dataclasses
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,6 +112,26 @@ def test_the_cache_is_bounded_by_the_characters_it_holds() -> None:
     assert cache.parses == 10
     cache.parsed("000" + "x" * 297, DEFAULT_LIMITS)  # the first one went
     assert cache.parses == 11
+
+
+def test_threads_wanting_a_template_being_parsed_wait_for_that_one_parse() -> None:
+    # The delivery workers of one serve process lease copies of the same message at the same time.
+    cache = TemplateCache()
+    template = DENSE * 3000  # ~130 KB: a parse long enough for the threads to meet
+    start = threading.Barrier(4)
+    trees: list[object] = []
+
+    def worker() -> None:
+        start.wait()
+        trees.append(cache.parsed(template, DEFAULT_LIMITS))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert cache.parses == 1
+    assert len(trees) == 4 and all(tree is trees[0] for tree in trees)
 
 
 TEMPLATE_PIECES = st.one_of(
