@@ -22,7 +22,8 @@ MODULES = {
     "bench_pipeline": ("pipeline-sqlite", "pipeline-postgres"),
     "bench_postfix": ("postfix-e2e",),
     "bench_stats": ("stats-aggregate", "stats-query"),
-    "bench_tracking": ("tracking-pixel",),
+    "bench_tracking": ("tracking-pixel", "tracking-links"),
+    "bench_templates": ("templates-1mb",),
     "bench_classify": ("bounce-classify",),
     "bench_throttle": ("throttle-sqlite", "throttle-postgres"),
 }
