@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python bench/bench_classify.py
 
-The corpus is ../shared/corpora/bounces/sisimai (489 real bounces, complaints and auto-replies). The
+The corpus is tests/data/bounces/sisimai (489 real bounces, complaints and auto-replies, vendored). The
 benchmark classifies every message, on one core, and reports messages/s; the baseline, measured in the
 same run, is only parsing the same messages with ``email.message_from_bytes(..., policy=compat32)``,
 the first step of the classifier. Rounds of the two alternate so that CPU frequency drift hits both
@@ -31,7 +31,7 @@ from mailstack.bounce_classify import classify
 
 ROUNDS = 3
 SECONDS_PER_MEASUREMENT = 6.0  # split over ROUNDS rounds, for each of the two
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "bounces"
+CORPUS = Path(__file__).resolve().parents[1] / "tests" / "data" / "bounces"
 NAME = "bounce-classify"
 
 
@@ -48,9 +48,7 @@ def load_corpus(root: Path = CORPUS) -> tuple[dict[str, bytes], dict[str, list[d
     """(file name -> raw message, file name -> expected labels in recipient order)."""
     labels_file = root / "sisimai-expected.jsonl"
     if not labels_file.is_file():
-        raise FileNotFoundError(
-            f"bounce corpus not found: {labels_file} (expected ../shared beside the checkout)"
-        )
+        raise FileNotFoundError(f"bounce corpus not found: {labels_file} (vendored in tests/data/bounces)")
     labels: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for line in labels_file.read_text().splitlines():
         if line.strip():
