@@ -8,17 +8,24 @@ with its whitespace collapsed, so each one is written lower-case with single spa
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "ALL_RULES",
     "Evidence",
+    "RuleSet",
+    "Rules",
+    "compiled",
     "decide",
     "find_reply_code",
     "find_status",
     "match_reason",
     "normalise",
+    "phrase_in",
+    "phrase_tables",
     "status_reason",
 ]
 
@@ -131,29 +138,24 @@ _STATUS: dict[str, str] = {
     "5.7.27": "notaccept",
 }
 
-# Mailbox providers' own wording for "this account does not exist": definitive whatever the SMTP stage.
-_DEFINITE_USERUNKNOWN = re.compile(
-    "|".join(
-        (
-            r"email account that you tried to reach does not exist",
-            r"this user doesn'?t have a [^ ]+ account",
-            r"address couldn'?t be found",
-            r"wasn'?t found at the destination domain",
-            r"recipientnotfound",
-            r"recipient not found by smtp address lookup",
-            r"the recipient name is not recognized",
-            r"not listed in (?:the )?domino directory",
-            r"not listed in public name & address book",
-            r"and other recipients in the same domain",
-            "\u30c7\u30a3\u30ec\u30af\u30c8\u30ea",  # "directory" (Domino/Notes in Japanese)
-            r"requested action not taken: mailbox unavailable",
-            r"unknown user: ",
-        )
-    )
-)
-
 # Phrases per reason. Plain strings are substrings; entries starting with "re:" are regular expressions.
 _PHRASES: dict[str, tuple[str, ...]] = {
+    # Mailbox providers' own wording for "this account does not exist": definitive whatever the SMTP stage.
+    "userunknown-definite": (
+        "email account that you tried to reach does not exist",
+        "re:this user doesn'?t have a [^ ]+ account",
+        "re:address couldn'?t be found",
+        "re:wasn'?t found at the destination domain",
+        "recipientnotfound",
+        "recipient not found by smtp address lookup",
+        "the recipient name is not recognized",
+        "re:not listed in (?:the )?domino directory",
+        "not listed in public name & address book",
+        "and other recipients in the same domain",
+        "\u30c7\u30a3\u30ec\u30af\u30c8\u30ea",  # "directory" (Domino/Notes in Japanese)
+        "requested action not taken: mailbox unavailable",
+        "unknown user: ",
+    ),
     "mailboxfull": (
         "\u30e1\u30fc\u30eb\u30dc\u30c3\u30af\u30b9\u304c\u4e00\u676f",
         "account is exceeding their quota",
@@ -1169,40 +1171,63 @@ def _compile(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("|".join(f"(?:{p})" for p in parts)) if parts else None
 
 
-_PATTERNS: dict[str, re.Pattern[str] | None] = {name: _compile(ps) for name, ps in _PHRASES.items()}
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """Which of the classifier's rules are in force; all of them by default.
 
-# The order in which phrase lists are tried when the status code says little (most specific first).
-_MATCH_ORDER = (
-    "mailboxfull",
-    "mesgtoobig",
-    "exceedlimit",
-    "suspend",
-    "hasmoved",
-    "norelaying",
-    "authfailure",
-    "requireptr",
-    "badreputation",
-    "virusdetected",
-    "notcompliantrfc",
-    "spamdetected",
-    "policyviolation",
-    "userunknown",
-    "filtered",
-    "rejected",
-    "hostunknown",
-    "speeding",
-    "toomanyconn",
-    "blocked",
-    "securityerror",
-    "systemerror",
-    "networkerror",
-    "expired",
-    "contenterror",
-    "systemfull",
-    "notaccept",
-    "mailererror",
-    "syntaxerror",
-)
+    Used to measure generalisation honestly (``bench/bench_classify.py``, leave-one-family-out): when
+    the samples of one MTA or provider family are scored, the phrases only that family's samples
+    contain (``without_phrases``: (table, phrase) pairs, see :func:`phrase_tables`) and the rules taken
+    from that family's own documentation (``without_sources``, see ``SOURCES`` in ``_vendors``) are off.
+    """
+
+    without_phrases: frozenset[tuple[str, str]] = frozenset()
+    without_sources: frozenset[str] = frozenset()
+
+
+class Rules:
+    """A :class:`RuleSet` made ready for matching (its phrase tables compiled)."""
+
+    __slots__ = ("patterns", "sources_off")
+
+    def __init__(self, ruleset: RuleSet) -> None:
+        off = ruleset.without_phrases
+        self.patterns: dict[str, re.Pattern[str] | None] = {
+            name: _compile(tuple(p for p in phrases if (name, p) not in off))
+            for name, phrases in _PHRASES.items()
+        }
+        self.sources_off = ruleset.without_sources
+
+    def allows(self, source: str) -> bool:
+        """True unless the rules documented for ``source`` (a vendor family) are switched off."""
+        return source not in self.sources_off
+
+    def has(self, table: str, text: str) -> bool:
+        """True when the normalised ``text`` contains one of the phrases of ``table``."""
+        pattern = self.patterns.get(table)
+        return pattern is not None and pattern.search(text) is not None
+
+
+@functools.lru_cache(maxsize=256)
+def compiled(ruleset: RuleSet) -> Rules:
+    """The compiled form of ``ruleset`` (cached: a measurement run uses one per family)."""
+    return Rules(ruleset)
+
+
+ALL_RULES = compiled(RuleSet())
+
+
+def phrase_tables() -> dict[str, tuple[str, ...]]:
+    """Every phrase table (name -> phrases); a phrase starting with ``re:`` is a regular expression."""
+    return dict(_PHRASES)
+
+
+def phrase_in(phrase: str, text: str) -> bool:
+    """True when one phrase of a table (as :func:`phrase_tables` gives it) occurs in normalised ``text``."""
+    if phrase.startswith("re:"):
+        return re.search(phrase[3:], text) is not None
+    return phrase in text
+
 
 # SMTP commands a server answers before it has seen any of the message.
 _BEFORE_DATA = frozenset({"CONN", "EHLO", "HELO", "STARTTLS", "AUTH", "MAIL", "RCPT"})
@@ -1214,10 +1239,9 @@ def normalise(text: str) -> str:
     return _SPACES.sub(" ", text).strip().lower()
 
 
-def match_reason(name: str, text: str) -> bool:
+def match_reason(name: str, text: str, rules: Rules = ALL_RULES) -> bool:
     """True when the normalised ``text`` contains one of the phrases of reason ``name``."""
-    pattern = _PATTERNS.get(name)
-    return pattern is not None and pattern.search(text) is not None
+    return rules.has(name, text)
 
 
 def status_reason(status: str) -> str:
@@ -1267,13 +1291,14 @@ class Evidence:
     action: str = ""  # failed, delayed, delivered, relayed, expanded or ""
     diagnostic_type: str = ""  # SMTP, X-UNIX, X-POSTFIX, ... (upper-case) or ""
     context: str = ""  # normalised text of the whole notification, for when the diagnostic is empty
+    rules: Rules = ALL_RULES
     _seen: dict[str, bool] = field(default_factory=dict, repr=False)
 
     def has(self, name: str) -> bool:
         """True when the diagnostic contains a phrase of reason ``name`` (each list is searched once)."""
         found = self._seen.get(name)
         if found is None:
-            found = self._seen[name] = match_reason(name, self.diagnostic)
+            found = self._seen[name] = self.rules.has(name, self.diagnostic)
         return found
 
 
@@ -1286,7 +1311,7 @@ def _userunknown(ev: Evidence, temp: str) -> bool:
             ev.has(r) for r in ("norelaying", "blocked", "mailboxfull", "hasmoved", "rejected")
         ) or ev.has("userunknown")
     if temp in ("", "filtered", "onhold", "undefined", "systemerror", "securityerror") and (
-        _DEFINITE_USERUNKNOWN.search(ev.diagnostic)
+        ev.has("userunknown-definite")
     ):
         return True
     # Otherwise only a refusal of RCPT TO proves the mailbox unknown; after DATA it is a filter.
@@ -1450,6 +1475,7 @@ def _decide(ev: Evidence) -> str:
             command=ev.command,
             action=ev.action,
             diagnostic_type=ev.diagnostic_type,
+            rules=ev.rules,
         )
         reason = _first_pass(sub, temp) if ev.diagnostic_type not in ("X-UNIX", "X-POSTFIX") else ""
         reason = reason or _second_pass(sub, temp)
