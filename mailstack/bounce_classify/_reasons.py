@@ -1142,6 +1142,120 @@ _PHRASES: dict[str, tuple[str, ...]] = {
 }
 
 
+# How mail systems in general word each failure: a subject and what is wrong with it, within a few
+# words. One form per entry, so that a measurement can attribute each form to the families that use it
+# (see RuleSet); they come after the phrase lists above, which stay the most specific evidence.
+_WHO = r"(?:user|recipient|mailbox|address|account|addressee|local[ -]?part|e-?mail)"
+_HOST = r"(?:host|domain|hostname|host name|mail domain)"
+_CONCEPTS: dict[str, tuple[str, ...]] = {
+    "userunknown-definite": (
+        rf"re:\b{_WHO}\b.{{0,30}}\b(?:couldn'?t|could not|cannot|can'?t) be found\b",
+        rf"re:\b{_WHO}\b.{{0,30}}\b(?:wasn'?t|was not) found\b",
+    ),
+    "userunknown": (
+        rf"re:\b{_WHO}\b.{{0,30}}\bunknown\b",
+        rf"re:\bunknown\b.{{0,10}}\b{_WHO}\b",
+        rf"re:\b{_WHO}\b.{{0,30}}\bnot found\b",
+        rf"re:\b{_WHO}\b.{{0,30}}\b(?:does ?n[o']t|did ?n[o']t|not) exist\b",
+        rf"re:\b{_WHO}\b.{{0,30}}\bnot (?:recogni[sz]ed|known|listed|valid)\b",
+        rf"re:\b(?:invalid|non-?existent|no such|bad)\b.{{0,10}}\b{_WHO}\b",
+        rf"re:\b{_WHO}\b.{{0,20}}\b(?:is )?invalid\b",
+        rf"re:\bno (?:such )?{_WHO} (?:here|by that name|available)",
+    ),
+    "hostunknown": (
+        rf"re:\b{_HOST}\b.{{0,30}}\b(?:unknown|not found|does ?n[o']t exist|not exist)\b",
+        rf"re:\b(?:unknown|no such|non-?existent|invalid)\b.{{0,10}}\b{_HOST}\b",
+        r"re:\bnxdomain\b",
+    ),
+    "mailboxfull": (
+        r"re:\b(?:mailbox|inbox|mail ?box|quota|disk|storage|mail ?folder)\b.{0,30}\bfull\b",
+        r"re:\b(?:mailbox|inbox|mail ?box|quota|disk|storage|mail ?folder)\b.{0,30}\bexceed(?:s|ed)?\b",
+        r"re:\bover ?(?:the )?(?:allowed )?quota\b",
+        r"re:\b(?:insufficient|not enough|no) (?:disk |storage )?space\b",
+    ),
+    "mesgtoobig": (
+        r"re:\b(?:message|mail|e-?mail)\b.{0,20}\btoo (?:large|big)\b",
+        r"re:\b(?:message )?size\b.{0,30}\b(?:exceed(?:s|ed)?|too large|limit)\b",
+    ),
+    "suspend": (rf"re:\b{_WHO}\b.{{0,30}}\b(?:suspended|disabled|deactivated|locked|frozen)\b",),
+    "norelaying": (
+        r"re:\brelay(?:ing)?\b.{0,30}\b(?:denied|not (?:permitted|allowed)|prohibited|refused|rejected)\b",
+        r"re:\b(?:not|unable) (?:configured )?to relay\b",
+        r"re:\b(?:insecure|open) (?:mail )?relay\b",
+    ),
+    "authfailure": (
+        r"re:\b(?:spf|dkim|dmarc)\b.{0,40}\b(?:fail|failed|fails|failure|invalid|reject|rejected)\b",
+        r"re:\b(?:fail|failed|fails|failure|not pass|does not pass)\b.{0,40}\b(?:spf|dkim|dmarc)\b",
+        r"re:\bsender policy framework\b",
+    ),
+    "requireptr": (
+        r"re:\b(?:ptr|rdns)\b",
+        r"re:\breverse (?:dns|lookup|name)\b",
+        r"re:\bip name lookup\b",
+    ),
+    "spamdetected": (
+        r"re:\bspam(?!haus|cop| ?trap| complaints?)\b",
+        r"re:\bunsolicited\b",
+        r"re:\bjunk ?mail\b",
+    ),
+    "virusdetected": (r"re:\b(?:virus|malware|infected)\b",),
+    "blocked": (
+        r"re:\b(?:black ?list(?:ed)?|block ?list(?:ed)?|deny ?list(?:ed)?|dnsbl|rbl)\b",
+        r"re:\b(?:spamhaus|spamcop|sorbs|barracudacentral)\b",
+        r"re:\b(?:ip|client|host|server|network)\b.{0,40}\b(?:blocked|banned|blacklisted)\b",
+        r"re:\b(?:ip|client|host|server|network)\b.{0,40}\b(?:refused|denied|not allowed)\b",
+        r"re:\bnot accepting (?:connections|mail from)\b",
+        r"re:\bconnection (?:refused|reset|dropped|closed)\b",
+    ),
+    "policyviolation": (r"re:\bpolic(?:y|ies)\b",),
+    "toomanyconn": (
+        r"re:\btoo many (?:connections|concurrent|sessions|recipients|simultaneous|messages)\b",
+        r"re:\bconnection (?:rate|frequency|count|limit)",
+        r"re:\b(?:rate|connection) limit(?:ed)?\b",
+    ),
+    "speeding": (r"re:\btoo (?:fast|quickly)\b", r"re:\b(?:slow down|try again slower)\b"),
+    "systemerror": (
+        r"re:\b(?:system|internal|server|configuration|config) (?:error|problem|failure)\b",
+        r"re:\btransaction failed\b",
+        r"re:\b(?:server|system) (?:busy|misconfigured)\b",
+    ),
+    "networkerror": (
+        r"re:\b(?:no route|network (?:is )?unreachable|network error)\b",
+        r"re:\b(?:name server|nameserver|dns)\b.{0,40}\b(?:error|failure|failed|timeout|timed out)\b",
+        r"re:\b(?:mail|routing|forwarding) loop\b",
+        r"re:\btoo many hops\b",
+    ),
+    "expired": (
+        r"re:\b(?:expired|timed out|time ?out)\b",
+        r"re:\b(?:giving|gave) up\b",
+        r"re:\bcould not (?:be )?deliver(?:ed)? (?:for|in|within)\b",
+        r"re:\b(?:delayed|retr(?:y|ies|ying))\b",
+        r"re:\btoo long\b",
+    ),
+    "notaccept": (
+        r"re:\bnull mx\b",
+        r"re:\bno mx\b",
+        r"re:\b(?:does ?n[o']t|does not|not) (?:accept|receive) (?:e-?)?mail\b",
+    ),
+    "mailererror": (r"re:\b(?:pipe|procmail|maildrop|mailer)\b", r"re:\bexit (?:code|status)\b"),
+    "syntaxerror": (
+        r"re:\bsyntax\b",
+        r"re:\b(?:unrecognized|unknown|unimplemented|bad) command\b",
+        r"re:\bmalformed (?:address|command)\b",
+    ),
+    "contenterror": (r"re:\b(?:header|mime|content|encoding)\b.{0,30}\b(?:invalid|malformed|illegal)\b",),
+    "rejected": (
+        r"re:\bsender\b.{0,30}\b(?:rejected|refused|denied|blocked|not allowed|invalid|unknown)\b",
+        r"re:\b(?:not a member|non-?member|members only)\b",
+    ),
+    "filtered": (r"re:\b(?:filter(?:ed)?|refuses? to (?:receive|accept))\b",),
+    # A name server's "try again" (SERVFAIL) says nothing about whether the domain exists.
+    "dns-temporary": (r"re:\bnot found, try again\b", r"re:\btemporary failure in name resolution\b"),
+}
+for _name, _forms in _CONCEPTS.items():
+    _PHRASES[_name] = _PHRASES.get(_name, ()) + _forms
+
+
 def _trie_regex(words: list[str]) -> str:
     """One regular expression matching any of ``words``, factored as a trie: the regex engine then
     follows one branch per character instead of trying every phrase at every position."""
@@ -1375,7 +1489,9 @@ def _first_pass(ev: Evidence, temp: str) -> str:
         return "filtered"
     if _rejected(ev, temp):
         return "rejected"
-    if (temp == "hostunknown" and not ev.has("networkerror")) or ev.has("hostunknown"):
+    if (temp == "hostunknown" and not ev.has("networkerror")) or (
+        ev.has("hostunknown") and not ev.has("dns-temporary")
+    ):
         return "hostunknown"
     if temp == "spamdetected" or ev.has("spamdetected"):
         return "spamdetected"
