@@ -22,8 +22,10 @@ could only have been learnt from it:
 * the rules written from a vendor's own documentation (``SOURCES``: Microsoft's NDR codes, Orange's
   error numbers, Gmail's states, PowerMTA's categories, SES's JSON) are off for that vendor's family.
 
-What stays on is what other families also show: the RFC 3463 / IANA status code tables, RFC 3464 and
-RFC 5965 parsing, and phrases seen in at least two families. The decision order itself was written
+What stays on is what other families also show, and what standards fix: the RFC 3463 / IANA status
+code tables, RFC 3464 and RFC 5965 parsing, the wording of RFC 5321 replies, RFC 3463 code
+descriptions and POSIX error strings (``standard_phrases()``), and phrases seen in at least two
+families. The decision order itself was written
 with every family in view; that part cannot be left out and is the remaining optimism of the number.
 
 Scores are per labelled recipient: recipient found (the labelled address when the label has one,
@@ -59,6 +61,7 @@ from mailstack.bounce_classify import (
     evidence_text,
     phrase_in,
     phrase_tables,
+    standard_phrases,
 )
 
 ROUNDS = 3
@@ -255,10 +258,13 @@ def attribution(samples: Iterable[Sample]) -> dict[tuple[str, str], tuple[set[st
     """(table, phrase) -> (families whose messages contain it, families whose messages contain it with
     a label the table can lead to), over the phrases found in at least one message."""
     texts = [(s.family, evidence_text(s.raw), _label_reasons(s)) for s in samples]
+    standard = standard_phrases()
     out: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
     for table, phrases in phrase_tables().items():
         yields = _TABLE_YIELDS.get(table, {table})
         for phrase in phrases:
+            if (table, phrase) in standard:
+                continue  # wording fixed by an RFC or POSIX: no family taught it
             seen: set[str] = set()
             supporting: set[str] = set()
             for family, text, reasons in texts:

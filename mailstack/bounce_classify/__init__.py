@@ -15,7 +15,7 @@ The classifier is pure (no I/O, no configuration) and never raises on bad input.
 from __future__ import annotations
 
 from mailstack.bounce_classify._classify import classify, evidence_text
-from mailstack.bounce_classify._reasons import RuleSet, phrase_in, phrase_tables
+from mailstack.bounce_classify._reasons import RuleSet, phrase_in, phrase_tables, standard_phrases
 from mailstack.bounce_classify._types import BounceResult, Category, category_of
 from mailstack.bounce_classify._vendors import SOURCES
 
@@ -29,4 +29,5 @@ __all__ = [
     "evidence_text",
     "phrase_in",
     "phrase_tables",
+    "standard_phrases",
 ]

@@ -26,6 +26,7 @@ __all__ = [
     "normalise",
     "phrase_in",
     "phrase_tables",
+    "standard_phrases",
     "status_reason",
 ]
 
@@ -1252,6 +1253,73 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
     # A name server's "try again" (SERVFAIL) says nothing about whether the domain exists.
     "dns-temporary": (r"re:\bnot found, try again\b", r"re:\btemporary failure in name resolution\b"),
 }
+# Wording fixed by standards rather than by any one mail system: the reply texts of RFC 5321, the
+# descriptions of the enhanced status codes (RFC 3463, RFC 7505, the IANA registry) and the operating
+# system's error strings (POSIX strerror, getaddrinfo) that every MTA quotes. A measurement never
+# attributes these to a family (see standard_phrases()).
+_STANDARD: dict[str, tuple[str, ...]] = {
+    "userunknown": (
+        "mailbox unavailable",  # RFC 5321 450/550
+        "no valid recipients",  # RFC 5321 554
+        "bad destination mailbox address",  # X.1.1, X.1.3
+    ),
+    "hostunknown": ("bad destination system address", "name or service not known"),  # X.1.2, EAI_NONAME
+    "hasmoved": ("mailbox has moved",),  # X.1.6
+    "rejected": (
+        "bad sender's mailbox address syntax",  # X.1.7
+        "bad sender's system address",  # X.1.8
+        "delivery not authorized, message refused",  # X.7.1
+    ),
+    "suspend": ("mailbox disabled",),  # X.2.1
+    "mailboxfull": (
+        "mailbox full",  # X.2.2
+        "exceeded storage allocation",  # RFC 5321 552
+        "disk quota exceeded",  # EDQUOT
+        "disc quota exceeded",
+        "no space left on device",  # ENOSPC
+    ),
+    "mesgtoobig": (
+        "message length exceeds administrative limit",
+        "message too big for system",
+    ),  # X.2.3, X.3.4
+    "systemfull": ("mail system full", "insufficient system storage"),  # X.3.1, RFC 5321 452
+    "notaccept": (
+        "system not accepting network messages",  # X.3.2
+        "recipient address has null mx",  # X.1.10, RFC 7505
+        "no smtp service here",  # RFC 5321 554 at connection
+    ),
+    "expired": (
+        "no answer from host",
+        "delivery time expired",
+        "connection timed out",
+    ),  # X.4.1, X.4.7, ETIMEDOUT
+    "networkerror": (
+        "bad connection",  # X.4.2
+        "routing loop detected",  # X.4.6
+        "no route to host",  # EHOSTUNREACH
+        "network is unreachable",  # ENETUNREACH
+        "host is unreachable",
+        "temporary failure in name resolution",  # EAI_AGAIN
+    ),
+    "blocked": ("connection refused", "connection reset by peer"),  # ECONNREFUSED, ECONNRESET
+    "toomanyconn": ("too many recipients",),  # RFC 5321 452, X.5.3
+    "systemerror": ("local error in processing", "transaction failed"),  # RFC 5321 451, 554
+    "syntaxerror": (
+        "syntax error",  # RFC 5321 500/501
+        "command unrecognized",
+        "command not implemented",  # 502
+        "bad sequence of commands",  # 503
+    ),
+    "securityerror": ("message integrity failure", "cryptographic failure"),  # X.7.7, X.7.5
+    "requireptr": ("reverse dns validation failed",),  # X.7.25
+    "authfailure": (
+        "spf validation failed",
+        "dkim validation failed",
+        "multiple authentication checks failed",
+    ),
+}
+for _name, _forms in _STANDARD.items():
+    _PHRASES[_name] = _PHRASES[_name] + tuple(f for f in _forms if f not in _PHRASES[_name])
 for _name, _forms in _CONCEPTS.items():
     _PHRASES[_name] = _PHRASES.get(_name, ()) + _forms
 
@@ -1334,6 +1402,12 @@ ALL_RULES = compiled(RuleSet())
 def phrase_tables() -> dict[str, tuple[str, ...]]:
     """Every phrase table (name -> phrases); a phrase starting with ``re:`` is a regular expression."""
     return dict(_PHRASES)
+
+
+def standard_phrases() -> frozenset[tuple[str, str]]:
+    """(table, phrase) pairs whose wording comes from standards (RFCs, the IANA registry, POSIX), not
+    from any mail system's own messages."""
+    return frozenset((name, phrase) for name, phrases in _STANDARD.items() for phrase in phrases)
 
 
 def phrase_in(phrase: str, text: str) -> bool:
