@@ -115,8 +115,9 @@ class Expected:
     """One labelled recipient. ``None`` fields are not scored (the source's label says nothing)."""
 
     recipient: str | None = None  # the address, when the label names it
-    category: str | None = None
+    categories: frozenset[str] | None = None  # accepted categories
     reasons: frozenset[str] | None = None  # accepted reasons
+    score_recipient: bool = True  # False for messages that are no bounce: nobody to find
 
 
 @dataclass(slots=True)
@@ -150,7 +151,10 @@ def development_set() -> list[Sample]:
             name,
             messages[name],
             family_of(name),
-            [Expected(None, expected_category(lab), frozenset({lab["reason"]})) for lab in expected],
+            [
+                Expected(None, frozenset({expected_category(lab)}), frozenset({lab["reason"]}))
+                for lab in expected
+            ],
         )
         for name, expected in labels.items()
     ]
@@ -168,8 +172,9 @@ def other_corpora() -> list[Sample]:
             expected = [
                 Expected(
                     item.get("recipient"),
-                    item.get("category"),
+                    frozenset(item["categories"]) if item.get("categories") else None,
                     frozenset(item["reasons"]) if item.get("reasons") else None,
+                    item.get("score_recipient", True),
                 )
                 for item in entry["expected"]
             ]
@@ -210,20 +215,20 @@ def score_sample(sample: Sample, results: list[BounceResult]) -> Score:
     """Compare ``results`` with the sample's labels: by address when the label names one, else the
     n-th label against the n-th result."""
     score = Score()
-    by_address = {r.recipient.lower(): r for r in results if r.recipient}
+    by_address = {a.lower(): r for r in results for a in (r.recipient, r.original_recipient) if a}
     for index, expected in enumerate(sample.expected):
         positional = results[index] if index < len(results) else None
-        score.recipients += 1
         if expected.recipient is not None:
             result = by_address.get(expected.recipient.lower())
             score.found += result is not None
             result = result or positional  # category and reason are still scored
         else:
             result = positional
-            score.found += bool(result and result.recipient)
-        if expected.category is not None:
+            score.found += bool(result and result.recipient and expected.score_recipient)
+        score.recipients += expected.score_recipient
+        if expected.categories is not None:
             score.categories += 1
-            score.category += bool(result and result.category == expected.category)
+            score.category += bool(result and result.category in expected.categories)
         if expected.reasons is not None:
             score.reasons += 1
             score.reason += bool(result and result.reason in expected.reasons)
@@ -240,7 +245,10 @@ def accuracy(messages: dict[str, bytes], labels: dict[str, list[dict[str, Any]]]
             name,
             messages[name],
             family_of(name),
-            [Expected(None, expected_category(lab), frozenset({lab["reason"]})) for lab in expected],
+            [
+                Expected(None, frozenset({expected_category(lab)}), frozenset({lab["reason"]}))
+                for lab in expected
+            ],
         )
         total.add(score_sample(sample, classify(sample.raw)))
     return {**total.percent(), "labelled_recipients": total.recipients}
