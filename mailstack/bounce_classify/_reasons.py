@@ -1146,26 +1146,29 @@ _PHRASES: dict[str, tuple[str, ...]] = {
 # How mail systems in general word each failure: a subject and what is wrong with it, within a few
 # words. One form per entry, so that a measurement can attribute each form to the families that use it
 # (see RuleSet); they come after the phrase lists above, which stay the most specific evidence.
-_WHO = r"(?:user|recipient|mailbox|address|account|addressee|local[ -]?part|e-?mail)"
-_HOST = r"(?:host|domain|hostname|host name|mail domain)"
+# Words, not parts of an address or host name ("recipient@example.net", "host1.example.org").
+_WHO = (
+    r"(?<![\w@.-])(?:user|recipient|mailbox|address|account|addressee|local[ -]?part|e-?mail)(?![\w@-]|\.\w)"
+)
+_HOST = r"(?<![\w@.-])(?:host|domain|hostname|host name|mail domain)(?![\w@-]|\.\w)"
 _CONCEPTS: dict[str, tuple[str, ...]] = {
     "userunknown-definite": (
-        rf"re:\b{_WHO}\b.{{0,30}}\b(?:couldn'?t|could not|cannot|can'?t) be found\b",
-        rf"re:\b{_WHO}\b.{{0,30}}\b(?:wasn'?t|was not) found\b",
+        rf"re:{_WHO}.{{0,30}}\b(?:couldn'?t|could not|cannot|can'?t) be found\b",
+        rf"re:{_WHO}.{{0,30}}\b(?:wasn'?t|was not) found\b",
     ),
     "userunknown": (
-        rf"re:\b{_WHO}\b.{{0,30}}\bunknown\b",
-        rf"re:\bunknown\b.{{0,10}}\b{_WHO}\b",
-        rf"re:\b{_WHO}\b.{{0,30}}\bnot found\b",
-        rf"re:\b{_WHO}\b.{{0,30}}\b(?:does ?n[o']t|did ?n[o']t|not) exist\b",
-        rf"re:\b{_WHO}\b.{{0,30}}\bnot (?:recogni[sz]ed|known|listed|valid)\b",
-        rf"re:\b(?:invalid|non-?existent|no such|bad)\b.{{0,10}}\b{_WHO}\b",
-        rf"re:\b{_WHO}\b.{{0,20}}\b(?:is )?invalid\b",
+        rf"re:{_WHO}.{{0,30}}\bunknown\b",
+        rf"re:\bunknown\b.{{0,10}}{_WHO}",
+        rf"re:{_WHO}.{{0,30}}\bnot found\b",
+        rf"re:{_WHO}.{{0,30}}\b(?:does ?n[o']t|did ?n[o']t|not) exist\b",
+        rf"re:{_WHO}.{{0,30}}\bnot (?:recogni[sz]ed|known|listed|valid)\b",
+        rf"re:\b(?:invalid|non-?existent|no such|bad)\b.{{0,10}}{_WHO}",
+        rf"re:{_WHO}.{{0,20}}\b(?:is )?invalid\b",
         rf"re:\bno (?:such )?{_WHO} (?:here|by that name|available)",
     ),
     "hostunknown": (
-        rf"re:\b{_HOST}\b.{{0,30}}\b(?:unknown|not found|does ?n[o']t exist|not exist)\b",
-        rf"re:\b(?:unknown|no such|non-?existent|invalid)\b.{{0,10}}\b{_HOST}\b",
+        rf"re:{_HOST}.{{0,30}}\b(?:unknown|not found|does ?n[o']t exist|not exist)\b",
+        rf"re:\b(?:unknown|no such|non-?existent|invalid)\b.{{0,10}}{_HOST}",
         r"re:\bnxdomain\b",
     ),
     "mailboxfull": (
@@ -1178,7 +1181,7 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
         r"re:\b(?:message|mail|e-?mail)\b.{0,20}\btoo (?:large|big)\b",
         r"re:\b(?:message )?size\b.{0,30}\b(?:exceed(?:s|ed)?|too large|limit)\b",
     ),
-    "suspend": (rf"re:\b{_WHO}\b.{{0,30}}\b(?:suspended|disabled|deactivated|locked|frozen)\b",),
+    "suspend": (rf"re:{_WHO}.{{0,30}}\b(?:suspended|disabled|deactivated|locked|frozen)\b",),
     "norelaying": (
         r"re:\brelay(?:ing)?\b.{0,30}\b(?:denied|not (?:permitted|allowed)|prohibited|refused|rejected)\b",
         r"re:\b(?:not|unable) (?:configured )?to relay\b",
@@ -1190,7 +1193,8 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
         r"re:\bsender policy framework\b",
     ),
     "requireptr": (
-        r"re:\b(?:ptr|rdns)\b",
+        r"re:\b(?:ptr|rdns)\b.{0,30}\b(?:record|lookup|missing|fail(?:ed|s|ure)?|invalid|required|mismatch)",
+        r"re:\b(?:no|missing|invalid|without|bad) (?:ptr|rdns)\b",
         r"re:\breverse (?:dns|lookup|name)\b",
         r"re:\bip name lookup\b",
     ),
@@ -1238,7 +1242,7 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
         r"re:\bno mx\b",
         r"re:\b(?:does ?n[o']t|does not|not) (?:accept|receive) (?:e-?)?mail\b",
     ),
-    "mailererror": (r"re:\b(?:pipe|procmail|maildrop|mailer)\b", r"re:\bexit (?:code|status)\b"),
+    "mailererror": (r"re:\b(?:pipe to|procmail|maildrop)\b", r"re:\bexit (?:code|status)\b"),
     "syntaxerror": (
         r"re:\bsyntax\b",
         r"re:\b(?:unrecognized|unknown|unimplemented|bad) command\b",
@@ -1249,7 +1253,7 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
         r"re:\bsender\b.{0,30}\b(?:rejected|refused|denied|blocked|not allowed|invalid|unknown)\b",
         r"re:\b(?:not a member|non-?member|members only)\b",
     ),
-    "filtered": (r"re:\b(?:filter(?:ed)?|refuses? to (?:receive|accept))\b",),
+    "filtered": (r"re:\b(?:filtered|refuses? to (?:receive|accept))\b",),
     # A name server's "try again" (SERVFAIL) says nothing about whether the domain exists.
     "dns-temporary": (r"re:\bnot found, try again\b", r"re:\btemporary failure in name resolution\b"),
 }
@@ -1594,6 +1598,7 @@ _SECOND_ORDER = (
     "badreputation",
     "securityerror",
     "systemerror",
+    "hostunknown",
     "networkerror",
     "speeding",
     "suspend",
@@ -1610,7 +1615,7 @@ def _second_pass(ev: Evidence, temp: str) -> str:
     reason = temp
     if reason in _RETRY or ev.diagnostic_type not in ("", "SMTP"):
         for name in _SECOND_ORDER:
-            if ev.has(name):
+            if ev.has(name) and not (name == "hostunknown" and ev.has("dns-temporary")):
                 return name
         if reason:
             return reason
@@ -1647,12 +1652,23 @@ def decide(ev: Evidence) -> str:
     return reason
 
 
+def _local_mailer(ev: Evidence) -> bool:
+    """A local delivery agent's own failure (X-Unix, or X-Postfix without any remote reply in it):
+    its words ("no such user" from procmail...) are not a receiving server's verdict."""
+    if ev.diagnostic_type == "X-UNIX":
+        return True
+    return ev.diagnostic_type == "X-POSTFIX" and not _REMOTE_REPLY.search(ev.diagnostic)
+
+
+_REMOTE_REPLY = re.compile(r"\bsaid: [245]\d\d\b|\b[45]\d\d[ -][245]\.\d{1,3}\.\d{1,3}\b")
+
+
 def _decide(ev: Evidence) -> str:
     if ev.status.startswith("2.") or ev.action in ("delivered", "relayed", "expanded"):
         return "delivered"
     temp = status_reason(ev.status)
     reason = ""
-    if ev.diagnostic_type not in ("X-UNIX", "X-POSTFIX"):
+    if not _local_mailer(ev):
         reason = _first_pass(ev, temp)
     if not reason:
         reason = _second_pass(ev, temp)
@@ -1667,7 +1683,7 @@ def _decide(ev: Evidence) -> str:
             diagnostic_type=ev.diagnostic_type,
             rules=ev.rules,
         )
-        reason = _first_pass(sub, temp) if ev.diagnostic_type not in ("X-UNIX", "X-POSTFIX") else ""
+        reason = "" if _local_mailer(ev) else _first_pass(sub, temp)
         reason = reason or _second_pass(sub, temp)
     if not reason:
         if ev.action.startswith("delayed"):
