@@ -28,6 +28,7 @@ from mailstack.bounce_classify._reasons import (
     find_reply_code,
     find_status,
     normalise,
+    status_reason,
 )
 from mailstack.bounce_classify._types import BounceResult, category_of
 from mailstack.bounce_classify._vendors import (
@@ -54,6 +55,9 @@ _MESSAGE_ID = re.compile(r"<([^<>\s@]+@[^<>\s]+)>")
 _MAX_RECIPIENTS = 500
 _HEADER_PARSER = HeaderParser(policy=email.policy.compat32)
 _MAX_BLOCK_LINES = 30
+# Reasons a status code gives for a whole class (5.7.1 "not authorized", 5.3.0 "mail system"): too
+# vague to stop listening to the rest of the report.
+_CATCH_ALL = frozenset({"securityerror", "systemerror", "contenterror"})
 
 # What says "this is a failure report" (as opposed to a reply written by a person or a robot).
 _BOUNCE_SENDER = re.compile(
@@ -503,6 +507,25 @@ def _finish(
         # Only when no specific status code tells more (the code wins over the state).
         reason = gmail_state_reason(text)
     if not reason:
+        diagnostic_type = rcpt.diagnostic_type if rcpt.diagnostic_type not in ("SMTP", "") else ""
+        if own and own != text:
+            # The DSN's Diagnostic-Code is the remote server's own words: it is heard first, and the
+            # surrounding lines (a transcript, other recipients' errors) only when it says nothing.
+            reason = decide(
+                Evidence(
+                    status=status,
+                    reply_code=reply,
+                    diagnostic=own,
+                    command=command,
+                    action=rcpt.action,
+                    diagnostic_type=diagnostic_type,
+                    rules=rules,
+                )
+            )
+            by_code = reason == status_reason(status) and reason not in _CATCH_ALL
+            if not (by_code or rules.has(reason, own)):
+                reason = ""  # only a guess from the status class: let the whole text speak
+    if not reason:
         reason = decide(
             Evidence(
                 status=status,
@@ -510,7 +533,7 @@ def _finish(
                 diagnostic=text,
                 command=command,
                 action=rcpt.action,
-                diagnostic_type=rcpt.diagnostic_type if rcpt.diagnostic_type not in ("SMTP", "") else "",
+                diagnostic_type=diagnostic_type,
                 context=context,
                 rules=rules,
             )
