@@ -29,6 +29,10 @@ descriptions and POSIX error strings (``standard_phrases()``), and phrases seen 
 families. The decision order itself was written
 with every family in view; that part cannot be left out and is the remaining optimism of the number.
 
+When Debian's Sisimai is installed (``apt-get install libsisimai-perl``), the same messages are also
+classified by it and its scores printed as a comparison anchor (nothing depends on it; the development
+set is Sisimai's own, so only the other corpora compare fairly).
+
 Scores are per labelled recipient: recipient found (the labelled address when the label has one,
 else any address), category (hard/soft/complaint/not_bounce) and reason (Sisimai's vocabulary; the
 other corpora's own labels are translated by the table in their README).
@@ -41,6 +45,8 @@ import email
 import email.policy
 import json
 import re
+import shutil
+import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -57,6 +63,7 @@ except ModuleNotFoundError:  # run from a checkout without the package installed
 from mailstack.bounce_classify import (
     SOURCES,
     BounceResult,
+    Category,
     RuleSet,
     classify,
     evidence_text,
@@ -128,6 +135,7 @@ class Sample:
     raw: bytes
     family: str
     expected: list[Expected] = field(default_factory=list)
+    path: Path | None = None
 
 
 def load_corpus(root: Path = CORPUS) -> tuple[dict[str, bytes], dict[str, list[dict[str, Any]]]]:
@@ -156,6 +164,7 @@ def development_set() -> list[Sample]:
                 Expected(None, frozenset({expected_category(lab)}), frozenset({lab["reason"]}))
                 for lab in expected
             ],
+            CORPUS / "sisimai" / name,
         )
         for name, expected in labels.items()
     ]
@@ -179,8 +188,10 @@ def other_corpora() -> list[Sample]:
                 )
                 for item in entry["expected"]
             ]
-            raw = (root / entry["file"]).read_bytes()
-            samples.append(Sample(root.name, entry["file"], raw, entry["family"], expected))
+            path = root / entry["file"]
+            samples.append(
+                Sample(root.name, entry["file"], path.read_bytes(), entry["family"], expected, path)
+            )
     return samples
 
 
@@ -340,6 +351,80 @@ def generalisation(samples: list[Sample]) -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------------------------------------------
+# Comparison anchor: Debian's Sisimai (libsisimai-perl), when it is installed. Never required.
+
+_SISIMAI = r"""
+use strict; use warnings; use Sisimai; use JSON::PP;
+my $json = JSON::PP->new->canonical;
+print $json->encode({ version => "$Sisimai::VERSION" }), "\n";
+while (my $path = <STDIN>) {
+    chomp $path;
+    my $list = eval { Sisimai->make($path, 'delivered' => 1) } || [];
+    my @out = map { { recipient => $_->recipient->address, reason => $_->reason,
+                      softbounce => $_->softbounce, status => $_->deliverystatus } } @$list;
+    print $json->encode({ file => $path, results => \@out }), "\n";
+}
+"""
+
+
+def _sisimai_results(samples: list[Sample]) -> tuple[str, dict[str, list[BounceResult]]] | None:
+    """Sisimai's verdicts per file, as BounceResults (its own softbounce flag decides hard/soft)."""
+    perl = shutil.which("perl")
+    if perl is None:
+        return None
+    paths = [str(s.path) for s in samples if s.path is not None]
+    try:
+        done = subprocess.run(
+            [perl, "-e", _SISIMAI],
+            input="\n".join(paths) + "\n",
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = done.stdout.splitlines()
+    if done.returncode != 0 or not lines:
+        return None  # Sisimai is not installed
+    version = json.loads(lines[0]).get("version", "?")
+    out: dict[str, list[BounceResult]] = {}
+    for line in lines[1:]:
+        entry = json.loads(line)
+        results = []
+        for item in entry["results"]:
+            reason = str(item["reason"])
+            category: Category
+            if reason == "feedback":
+                category = "complaint"
+            elif reason in ("delivered", "vacation"):
+                category = "not_bounce"
+            else:
+                category = "hard" if str(item["softbounce"]) == "0" else "soft"
+            results.append(BounceResult(recipient=str(item["recipient"]), category=category, reason=reason))
+        out[entry["file"]] = results or [
+            BounceResult(recipient="", category="not_bounce", reason="undefined")
+        ]
+    return version, out
+
+
+def anchor_scores(samples: list[Sample]) -> dict[str, Any] | None:
+    """Debian's Sisimai on the same labelled messages (its own sample set is its development set)."""
+    found = _sisimai_results(samples)
+    if found is None:
+        return None
+    version, results = found
+    totals: dict[str, Score] = defaultdict(Score)
+    for sample in samples:
+        if sample.path is not None and str(sample.path) in results:
+            totals[sample.corpus].add(score_sample(sample, results[str(sample.path)]))
+    return {
+        "name": f"Sisimai {version} (libsisimai-perl)",
+        "corpora": {c: s.percent() for c, s in totals.items()},
+    }
+
+
 def table(result: dict[str, Any]) -> str:
     """A Markdown table of a ``bounce-generalisation`` result."""
 
@@ -365,6 +450,13 @@ def table(result: dict[str, Any]) -> str:
             f"| **{corpus}** | **all** | | {scores['recipients']} | | {pair(scores, 'recipient_pct')} | "
             f"{pair(scores, 'category_pct')} | {pair(scores, 'reason_pct')} |"
         )
+    anchor = result.get("anchor")
+    if anchor:
+        for corpus, scores in anchor["corpora"].items():
+            lines.append(
+                f"| {corpus} | {anchor['name']} | | | | {cell(scores['recipient_pct'])} | "
+                f"{cell(scores['category_pct'])} | {cell(scores['reason_pct'])} |"
+            )
     return "\n".join(lines)
 
 
@@ -418,6 +510,7 @@ def _generalisation() -> dict[str, Any]:
     samples = development_set() + other_corpora()
     start = time.perf_counter()
     result = generalisation(samples)
+    result["anchor"] = anchor_scores(samples)
     dev = result["corpora"]["sisimai"]
     return {
         "name": GENERALISATION,
