@@ -1191,6 +1191,7 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
         r"re:\b(?:spf|dkim|dmarc)\b.{0,40}\b(?:fail|failed|fails|failure|invalid|reject|rejected)\b",
         r"re:\b(?:fail|failed|fails|failure|not pass|does not pass)\b.{0,40}\b(?:spf|dkim|dmarc)\b",
         r"re:\bsender policy framework\b",
+        r"re:\b(?:bad|invalid|broken|missing|no|per (?:its|it'?s))\b.{0,10}\bspf records?\b",
     ),
     "requireptr": (
         r"re:\b(?:ptr|rdns)\b.{0,30}\b(?:record|lookup|missing|fail(?:ed|s|ure)?|invalid|required|mismatch)",
@@ -1254,6 +1255,7 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
         r"re:\b(?:not a member|non-?member|members only)\b",
     ),
     "filtered": (r"re:\b(?:filtered|refuses? to (?:receive|accept))\b",),
+    "badreputation": (r"re:\b(?:ip|sender|sending|domain|poor|low|bad)\b.{0,20}\breputation\b",),
     # A name server's "try again" (SERVFAIL) says nothing about whether the domain exists.
     "dns-temporary": (r"re:\bnot found, try again\b", r"re:\btemporary failure in name resolution\b"),
 }
@@ -1505,6 +1507,10 @@ def _userunknown(ev: Evidence, temp: str) -> bool:
     if temp in ("", "filtered", "onhold", "undefined", "systemerror", "securityerror") and (
         ev.has("userunknown-definite")
     ):
+        return True
+    if ev.status[1:] in (".1.3", ".1.10") and ev.has("userunknown") and not ev.has(temp):
+        # An addressing status (RFC 3463 X.1.x) about the recipient whose own meaning the text does
+        # not bear out (a syntax error, a null MX), while the text says the mailbox is unknown.
         return True
     # Otherwise only a refusal of RCPT TO proves the mailbox unknown; after DATA it is a filter.
     if ev.command == "RCPT":
