@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from mailstack.addresses import sending_domain
 from mailstack.model import MessageSpec, RecipientKind
 from mailstack.service import Runtime
 from mailstack.storage import (
@@ -55,7 +56,8 @@ def malformed_json_error() -> RequestError:
 def _check_senders(results: list[ParsedMessage | MessageErrors], domains: frozenset[str]) -> None:
     # Mail is only sent for domains whose DKIM keys we hold: never unsigned mail, never a stranger's domain.
     for index, result in enumerate(results):
-        if isinstance(result, ParsedMessage) and result.spec.sender.domain not in domains:
+        # Keys are stored under the A-label form (sending_domain); the parsed address holds U-labels.
+        if isinstance(result, ParsedMessage) and sending_domain(result.spec.sender.domain) not in domains:
             results[index] = MessageErrors(
                 (
                     SendError(
