@@ -51,6 +51,7 @@ from typing import Any, Final
 
 from email_validator import EmailNotValidError, validate_email
 
+from mailstack.addresses import SendingDomainError, sending_domain
 from mailstack.model import Address, Attachment, MessageSpec
 from mailstack.templates import MAX_RENDER_WORK, PARSE_WEIGHT, render_work
 
@@ -505,25 +506,46 @@ def _integer(errs: _Errors, value: object, path: str) -> int | None:
     return None
 
 
-def _email(errs: _Errors, value: object, path: str) -> str | None:
+def _email(errs: _Errors, value: object, path: str, *, sending: bool = False) -> str | None:
+    """A valid address; with ``sending``, one whose domain may send (``sending_domain``'s message)."""
     raw = _string(errs, value, path, header=False, required=True)
     if raw is None:
         return None
     if len(raw) <= MAX_EMAIL_CHARS and not _HEADER_UNSAFE_RE.search(raw):
         try:
-            return validate_email(raw, check_deliverability=False).normalized
+            checked = validate_email(raw, check_deliverability=False)
+            if sending:
+                sending_domain(checked.ascii_domain)
+            return checked.normalized
+        except SendingDomainError as exc:
+            errs.add(MJ_INVALID_EMAIL, str(exc), path)
+            return None
         except (EmailNotValidError, UnicodeError, ValueError):
-            pass
+            if sending and _domain_refused(errs, raw, path):
+                return None
     errs.add(MJ_INVALID_EMAIL, f'"{_echo(raw)}" is an invalid email address.', path)
     return None
 
 
-def _address(errs: _Errors, value: object, path: str) -> Address | None:
+def _domain_refused(errs: _Errors, raw: str, path: str) -> bool:
+    # A sender refused for its domain (special-use, say) is told so in the words init and SMTP use.
+    local, at, domain = raw.rpartition("@")
+    if not (local and at and domain):
+        return False
+    try:
+        sending_domain(domain)
+    except SendingDomainError as exc:
+        errs.add(MJ_INVALID_EMAIL, str(exc), path)
+        return True
+    return False
+
+
+def _address(errs: _Errors, value: object, path: str, *, sending: bool = False) -> Address | None:
     if not isinstance(value, dict):
         errs.mismatch(path, "emailIn")
         return None
     props = _canonical(value, _ADDRESS_FOLD)
-    email_ = _email(errs, props.get("Email"), f"{path}.Email")
+    email_ = _email(errs, props.get("Email"), f"{path}.Email", sending=sending)
     name = _string(errs, props.get("Name"), f"{path}.Name", header=True)
     if email_ is None:
         return None
@@ -780,7 +802,7 @@ def _parse_message(
 
     sender: Address | None = None
     if get("From") is not None:
-        sender = _address(errs, get("From"), "From")
+        sender = _address(errs, get("From"), "From", sending=True)
     elif not template_given:  # a stored template may carry its own From
         errs.missing("From")
     envelope_sender = _address(errs, get("Sender"), "Sender") if get("Sender") is not None else None

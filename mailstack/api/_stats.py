@@ -134,7 +134,7 @@ def register_stats(app: FastAPI, runtime: Runtime, auth: Authenticator) -> Aggre
         batch_size=settings.stats.batch_size,
         providers=classifier.classify,
         poll_seconds=settings.stats.poll_seconds,
-        sent_is_delivery=not settings.delivery.relay,
+        sent_is_delivery=settings.sent_is_delivery,
     )
     run_in_background(app, aggregator.run, name="stats-aggregator")
     app.state.aggregator = aggregator

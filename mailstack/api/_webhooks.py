@@ -81,7 +81,7 @@ def register_webhooks(app: FastAPI, runtime: Runtime, auth: Authenticator) -> Di
         runtime.engine,
         runtime.keyring,
         settings.webhooks,
-        sent_is_delivery=not settings.delivery.relay,
+        sent_is_delivery=settings.sent_is_delivery,
         vault=runtime.vault,
     )
     # A delivery in flight may take its whole timeout before the thread sees the stop.

@@ -3,7 +3,6 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import re
 import secrets
 import sys
 import time
@@ -16,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Connection, Engine
 
+from mailstack.addresses import SendingDomainError, sending_domain
 from mailstack.cli._bounce import bounce_app
 from mailstack.cli._common import fail
 from mailstack.cli._dashboard import dashboard_app
@@ -61,7 +61,14 @@ DataDir = Annotated[
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
-_DOMAIN = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+$")
+
+
+def _sending_domain(text: str) -> str:
+    # The rule the Send API and SMTP apply to a From domain: what init accepts, they accept.
+    try:
+        return sending_domain(text)
+    except SendingDomainError as exc:
+        raise fail(str(exc)) from None
 
 
 ScopeOption = Annotated[
@@ -117,9 +124,7 @@ def init(
     """Create the configuration, the database, DKIM keys (RSA-2048 + Ed25519) and an API key."""
     from mailstack.domains import create_domain_keys
 
-    domain = domain.strip().lower().rstrip(".")
-    if not _DOMAIN.match(domain):
-        raise fail(f"{domain!r} is not a valid domain name")
+    domain = _sending_domain(domain)
     if (data_dir / CONFIG_FILE).exists():
         raise fail(f"{data_dir / CONFIG_FILE} already exists: this data directory is initialised")
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -284,6 +289,7 @@ def dkim_rotate(
     """Add new RSA and Ed25519 selectors; old selectors stay valid (keep their DNS records published)."""
     from mailstack.domains import create_domain_keys
 
+    domain = _sending_domain(domain)
     if activate_in < 0:
         raise fail("--activate-in must be zero or more hours")
     settings = _settings(data_dir)
@@ -296,7 +302,7 @@ def dkim_rotate(
     finally:
         engine.dispose()
     if as_json:
-        print(json.dumps({"domain": domain.lower(), "dkim": [k.to_json() for k in keys]}))
+        print(json.dumps({"domain": domain, "dkim": [k.to_json() for k in keys]}))
         return
     print("New selectors; publish these DNS TXT records now:")
     for key in keys:
@@ -330,9 +336,7 @@ def dkim_import(
 
     algorithms: tuple[str, ...] = get_args(Algorithm)
 
-    domain = domain.strip().lower().rstrip(".")
-    if not _DOMAIN.match(domain):
-        raise fail(f"{domain!r} is not a valid domain name")
+    domain = _sending_domain(domain)
     if algorithm not in algorithms:
         raise fail(f"--algorithm must be one of {', '.join(algorithms)}, got {algorithm!r}")
     if activate_in < 0:

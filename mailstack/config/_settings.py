@@ -354,6 +354,16 @@ class Settings(Section):
         return url
 
     @property
+    def sent_is_delivery(self) -> bool:
+        """Whether the relay's acceptance (the ``sent`` event) is the delivery Mailjet counts as "sent".
+
+        Only Postfix's log ([feedback] postfix_log) tells what the destination did; without it nothing
+        ever reports past the relay — the sandbox outbox, or ``--relay`` to any other MTA or smarthost —
+        so the relay's 250 is the last status there will be, and counts as delivered.
+        """
+        return not self.delivery.relay or not self.feedback.postfix_log
+
+    @property
     def hostname(self) -> str:
         return self.mail.hostname or f"mail.{self.mail.domain}"
 
@@ -459,6 +469,7 @@ workers = 4
 
 [feedback]
 # postfix_log = "/var/log/postfix.log" # Postfix's maillog_file: per-recipient delivered/deferred/bounced
+#                                    # (unset: the relay's 250 counts as delivered, nothing reports later)
 # intake = "127.0.0.1:2526"          # SMTP listener for mail to the bounce domain (route it here in Postfix)
 # intake_max_bytes = 10485760
 # soft_bounce_limit = 3              # suppress after this many soft-bounced messages ...

@@ -7,7 +7,7 @@ import time
 
 from sqlalchemy import Engine
 
-from mailstack.compose import domain_to_ascii
+from mailstack.addresses import SendingDomainError, sending_domain
 from mailstack.keyring import Keyring
 from mailstack.signing import Signer
 
@@ -49,9 +49,9 @@ class SignerCache:
 
 
 def normalized_domain(domain: str) -> str | None:
-    """``domain`` as the signer's keys name it (IDNA, lower case, no root dot); None if it cannot be."""
-    root_dot_removed = domain[:-1] if domain.endswith(".") else domain  # one root dot, never more
+    """``domain`` as the signer's keys name it (:func:`mailstack.addresses.sending_domain`); None if it
+    is not a sending domain at all."""
     try:
-        return domain_to_ascii(root_dot_removed).lower()
-    except ValueError:
+        return sending_domain(domain)
+    except SendingDomainError:
         return None

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from mailstack.addresses import SendingDomainError, sending_domain
 from mailstack.compose import ComposeError, Submission, parse_submission
 from mailstack.model import Address, MessageSpec
 from mailstack.runtime import Runtime
@@ -58,6 +59,10 @@ def accept_submission(runtime: Runtime, api_key_id: int, recipients: Sequence[st
     except ComposeError as exc:
         raise SubmissionRefused(replies.MALFORMED.format(reason=exc)) from None
     domain = submission.sender.domain
+    try:
+        sending_domain(domain)
+    except SendingDomainError as exc:
+        raise SubmissionRefused(replies.FROM_DOMAIN_REFUSED.format(reason=replies.reason(str(exc)))) from None
     if not runtime.acceptor.may_send_from(domain):
         raise SubmissionRefused(replies.FROM_NOT_AUTHORIZED.format(domain=replies.echo(domain)))
     # RFC 5321 4.4: a server that accepts a message adds its trace. No client name or address: the

@@ -9,6 +9,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from email_validator import EmailNotValidError, validate_email
 
+from mailstack.addresses import SendingDomainError, sending_domain
 from mailstack.credentials import ApiKeyVerifier
 from mailstack.observability import get_logger
 from mailstack.runtime import Runtime
@@ -130,6 +131,11 @@ class SubmissionHandler:
         if refused is not None:
             return refused
         domain = address.rpartition("@")[2]
+        try:
+            sending_domain(domain)
+        except SendingDomainError as exc:
+            log.info("smtp sender refused", reason="not a sending domain")
+            return replies.SENDING_DOMAIN_REFUSED.format(reason=replies.reason(str(exc)))
         if not await self._may_send_from(domain):
             log.info("smtp sender refused", reason="domain without DKIM key")
             return replies.SENDER_NOT_AUTHORIZED.format(domain=replies.echo(domain))

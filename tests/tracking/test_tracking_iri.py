@@ -23,12 +23,12 @@ from ada_url import URL
 from engagement_support import DOMAIN, html_part, links_in, write_data_dir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mailstack.service import Runtime, create_domain_keys
 from support import free_port
 
 from mailstack.api import create_app
 from mailstack.config import load_settings
 from mailstack.delivery import DeliveryWorker, SandboxOutbox
-from mailstack.service import Runtime, create_domain_keys
 from mailstack.storage import create_api_key
 from mailstack.tracking import TrackingUrls, rewrite_links
 
