@@ -20,16 +20,11 @@ import httpx
 import pytest
 import uvicorn
 from ada_url import URL
-from engagement_support import DOMAIN, html_part, links_in, write_data_dir
+from engagement_support import DOMAIN, Stack, html_part, links_in, make_stack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mailstack.service import Runtime, create_domain_keys
 from support import free_port
 
-from mailstack.api import create_app
-from mailstack.config import load_settings
-from mailstack.delivery import DeliveryWorker, SandboxOutbox
-from mailstack.storage import create_api_key
 from mailstack.tracking import TrackingUrls, rewrite_links
 
 PUBLIC = "https://track.example.com"
@@ -45,12 +40,10 @@ class Click:
 
 @dataclass
 class Served:
+    stack: Stack  # the app, its runtime and a delivery worker
     client: httpx.Client  # the API over a real socket
     port: int
-    runtime: Runtime
-    worker: DeliveryWorker
     urls: TrackingUrls
-    auth: tuple[str, str]
 
     def click(self, tracked: str) -> Click:
         """GET a click link with http.client, which (unlike httpx) leaves the Location unparsed."""
@@ -73,42 +66,28 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    data_dir = tmp_path_factory.mktemp("iri") / "data"
-    write_data_dir(data_dir)
-    port = free_port()
-    settings = load_settings(
-        data_dir,
-        {"server": {"http": f"127.0.0.1:{port}", "public_url": PUBLIC}, "stats": {"mx_lookup": False}},
-    )
-    runtime = Runtime.open(settings)
-    with runtime.engine.begin() as conn:
-        create_domain_keys(conn, runtime.keyring, DOMAIN)
-        auth = create_api_key(conn, "default")
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    worker = DeliveryWorker(
-        runtime.engine,
-        runtime.queue,
-        runtime.prepare,
-        SandboxOutbox(runtime.engine, runtime.vault),
-        runtime.worker_settings(),
-        vault=runtime.vault,
-    )
-    urls = TrackingUrls(runtime.compose_settings.tokens, PUBLIC)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            yield Served(client, port, runtime, worker, urls, auth)
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        runtime.close()
+    tmp_path = tmp_path_factory.mktemp("iri")
+    with make_stack(tmp_path, f"sqlite:///{tmp_path / 'mailstack.db'}") as stack:
+        port = free_port()
+        # The stack's client already runs the app's lifespan (the tracking recorder): uvicorn only serves.
+        app = stack.client.app
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off"
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        urls = TrackingUrls(stack.runtime.compose_settings.tokens, PUBLIC)
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=stack.auth, timeout=10) as client:
+                yield Served(stack, client, port, urls)
+        finally:
+            server.should_exit = True
+            thread.join(30)
 
 
 def sent_links(served: Served, document: str) -> list[str]:
@@ -119,12 +98,11 @@ def sent_links(served: Served, document: str) -> list[str]:
         "Subject": "Links",
         "HTMLPart": document,
     }
-    response = served.client.post("/v3.1/send", json={"Messages": [message]}, auth=served.auth)
+    response = served.client.post("/v3.1/send", json={"Messages": [message]})
     assert response.status_code == 200, response.text
     message_id = response.json()["Messages"][0]["To"][0]["MessageID"]
-    while served.worker.run_once():
-        pass
-    outbox = served.client.get(f"/api/v1/outbox/{message_id}", auth=served.auth)
+    assert served.stack.deliver() == 1
+    outbox = served.client.get(f"/api/v1/outbox/{message_id}")
     assert outbox.status_code == 200, outbox.text
     return links_in(html_part(outbox.content))
 
