@@ -173,6 +173,16 @@ def test_encrypted_values_in_an_example_stack_are_refused(tmp_path: Path) -> Non
         config_from_stack_file(stack)
 
 
+def test_a_stack_file_that_is_not_a_mapping_is_refused_with_its_path(tmp_path: Path) -> None:
+    stack = tmp_path / "Pulumi.list.yaml"
+    stack.write_text("- config\n- mailstack:domain\n")
+    with pytest.raises(ValueError, match=r"Pulumi\.list\.yaml: a stack file is a mapping"):
+        config_from_stack_file(stack)
+    numbered = tmp_path / "Pulumi.numbered.yaml"
+    numbered.write_text("config:\n  mailstack:domain: example.com\n  2: two\n")
+    assert config_from_stack_file(numbered)["mailstack:2"] == "two"
+
+
 def test_a_pool_too_large_for_the_mta_sts_policy_is_a_config_error() -> None:
     config = config_from_stack_file(REPO_ROOT / "Pulumi.dev.yaml")
     config["mailstack:fleet"] = json.dumps(
