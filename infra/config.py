@@ -16,6 +16,8 @@ from typing import Literal, TypeVar
 
 import pulumi
 
+from .database import RDS_MAX_STORAGE_GB
+
 T = TypeVar("T")
 Choice = TypeVar("Choice", bound=str)
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -377,7 +379,7 @@ def _aws(config: pulumi.Config, domain: str) -> AwsConfig:
     database = DatabaseConfig(
         instance_class=db_cfg.string("instanceClass", db_defaults.instance_class),
         allocated_storage_gb=db_cfg.integer(
-            "allocatedStorageGb", db_defaults.allocated_storage_gb, low=20, high=65536
+            "allocatedStorageGb", db_defaults.allocated_storage_gb, low=20, high=RDS_MAX_STORAGE_GB
         ),
         multi_az=db_cfg.boolean("multiAz", db_defaults.multi_az),
         engine_version=db_cfg.string("engineVersion", db_defaults.engine_version, choices=("15", "16", "17")),
