@@ -16,6 +16,8 @@ from typing import Literal, TypeVar
 
 import pulumi
 
+from .database import RDS_MAX_STORAGE_GB
+
 T = TypeVar("T")
 Choice = TypeVar("Choice", bound=str)
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -377,7 +379,7 @@ def _aws(config: pulumi.Config, domain: str) -> AwsConfig:
     database = DatabaseConfig(
         instance_class=db_cfg.string("instanceClass", db_defaults.instance_class),
         allocated_storage_gb=db_cfg.integer(
-            "allocatedStorageGb", db_defaults.allocated_storage_gb, low=20, high=65536
+            "allocatedStorageGb", db_defaults.allocated_storage_gb, low=20, high=RDS_MAX_STORAGE_GB
         ),
         multi_az=db_cfg.boolean("multiAz", db_defaults.multi_az),
         engine_version=db_cfg.string("engineVersion", db_defaults.engine_version, choices=("15", "16", "17")),
@@ -413,6 +415,24 @@ def _aws(config: pulumi.Config, domain: str) -> AwsConfig:
     dns_cfg.done()
     if dns.dkim_rsa_selector == dns.dkim_ed25519_selector:
         raise StackConfigError(f"{dns_cfg.key}.dkimEd25519Selector: must differ from dkimRsaSelector")
+    if not dns.zone_id:
+        # Every record goes into the one zone; a new zone is the domain's, and Route53 refuses names
+        # outside it only at `pulumi up`, halfway through.
+        for key, host in (
+            ("apiHost", dns.api_host),
+            ("trackingHost", dns.tracking_host),
+            ("bounceDomain", dns.bounce_domain),
+        ):
+            if host != domain and not host.endswith(f".{domain}"):
+                raise StackConfigError(
+                    f"{dns_cfg.key}.{key}: {host} is outside {domain}, the zone this stack creates; "
+                    "use a name under it, or set dns.zoneId to a zone that holds every name"
+                )
+    if len({dns.api_host, dns.tracking_host, f"mta-sts.{dns.bounce_domain}"}) < 3:
+        raise StackConfigError(
+            f"{dns_cfg.key}.trackingHost: the API, tracking and MTA-STS hosts must differ (each gets its "
+            "own record and certificate name)"
+        )
 
     alerts_cfg = _structured(config, "alerts")
     alerts = AlertsConfig(

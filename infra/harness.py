@@ -278,12 +278,17 @@ class RecordingMonitor(MockMonitor):
 def config_from_stack_file(path: Path, project: str = "mailstack") -> dict[str, str]:
     """The config map Pulumi would hand the program for ``Pulumi.<stack>.yaml``: objects as JSON text,
     scalars as text. Encrypted (``secure:``) values cannot be read offline and are refused."""
-    document = yaml.safe_load(path.read_text()) or {}
-    raw = document.get("config") or {}
+    document: object = yaml.safe_load(path.read_text())
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: a stack file is a mapping (with a 'config' key)")
+    raw: object = document.get("config") or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: 'config' must be a mapping")
     config: dict[str, str] = {}
-    for key, value in raw.items():
+    for name, value in raw.items():
+        key = str(name)  # YAML keys may be numbers
         full = key if ":" in key else f"{project}:{key}"
         if isinstance(value, dict) and set(value) == {"secure"}:
             raise ValueError(f"{path}: {key} is encrypted; example stacks must not hold secrets")

@@ -75,6 +75,10 @@ TLS_POLICY_MARKERS = ("TLS13", "TLS-1-2", "FS-1-2")
 WORLD = ("0.0.0.0/0", "::/0")
 
 
+# The policy pack's level (policies/__main__.py): what a rule without a level of its own enforces.
+PACK_ENFORCEMENT = EnforcementLevel.MANDATORY
+
+
 @dataclass(frozen=True)
 class Rule:
     """A CrossGuard policy and the resource types it judges (a stack rule needs at least one of them in
@@ -90,8 +94,9 @@ class Rule:
 
     @property
     def enforcement(self) -> EnforcementLevel:
-        """Mandatory rules block ``pulumi up`` (and fail ``make compliance``); advisory ones warn."""
-        return self.policy.enforcement_level or EnforcementLevel.ADVISORY
+        """Mandatory rules block ``pulumi up`` (and fail ``make compliance``); advisory ones warn. A rule
+        without its own level has the pack's (:data:`PACK_ENFORCEMENT`), as under the Pulumi CLI."""
+        return self.policy.enforcement_level or PACK_ENFORCEMENT
 
     @property
     def remediation(self) -> str:

@@ -173,6 +173,16 @@ def test_encrypted_values_in_an_example_stack_are_refused(tmp_path: Path) -> Non
         config_from_stack_file(stack)
 
 
+def test_a_stack_file_that_is_not_a_mapping_is_refused_with_its_path(tmp_path: Path) -> None:
+    stack = tmp_path / "Pulumi.list.yaml"
+    stack.write_text("- config\n- mailstack:domain\n")
+    with pytest.raises(ValueError, match=r"Pulumi\.list\.yaml: a stack file is a mapping"):
+        config_from_stack_file(stack)
+    numbered = tmp_path / "Pulumi.numbered.yaml"
+    numbered.write_text("config:\n  mailstack:domain: example.com\n  2: two\n")
+    assert config_from_stack_file(numbered)["mailstack:2"] == "two"
+
+
 def test_a_pool_too_large_for_the_mta_sts_policy_is_a_config_error() -> None:
     config = config_from_stack_file(REPO_ROOT / "Pulumi.dev.yaml")
     config["mailstack:fleet"] = json.dumps(
@@ -221,6 +231,39 @@ def test_an_empty_value_is_refused_with_the_key_named(
     with pytest.raises(StackConfigError) as raised:
         load_stack_config()
     assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("dns", "message"),
+    [
+        ({"apiHost": "api.example.org"}, "mailstack:dns.apiHost: api.example.org is outside example.com"),
+        (
+            {"bounceDomain": "bounces.example.net"},
+            "mailstack:dns.bounceDomain: bounces.example.net is outside",
+        ),
+        ({"trackingHost": "notexample.com"}, "mailstack:dns.trackingHost: notexample.com is outside"),
+        ({"trackingHost": "api.example.com"}, "mailstack:dns.trackingHost: the API, tracking and MTA-STS"),
+    ],
+)
+def test_hosts_the_new_zone_cannot_hold_are_refused(
+    mocked: Mocked, dns: dict[str, str], message: str
+) -> None:
+    mocked.configure(_with(dns=dns))
+    with pytest.raises(StackConfigError) as raised:
+        load_stack_config()
+    assert message in str(raised.value)
+
+
+def test_an_existing_zone_may_hold_hosts_outside_the_sending_domain(mocked: Mocked) -> None:
+    # mail.example.com sending, its hosts in the example.com zone the operator already has.
+    mocked.configure(
+        {
+            **_with(dns={"zoneId": "Z123", "apiHost": "api.example.com"}),
+            "mailstack:domain": "mail.example.com",
+        }
+    )
+    config = load_stack_config()
+    assert config.aws is not None and config.aws.dns.api_host == "api.example.com"
 
 
 def test_empty_text_still_means_unset_where_unset_is_allowed(mocked: Mocked) -> None:

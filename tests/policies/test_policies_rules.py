@@ -465,6 +465,16 @@ def test_every_rule_is_tested_and_documented() -> None:
         assert rule.enforcement in (EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY)
 
 
+def test_a_rule_without_its_own_level_enforces_the_packs_as_the_cli_does() -> None:
+    # The CLI applies PolicyPack(enforcement_level=...) to such a rule; make compliance must agree.
+    bare = Rule(
+        ResourceValidationPolicy("bare", "no level of its own", validate=lambda args, report: None),
+        frozenset(),
+    )
+    assert bare.enforcement == EnforcementLevel.MANDATORY
+    assert "enforcement_level=PACK_ENFORCEMENT" in (REPO / "policies" / "__main__.py").read_text()
+
+
 def test_the_policy_pack_is_declared_for_the_pulumi_cli() -> None:
     manifest = yaml.safe_load((REPO / "policies" / "PulumiPolicy.yaml").read_text())
     assert manifest["runtime"]["name"] == "python"
