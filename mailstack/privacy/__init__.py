@@ -48,12 +48,23 @@ from ._retention import (
     policy_path,
     purge,
 )
-from ._subject import ERASURE_TABLES, ErasureReport, erase_subject, export_subject, vacuum_erased
+from ._subject import (
+    ERASURE_STEPS,
+    ERASURE_TABLES,
+    EXPORT_SECTIONS,
+    ErasureReport,
+    check_subject_coverage,
+    erase_subject,
+    export_subject,
+    vacuum_erased,
+)
 
 __all__ = [
     "ACTIONS",
     "ERASED",
+    "ERASURE_STEPS",
     "ERASURE_TABLES",
+    "EXPORT_SECTIONS",
     "POLICY_FILE",
     "REQUIRED_CLASSES",
     "TABLE_RULES",
@@ -78,6 +89,7 @@ __all__ = [
     "address_index",
     "check_consent_link",
     "check_policy_tables",
+    "check_subject_coverage",
     "confirm_consent",
     "convert_plaintext",
     "erase_subject",

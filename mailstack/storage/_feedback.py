@@ -20,6 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from ._personal import Erasure, Form, Kind, Retention, not_personal, personal
 from ._schema import Id, metadata
 
 __all__ = ["log_cursors", "relay_queue_ids", "soft_bounces", "suppressions"]
@@ -29,11 +30,29 @@ suppressions = Table(
     metadata,
     Column("id", Id, primary_key=True),
     # The blind index of the normalised address (mailstack.storage.address_index): lookups go by it.
-    Column("address_index", String(64), nullable=False),
+    Column(
+        "address_index",
+        String(64),
+        nullable=False,
+        info=personal(
+            Kind.SUBJECT,
+            Form.INDEX,
+            erasure=Erasure.KEEP,
+            retention=Retention.KEEP,
+            why="the hashed entry is what keeps the address from being mailed again",
+        ),
+    ),
     # The address itself, sealed under its subject's key; NULL once erased (the hashed entry remains).
-    Column("address", LargeBinary),
+    Column("address", LargeBinary, info=personal(Kind.ADDRESS, Form.SEALED, erasure=Erasure.DELETE)),
     Column("scope", String(255), nullable=False),  # "global" or a sender (From) domain
-    Column("reason", Text, nullable=False, server_default=""),
+    # Readable for operators, without the addresses it quoted.
+    Column(
+        "reason",
+        Text,
+        nullable=False,
+        server_default="",
+        info=personal(Kind.REPLY, Form.REDACTED, erasure=Erasure.DELETE),
+    ),
     Column("source", String(24), nullable=False),
     Column("message_id", BigInteger),  # the message whose feedback caused it, when there is one
     Column("created_at", Float, nullable=False),
@@ -45,7 +64,13 @@ suppressions = Table(
 soft_bounces = Table(
     "soft_bounces",
     metadata,
-    Column("address_index", String(64), primary_key=True),  # blind index: counting needs no address
+    # Blind index: counting needs no address.
+    Column(
+        "address_index",
+        String(64),
+        primary_key=True,
+        info=personal(Kind.SUBJECT, Form.INDEX, erasure=Erasure.DELETE),
+    ),
     Column("message_id", BigInteger, primary_key=True),
     Column("created_at", Float, nullable=False),
 )
@@ -54,7 +79,7 @@ soft_bounces = Table(
 log_cursors = Table(
     "log_cursors",
     metadata,
-    Column("name", String(255), primary_key=True),
+    Column("name", String(255), primary_key=True, info=not_personal('"<host name>:<path>" of the log read')),
     Column("file_id", String(64), nullable=False),  # "<st_dev>:<st_ino>" of the file being read
     Column("position", BigInteger, nullable=False),  # byte offset of the first unread line
     Column("updated_at", Float, nullable=False),
