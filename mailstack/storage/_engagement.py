@@ -208,12 +208,14 @@ dashboard_users = Table(
     Column("created_at", Float, nullable=False),
 )
 
-# Failed dashboard sign-ins, shared by every process of the fleet (mailstack.dashboard.LoginThrottle).
-login_failures = Table(
-    "login_failures",
+# Dashboard sign-in attempts per client address and per user name, one row each, shared by every process
+# of the fleet (mailstack.dashboard.LoginThrottle): taken by one conditional upsert before the password is
+# checked, so concurrent guesses cannot all pass a count read before any of them was recorded.
+login_attempts = Table(
+    "login_attempts",
     metadata,
-    Column("id", Id, primary_key=True),
-    Column("client", String(64), nullable=False),  # keyed HMAC of "ip:<address>" or "user:<name>"
-    Column("at", Float, nullable=False),
+    Column("client", String(64), primary_key=True),  # keyed HMAC of "ip:<address>" or "user:<name>"
+    Column("window_start", Float, nullable=False),
+    Column("attempts", Integer, nullable=False),
 )
-Index("ix_login_failures_client_at", login_failures.c.client, login_failures.c.at)
+Index("ix_login_attempts_window_start", login_attempts.c.window_start)
