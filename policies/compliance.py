@@ -173,7 +173,15 @@ def check_secrets_at_rest(workdir: Path) -> list[Finding]:
     data_dir = workdir / "data"
     env = {key: value for key, value in os.environ.items() if not key.startswith("MAILSTACK_")}
     result = subprocess.run(
-        [*_mailstack_command(), "init", "--data-dir", str(data_dir), "--domain", "compliance.test", "--json"],
+        [
+            *_mailstack_command(),
+            "init",
+            "--data-dir",
+            str(data_dir),
+            "--domain",
+            "compliance.example",
+            "--json",
+        ],
         capture_output=True,
         text=True,
         env=env,

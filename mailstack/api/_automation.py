@@ -26,6 +26,7 @@ from mailstack.automation import (
     delete_rule,
     list_rules,
     list_runs,
+    recipient_properties,
 )
 from mailstack.runtime import Runtime
 from mailstack.storage import ApiKeyRecord, api_key_record
@@ -39,7 +40,6 @@ from ._sendv31 import MessageErrors, RequestError, parse_send_request
 __all__ = ["register_automation"]
 
 _FIELDS = {"Name", "EventType", "CustomCampaign", "Template"}
-_RECIPIENT_FIELDS = ("To", "Cc", "Bcc")
 _PROBE = {"Email": "recipient@example.com"}  # stands in for the recipient while validating a template
 
 
@@ -82,7 +82,7 @@ def make_sender(runtime: Runtime) -> Any:
 def _check_template(runtime: Runtime, template: object) -> tuple[str, list[Any]]:
     if not isinstance(template, dict):
         return "Template must be a Send API message object.", []
-    present = [name for name in _RECIPIENT_FIELDS if name in template]
+    present = recipient_properties(template)
     if present:
         return (
             f"Template must not name recipients ({', '.join(present)}): the trigger's recipient is used.",

@@ -3,7 +3,7 @@ whose data comes from ``/dashboard/api/...``.
 
 The session cookie is HttpOnly and SameSite=Strict (Secure behind https), which with the Origin check on
 the two POST forms (login, logout) keeps other sites from acting for a signed-in user; the JSON routes
-only read. Failed logins are throttled per client address.
+only read. Sign-in attempts are throttled per client address and per user name.
 """
 
 from __future__ import annotations
@@ -100,7 +100,8 @@ def register_dashboard(app: FastAPI, runtime: Runtime) -> None:
         form = parse_qs(raw, max_num_fields=10)
         username = form.get("username", [""])[0]
         password = form.get("password", [""])[0]
-        if not await run_in_threadpool(throttle.allowed, client, username):
+        # The attempt is counted before the password is checked: simultaneous guesses cannot all pass.
+        if not await run_in_threadpool(throttle.take, client, username):
             return page(login_page("Too many failed sign-ins; try again in a few minutes."), 429)
 
         def check() -> UserRecord | None:
@@ -109,7 +110,6 @@ def register_dashboard(app: FastAPI, runtime: Runtime) -> None:
 
         user = await run_in_threadpool(check)
         if user is None:
-            await run_in_threadpool(throttle.failed, client, username)
             return page(login_page("Wrong user name or password."), 401)
         await run_in_threadpool(throttle.succeeded, client, username)
         response = RedirectResponse("/dashboard", status_code=303, headers={"Cache-Control": "no-store"})

@@ -29,6 +29,9 @@ Decisions where the documentation is silent (see the module's tests for the exac
 * ``Reply-To`` may be given in ``Headers`` (Mailjet does not forbid it) and becomes the reply-to
   address; ``List-Unsubscribe``/``List-Unsubscribe-Post`` may be set by the caller only on
   non-campaign mail, since campaign mail gets ours;
+* user headers also pass the composer's own policy (``mailstack.compose.header_problems``): Content-*,
+  ARC-*, repeats of a once-only field in another letter case... are refused here rather than failing
+  at delivery;
 * a recipient listed twice (To, Cc, Bcc) is counted once, as Mailjet documents, and kept once (first
   occurrence);
 * a request whose templates would take more rendering than
@@ -52,6 +55,7 @@ from typing import Any, Final
 from email_validator import EmailNotValidError, validate_email
 
 from mailstack.addresses import SendingDomainError, sending_domain
+from mailstack.compose import header_problems
 from mailstack.model import Address, Attachment, MessageSpec
 from mailstack.templates import MAX_RENDER_WORK, PARSE_WEIGHT, render_work
 
@@ -603,9 +607,10 @@ def _recipients(errs: _Errors, props: Mapping[str, object], max_recipients: int)
 
 
 def _headers(
-    errs: _Errors, value: object, *, campaign: bool, reply_to_property: bool
+    errs: _Errors, value: object, *, campaign: bool, subject: bool, reply_to_property: bool
 ) -> tuple[list[tuple[str, str]], Address | None]:
     headers: list[tuple[str, str]] = []
+    given: list[tuple[str, str]] = []
     reply_to: Address | None = None
     if not isinstance(value, dict):
         errs.mismatch("Headers", "object")
@@ -627,18 +632,30 @@ def _headers(
         text = _string(errs, raw, path, header=True)
         if text is None:
             continue
-        if lowered == "reply-to":
-            if reply_to_property:
-                errs.add(
-                    SEND_FORBIDDEN_HEADER,
-                    'Reply-To is given both as the "ReplyTo" property and in Headers; keep only one.',
-                    path,
-                    "ReplyTo",
-                )
-                continue
-            reply_to = _reply_to_header(errs, text, path)
+        if lowered == "reply-to" and reply_to_property:
+            errs.add(
+                SEND_FORBIDDEN_HEADER,
+                'Reply-To is given both as the "ReplyTo" property and in Headers; keep only one.',
+                path,
+                "ReplyTo",
+            )
             continue
-        headers.append((name, text))
+        given.append((name, text))
+    # The composer's own header policy, so that what is accepted here composes at delivery.
+    problems = header_problems(
+        given, bulk=campaign, subject=subject, label=lambda _index, name: _quoted_path("Headers", name)
+    )
+    for problem in problems:
+        code = MJ_NOT_ALLOWED if problem.kind in ("name", "value") else SEND_FORBIDDEN_HEADER
+        errs.add(code, problem.message, _quoted_path("Headers", problem.name))
+    refused = {problem.index for problem in problems}
+    for index, (name, text) in enumerate(given):
+        if index in refused:
+            continue
+        if name.lower() == "reply-to":
+            reply_to = _reply_to_header(errs, text, _quoted_path("Headers", name))
+        else:
+            headers.append((name, text))
     return headers, reply_to
 
 
@@ -852,7 +869,11 @@ def _parse_message(
     headers: list[tuple[str, str]] = []
     if get("Headers") is not None:
         headers, header_reply_to = _headers(
-            errs, get("Headers"), campaign=bool(campaign), reply_to_property=get("ReplyTo") is not None
+            errs,
+            get("Headers"),
+            campaign=bool(campaign),
+            subject=bool(subject),
+            reply_to_property=get("ReplyTo") is not None,
         )
         reply_to = reply_to or header_reply_to
 

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from mailstack.automation._rules import follow_up_message
 from mailstack.observability import get_logger
 from mailstack.privacy import Vault
 from mailstack.storage import PURPOSE_AUTOMATION_ERROR, PURPOSE_RECIPIENT, PURPOSE_RECIPIENT_NAME, EventTail
@@ -173,7 +174,7 @@ class AutomationEngine:
                 to: dict[str, str] = {"Email": email.decode()}
                 if name:
                     to["Name"] = name.decode()
-                message = {**run.template, "To": [to]}
+                message = follow_up_message(run.template, to)
                 key = f"automation-{run.rule_id}-{run.trigger_message_id}"
                 values = {"sent_message_id": self._send(run.api_key_id, message, key)}
             except SendFailedError as exc:

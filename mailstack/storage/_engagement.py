@@ -247,24 +247,25 @@ dashboard_users = Table(
     Column("created_at", Float, nullable=False),
 )
 
-# Failed dashboard sign-ins, shared by every process of the fleet (mailstack.dashboard.LoginThrottle).
-login_failures = Table(
-    "login_failures",
+# Dashboard sign-in attempts per client address and per user name, one row each, shared by every process
+# of the fleet (mailstack.dashboard.LoginThrottle): taken by one conditional upsert before the password is
+# checked, so concurrent guesses cannot all pass a count read before any of them was recorded.
+login_attempts = Table(
+    "login_attempts",
     metadata,
-    Column("id", Id, primary_key=True),
-    # Keyed HMAC of "ip:<address>" or "user:<name>".
     Column(
         "client",
         String(64),
-        nullable=False,
+        primary_key=True,
         info=personal(
             Kind.IP,
             Form.INDEX,
             erasure=Erasure.KEEP,
             retention=Retention.KEEP,
-            why="an operator's failed sign-ins: the login throttle deletes them after its window",
+            why="an operator's sign-in attempts: the login throttle resets them after its window",
         ),
-    ),
-    Column("at", Float, nullable=False),
+    ),  # keyed HMAC of "ip:<address>" or "user:<name>"
+    Column("window_start", Float, nullable=False),
+    Column("attempts", Integer, nullable=False),
 )
-Index("ix_login_failures_client_at", login_failures.c.client, login_failures.c.at)
+Index("ix_login_attempts_window_start", login_attempts.c.window_start)

@@ -84,7 +84,7 @@ def _init(data_dir: Path) -> None:
             "--data-dir",
             str(data_dir),
             "--domain",
-            "c.test",
+            "c.example",
             "--json",
         ],
         capture_output=True,
