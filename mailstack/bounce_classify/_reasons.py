@@ -1165,6 +1165,8 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
         rf"re:\b(?:invalid|non-?existent|no such|bad)\b.{{0,10}}{_WHO}",
         rf"re:{_WHO}.{{0,20}}\b(?:is )?invalid\b",
         rf"re:\bno (?:such )?{_WHO} (?:here|by that name|available)",
+        rf"re:\bno (?:such )?(?:{_WHO}|mail box)\b.{{0,10}}\b(?:found|available|exists?)\b",
+        rf"re:\bnot an? (?:known|valid|active|existing|local)\b.{{0,10}}{_WHO}",
     ),
     "hostunknown": (
         rf"re:{_HOST}.{{0,30}}\b(?:unknown|not found|does ?n[o']t exist|not exist)\b",
@@ -1175,17 +1177,22 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
         r"re:\b(?:mailbox|inbox|mail ?box|quota|disk|storage|mail ?folder)\b.{0,30}\bfull\b",
         r"re:\b(?:mailbox|inbox|mail ?box|quota|disk|storage|mail ?folder)\b.{0,30}\bexceed(?:s|ed)?\b",
         r"re:\bover ?(?:the )?(?:allowed )?quota\b",
+        rf"re:{_WHO}.{{0,20}}\btoo many (?:messages|mails)\b",
         r"re:\b(?:insufficient|not enough|no) (?:disk |storage )?space\b",
     ),
     "mesgtoobig": (
         r"re:\b(?:message|mail|e-?mail)\b.{0,20}\btoo (?:large|big)\b",
         r"re:\b(?:message )?size\b.{0,30}\b(?:exceed(?:s|ed)?|too large|limit)\b",
     ),
-    "suspend": (rf"re:{_WHO}.{{0,30}}\b(?:suspended|disabled|deactivated|locked|frozen)\b",),
+    "suspend": (
+        rf"re:{_WHO}.{{0,30}}\b(?:suspended|disabled|deactivated|locked|frozen)\b",
+        rf"re:\b(?:suspended|disabled|deactivated|locked|frozen)\b.{{0,10}}{_WHO}",
+    ),
     "norelaying": (
         r"re:\brelay(?:ing)?\b.{0,30}\b(?:denied|not (?:permitted|allowed)|prohibited|refused|rejected)\b",
         r"re:\b(?:not|unable) (?:configured )?to relay\b",
         r"re:\b(?:insecure|open) (?:mail )?relay\b",
+        r"re:\bas an? relay\b",
     ),
     "authfailure": (
         r"re:\b(?:spf|dkim|dmarc)\b.{0,40}\b(?:fail|failed|fails|failure|invalid|reject|rejected)\b",
@@ -1200,7 +1207,8 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
         r"re:\bip name lookup\b",
     ),
     "spamdetected": (
-        r"re:\bspam(?!haus|cop| ?trap| complaints?)\b",
+        r"re:\bspam(?!haus|cop| ?trap| complaints?)(?:ming|mer|my)?\b",
+        r"re:\bspam ?(?:profiler|filter|score|signature|check|assassin)",
         r"re:\bunsolicited\b",
         r"re:\bjunk ?mail\b",
     ),
@@ -1215,7 +1223,7 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
     ),
     "policyviolation": (r"re:\bpolic(?:y|ies)\b",),
     "toomanyconn": (
-        r"re:\btoo many (?:connections|concurrent|sessions|recipients|simultaneous|messages)\b",
+        r"re:\btoo many (?:connections|concurrent|sessions|recipients|simultaneous)\b",
         r"re:\bconnection (?:rate|frequency|count|limit)",
         r"re:\b(?:rate|connection) limit(?:ed)?\b",
     ),
@@ -1227,6 +1235,8 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
     ),
     "networkerror": (
         r"re:\b(?:no route|network (?:is )?unreachable|network error)\b",
+        r"re:\bname service error\b",
+        r"re:\bmalformed (?:or unexpected )?(?:name server |dns )?reply\b",
         r"re:\b(?:name server|nameserver|dns)\b.{0,40}\b(?:error|failure|failed|timeout|timed out)\b",
         r"re:\b(?:mail|routing|forwarding) loop\b",
         r"re:\btoo many hops\b",
@@ -1632,7 +1642,7 @@ def _second_pass(ev: Evidence, temp: str) -> str:
             return "securityerror"
         if ev.command in ("HELO", "EHLO", "CONN"):
             return "blocked"
-        if ev.diagnostic_type in ("X-UNIX", "X-POSTFIX"):
+        if ev.diagnostic_type == "X-UNIX":
             return "mailererror"
         if re.fullmatch(r"[45]0[0-7]", ev.reply_code or ""):
             return "syntaxerror"
