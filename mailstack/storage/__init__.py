@@ -4,6 +4,7 @@ from . import schema
 from ._details import PURPOSE_EVENT_DETAIL, is_sealed_detail, open_details, seal_details
 from ._engagement import PURPOSE_AUTOMATION_ERROR, PURPOSE_WEBHOOK_PAYLOAD
 from ._engine import create_storage_engine, normalize_url
+from ._errors import StorageUnavailable, is_unavailable
 from ._feedback import (
     GLOBAL_SCOPE,
     PURPOSE_SUPPRESSED_ADDRESS,
@@ -112,6 +113,7 @@ __all__ = [
     "OutboxItem",
     "PendingMessage",
     "SentRecord",
+    "StorageUnavailable",
     "Suppression",
     "active_suppressions",
     "add_dkim_key",
@@ -127,6 +129,7 @@ __all__ = [
     "get_message",
     "insert_messages",
     "is_sealed_detail",
+    "is_unavailable",
     "later_click",
     "link_key",
     "link_subject",
