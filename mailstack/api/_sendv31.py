@@ -59,6 +59,8 @@ from mailstack.compose import header_problems
 from mailstack.model import Address, Attachment, MessageSpec
 from mailstack.templates import MAX_RENDER_WORK, PARSE_WEIGHT, render_work
 
+from ._errors import ApiError
+
 __all__ = [
     "MAX_ARRAY_ITEMS",
     "MAX_MESSAGES",
@@ -143,13 +145,12 @@ class SendError:
         }
 
 
-class RequestError(Exception):
+class RequestError(ApiError):
     """The whole request is refused: answer ``payload`` (a Mailjet global error) with ``status_code``."""
 
     def __init__(self, status_code: int, payload: dict[str, Any]) -> None:
-        super().__init__(status_code, payload)
-        self.status_code = status_code
-        self.payload = payload
+        super().__init__(status_code, str(payload.get("ErrorMessage", "")))
+        self.payload = payload  # exactly Mailjet's global error (the renderer adds ErrorInfo)
 
 
 @dataclass(frozen=True, slots=True)

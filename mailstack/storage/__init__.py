@@ -19,6 +19,7 @@ from ._details import PURPOSE_EVENT_DETAIL, is_sealed_detail, open_details, seal
 from ._dkim import DkimKeyRow, add_dkim_key, list_dkim_keys
 from ._engagement import PURPOSE_AUTOMATION_ERROR, PURPOSE_WEBHOOK_PAYLOAD
 from ._engine import create_storage_engine, normalize_url
+from ._errors import StorageUnavailable, is_unavailable
 from ._idempotency import (
     PURPOSE_IDEMPOTENT_RESPONSE,
     IdempotentResponse,
@@ -141,6 +142,7 @@ __all__ = [
     "RotationReport",
     "SentRecord",
     "ShreddedDataError",
+    "StorageUnavailable",
     "Suppression",
     "Vault",
     "active_suppressions",
@@ -159,6 +161,7 @@ __all__ = [
     "insert_messages",
     "is_sealed",
     "is_sealed_detail",
+    "is_unavailable",
     "later_click",
     "link_key",
     "link_subject",
