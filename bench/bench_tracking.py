@@ -42,10 +42,10 @@ from fastapi import Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import func, select
 
-from mailstack.api import create_app
 from mailstack.config import load_settings, render_default_config
 from mailstack.model import Address, MessageSpec
 from mailstack.runtime import Runtime
+from mailstack.serve import assemble
 from mailstack.storage import create_api_key, insert_messages
 from mailstack.storage.schema import events
 from mailstack.tokens import TokenSigner
@@ -96,35 +96,6 @@ async def _load(app: Any, path: str, seconds: float) -> int:
 
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
     return done
-
-
-class _Lifespan:
-    """Drives the app's ASGI lifespan: startup, then (later) shutdown, as a server does."""
-
-    def __init__(self, app: Any) -> None:
-        self._app = app
-        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._sent: list[str] = []
-        self._task: asyncio.Future[Any] | None = None
-
-    async def _send(self, message: dict[str, Any]) -> None:
-        self._sent.append(message["type"])
-
-    async def _wait(self, kind: str) -> None:
-        while not any(t.startswith(kind) for t in self._sent):
-            await asyncio.sleep(0.01)
-
-    async def startup(self) -> None:
-        scope = {"type": "lifespan", "asgi": {"version": "3.0"}}
-        self._task = asyncio.ensure_future(self._app(scope, self._inbox.get, self._send))
-        await self._inbox.put({"type": "lifespan.startup"})
-        await self._wait("lifespan.startup.")
-
-    async def shutdown(self) -> None:
-        await self._inbox.put({"type": "lifespan.shutdown"})
-        await self._wait("lifespan.shutdown.")
-        assert self._task is not None
-        await self._task
 
 
 BENCHMARKS = ("tracking-pixel", "tracking-links")
@@ -213,7 +184,8 @@ def run_pixel(seconds: float = SECONDS) -> dict[str, Any]:
         data_dir = Path(tmp)
         (data_dir / "secret.key").write_text(secrets.token_hex(32))
         (data_dir / "mailstack.toml").write_text(render_default_config("example.com"))
-        runtime = Runtime.open(load_settings(data_dir, {"stats": {"mx_lookup": False}}))
+        overrides = {"stats": {"mx_lookup": False}, "delivery": {"workers": 0}}
+        runtime = Runtime.open(load_settings(data_dir, overrides))
         with runtime.engine.begin() as conn:
             create_api_key(conn)
             spec = MessageSpec(sender=Address("news@example.com"), to=(Address("ana@example.net"),), text="x")
@@ -221,7 +193,9 @@ def run_pixel(seconds: float = SECONDS) -> dict[str, Any]:
         message_id = accepted[0].message_id
         urls = TrackingUrls(runtime.compose_settings.tokens, "http://bench")
         token = urls.open_url(message_id).removeprefix("http://bench/t/o/")
-        app = create_app(runtime)
+        # The node as `mailstack serve` assembles it (the recorder is one of its services).
+        node = assemble(runtime.settings, runtime, None)
+        app = node.app
 
         @app.get("/bench/inline/{token}")
         async def inline(token: str, request: Request) -> Response:
@@ -235,12 +209,11 @@ def run_pixel(seconds: float = SECONDS) -> dict[str, Any]:
             return Response(b"GIF89a", media_type="image/gif")
 
         async def measure() -> tuple[float, float, int]:
-            lifespan = _Lifespan(app)
-            await lifespan.startup()
+            node.lifecycle.start()
             started = time.perf_counter()
             queued = await _load(app, f"/t/o/{token}", seconds)
             queued_rate = queued / (time.perf_counter() - started)
-            await lifespan.shutdown()  # the recorder writes what it holds
+            node.lifecycle.stop()  # the recorder writes what it holds
             started = time.perf_counter()
             inline_count = await _load(app, f"/bench/inline/{token}", seconds)
             return queued_rate, inline_count / (time.perf_counter() - started), queued + inline_count

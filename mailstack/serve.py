@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import FastAPI
 
-from mailstack.api import create_app
+from mailstack.api import create_app, make_sender
+from mailstack.automation import AutomationEngine
 from mailstack.config import ConfigError, Settings, parse_hostport
 from mailstack.delivery import DeliveryWorker, Transport
 from mailstack.feedback import feedback_services
@@ -31,9 +32,12 @@ from mailstack.privacy import (
     load_retention,
     policy_path,
 )
+from mailstack.providers import ProviderClassifier, dns_mx_resolver
 from mailstack.runtime import Runtime
 from mailstack.smtp import SmtpIngress, smtp_ingress
-from mailstack.stats import CloudWatchPublisher
+from mailstack.stats import Aggregator, CloudWatchPublisher
+from mailstack.tracking import EventRecorder
+from mailstack.webhooks import Dispatcher
 
 __all__ = ["DRAIN_SECONDS", "Node", "assemble", "serve"]
 
@@ -52,6 +56,10 @@ class Node:
     app: FastAPI
     transports: list[Transport]
     smtp: SmtpIngress | None
+    recorder: EventRecorder
+    aggregator: Aggregator
+    dispatcher: Dispatcher
+    automation: AutomationEngine
 
     def close(self) -> None:
         """After the lifecycle has stopped: release relay connections and the database."""
@@ -61,6 +69,8 @@ class Node:
 
 
 def _delivery(runtime: Runtime) -> tuple[LoopGroup, list[Transport]]:
+    if runtime.settings.delivery.workers == 0:
+        return LoopGroup("delivery", []), []  # an accepting node: the fleet's other nodes deliver
     relay = runtime.relay()
     ip_relays = runtime.ip_relays()
     workers = []
@@ -79,6 +89,31 @@ def _delivery(runtime: Runtime) -> tuple[LoopGroup, list[Transport]]:
         run = functools.partial(worker.run, wake=runtime.wake)
         workers.append(Loop(f"delivery-{index}", run, join_seconds=DRAIN_SECONDS, wake=runtime.wake))
     return LoopGroup("delivery", workers), [relay, *ip_relays.values()]
+
+
+def _recorder(runtime: Runtime) -> EventRecorder:
+    tracking = runtime.settings.tracking
+    return EventRecorder(
+        runtime.engine,
+        capacity=tracking.queue_size,
+        batch_size=tracking.batch_size,
+        flush_seconds=tracking.flush_seconds,
+        spool_dir=runtime.settings.data_dir / "spool",
+        vault=runtime.vault,
+    )
+
+
+def _aggregator(runtime: Runtime) -> Aggregator:
+    settings = runtime.settings
+    classifier = ProviderClassifier(resolver=dns_mx_resolver() if settings.stats.mx_lookup else None)
+    return Aggregator(
+        runtime.engine,
+        vault=runtime.vault,
+        batch_size=settings.stats.batch_size,
+        providers=classifier.classify,
+        poll_seconds=settings.stats.poll_seconds,
+        sent_is_delivery=settings.sent_is_delivery,
+    )
 
 
 def assemble(settings: Settings, runtime: Runtime, retention: RetentionPolicy | None) -> Node:
@@ -101,13 +136,41 @@ def assemble(settings: Settings, runtime: Runtime, retention: RetentionPolicy | 
         services.append(Loop("cloudwatch-metrics", publish, daemon=True, join_seconds=5.0))
     delivery, transports = _delivery(runtime)
     services.append(delivery)
+    # What reads the events: stopped after the HTTP API and the feedback loop, so nothing they wrote waits.
+    aggregator = _aggregator(runtime)
+    services.append(Loop("stats-aggregator", aggregator.run, daemon=True))
+    dispatcher = Dispatcher(
+        runtime.engine,
+        runtime.keyring,
+        settings.webhooks,
+        sent_is_delivery=settings.sent_is_delivery,
+        vault=runtime.vault,
+    )
+    # A delivery in flight may take its whole timeout before the loop sees the stop.
+    join = settings.webhooks.timeout_seconds + 10
+    services.append(
+        Loop("webhooks", dispatcher.run, prepare=dispatcher.start, join_seconds=join, daemon=True)
+    )
+    automation = AutomationEngine(
+        runtime.engine,
+        make_sender(runtime),
+        vault=runtime.vault,
+        poll_seconds=settings.automation.poll_seconds,
+    )
+    services.append(Loop("automation", automation.run, prepare=automation.start, daemon=True))
     # After the workers: stopped before them, so the outcomes they record are all written.
     services.extend(feedback_services(settings, runtime.engine, runtime.compose_settings, runtime.vault))
+    recorder = _recorder(runtime)
+    # Stopped right after the HTTP API: it writes what the last requests recorded.
+    services.append(recorder)
     smtp = smtp_ingress(runtime, settings.smtp.listen) if settings.smtp.listen else None
     if smtp is not None:
         # Last: stopped first, so messages being accepted commit and get their 250 before anything drains.
         services.append(smtp)
-    return Node(runtime, Lifecycle(services), create_app(runtime), transports, smtp)
+    app = create_app(runtime, recorder)
+    return Node(
+        runtime, Lifecycle(services), app, transports, smtp, recorder, aggregator, dispatcher, automation
+    )
 
 
 class _Server(uvicorn.Server):

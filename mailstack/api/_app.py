@@ -23,6 +23,7 @@ from sqlalchemy import text
 from mailstack import __version__
 from mailstack.runtime import Runtime
 from mailstack.storage import ApiKeyRecord, get_message, list_events, list_outbox
+from mailstack.tracking import EventRecorder
 
 from . import _automation, _consent, _dashboard, _privacy, _stats, _suppressions, _tracking, _webhooks
 from ._accept import accept_send_request
@@ -244,8 +245,11 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return document
 
 
-def create_app(runtime: Runtime) -> FastAPI:
-    """Build the application around a running :class:`Runtime`."""
+def create_app(runtime: Runtime, recorder: EventRecorder) -> FastAPI:
+    """Build the application around a :class:`Runtime`; ``recorder`` takes the tracking events.
+
+    The app starts no background service: the composition root (:mod:`mailstack.serve`) runs them.
+    """
     app = FastAPI(
         title="mailstack",
         version=__version__,
@@ -273,11 +277,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             response.headers.setdefault("Strict-Transport-Security", HSTS)
             return response
 
-    # Background services that run with the app (their threads start and stop with its lifespan).
-    _tracking.register_tracking(app, runtime)
-    _stats.register_stats(app, runtime)
-    _webhooks.register_webhooks(app, runtime)
-    _automation.register_automation(app, runtime)
+    _tracking.register_tracking(app, runtime, recorder)
     app.include_router(router)
     for module_router in (
         _tracking.router,

@@ -13,13 +13,12 @@ import hashlib
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Query, Response, Security
+from fastapi import APIRouter, Query, Response, Security
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from mailstack.automation import (
     TRIGGER_EVENTS,
-    AutomationEngine,
     SendFailedError,
     create_rule,
     delete_rule,
@@ -35,10 +34,9 @@ from ._accept import accept_send_request
 from ._auth import scope
 from ._deps import MAX_ID, JsonDep, RuntimeDep, id_path
 from ._errors import ERROR_RESPONSES, ApiError, error_responses
-from ._lifespan import run_in_background
 from ._sendv31 import MessageErrors, RequestError, parse_send_request
 
-__all__ = ["register_automation", "router"]
+__all__ = ["make_sender", "router"]
 
 _FIELDS = {"Name", "EventType", "CustomCampaign", "Template"}
 _PROBE = {"Email": "recipient@example.com"}  # stands in for the recipient while validating a template
@@ -107,19 +105,6 @@ def _check_template(runtime: Runtime, template: object) -> tuple[str, list[Any]]
     if not runtime.acceptor.may_send_from(domain):
         return f"Template's From domain {domain} has no DKIM key on this server.", []
     return "", []
-
-
-def register_automation(app: FastAPI, runtime: Runtime) -> AutomationEngine:
-    """The engine thread starts and stops with the app."""
-    engine = AutomationEngine(
-        runtime.engine,
-        make_sender(runtime),
-        vault=runtime.vault,
-        poll_seconds=runtime.settings.automation.poll_seconds,
-    )
-    run_in_background(app, engine.run, name="automation", prepare=engine.start)
-    app.state.automation = engine
-    return engine
 
 
 @router.get("/api/v1/automations", summary="Your automation rules")

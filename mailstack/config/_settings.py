@@ -64,7 +64,8 @@ class MailSettings(Section):
 
 class DeliverySettings(Section):
     relay: str = ""  # HOST:PORT of the SMTP relay (Postfix); empty keeps mail in the sandbox outbox
-    workers: Annotated[int, Field(ge=1, le=64)] = 4
+    # 0: this node only accepts mail (API, SMTP); other nodes of the fleet deliver it.
+    workers: Annotated[int, Field(ge=0, le=64)] = 4
     batch_size: Annotated[int, Field(ge=1, le=1000)] = 50
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 8
     retry_base_seconds: Annotated[float, Field(gt=0)] = 30.0

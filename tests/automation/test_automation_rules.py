@@ -52,7 +52,7 @@ def open_message(stack: Stack, message_id: int, agent: str = BROWSER) -> None:
 
 
 def engine_of(stack: Stack) -> AutomationEngine:
-    engine: AutomationEngine = stack.client.app.state.automation
+    engine: AutomationEngine = stack.node.automation
     return engine
 
 

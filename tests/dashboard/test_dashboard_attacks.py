@@ -56,7 +56,9 @@ def test_password_guessing_locks_out_even_the_right_password(stack: Stack) -> No
 
 def test_the_lockout_holds_across_every_process_of_the_fleet(stack: Stack) -> None:
     # A second API process on the same database (as behind a load balancer) sees the same failures.
-    with TestClient(create_app(stack.runtime), base_url="https://track.example.com") as other:
+    with TestClient(
+        create_app(stack.runtime, stack.node.recorder), base_url="https://track.example.com"
+    ) as other:
         for attempt in range(5):
             assert sign_in(stack.client, f"guess number {attempt:04d}").status_code == 401
             assert sign_in(other, f"other guess {attempt:04d}").status_code == 401
