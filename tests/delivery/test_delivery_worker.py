@@ -197,7 +197,7 @@ def test_an_undeliverable_message_fails_at_once_and_a_malfunction_is_retried(
         engine, queue_for(engine), prepare, relay, settings, clock=clock, vault=make_vault(engine)
     )
     assert worker.run_once() == 2
-    assert _status(engine, verdict)[:2] == ("failed", 0)
+    assert _status(engine, verdict)[:2] == ("failed", 1)
     # A malfunction keeps the message: deferred with a retry time, not failed.
     assert _status(engine, broken)[:2] == ("deferred", 1)
     clock.now += 11.5
