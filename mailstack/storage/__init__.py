@@ -7,6 +7,7 @@ from ._engine import create_storage_engine, normalize_url
 from ._errors import StorageUnavailable, is_unavailable
 from ._feedback import (
     GLOBAL_SCOPE,
+    LAST_TIMESTAMP,
     PURPOSE_SUPPRESSED_ADDRESS,
     SUPPRESSION_SOURCES,
     LogCursor,
@@ -27,6 +28,7 @@ from ._feedback import (
     suppression_key,
     unsuppress,
     valid_address,
+    valid_expiry,
 )
 from ._links import (
     PERSONALISED_LINK,
@@ -89,6 +91,7 @@ __all__ = [
     "DEFAULT_API_SCOPES",
     "GAP_GRACE_SECONDS",
     "GLOBAL_SCOPE",
+    "LAST_TIMESTAMP",
     "PERSONALISED_LINK",
     "PURPOSE_AUTOMATION_ERROR",
     "PURPOSE_EVENT_DETAIL",
@@ -169,4 +172,5 @@ __all__ = [
     "unsuppress",
     "update_message_status",
     "valid_address",
+    "valid_expiry",
 ]
