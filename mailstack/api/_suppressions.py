@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Response, Security
 from fastapi.responses import JSONResponse
 
 from mailstack.storage import (
+    LAST_TIMESTAMP,
     ApiKeyRecord,
     Suppression,
     count_suppressions,
@@ -23,6 +24,7 @@ from mailstack.storage import (
     suppress,
     unsuppress,
     valid_address,
+    valid_expiry,
 )
 
 from ._auth import scope
@@ -55,16 +57,22 @@ def suppression_json(entry: Suppression) -> dict[str, Any]:
 
 
 def _expiry(value: object) -> float | None:
-    """ISO-8601 (``2027-01-01T00:00:00Z``) or Unix seconds; raises ValueError."""
+    """ISO-8601 (``2027-01-01T00:00:00Z``) or Unix seconds, from 1970 to the end of year 9999; raises
+    ValueError (JSON's own parser already refused NaN and Infinity; 1e400 reads as infinity)."""
     if value is None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        if isinstance(value, int) and abs(value) > LAST_TIMESTAMP:
+            raise ValueError("ExpiresAt must be a moment from 1970 to the end of year 9999")
+        return valid_expiry(float(value))
     if isinstance(value, str):
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("ExpiresAt must be an ISO-8601 date-time or Unix seconds") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return parsed.timestamp()
+        return valid_expiry(parsed.timestamp())
     raise ValueError("ExpiresAt must be an ISO-8601 date-time or Unix seconds")
 
 

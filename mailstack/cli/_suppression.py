@@ -21,6 +21,7 @@ from mailstack.storage import (
     suppress,
     unsuppress,
     valid_address,
+    valid_expiry,
 )
 
 __all__ = ["suppression_app"]
@@ -132,6 +133,10 @@ def add_command(
     assert chosen is not None
     now = time.time()
     expires_at = now + expires_in_days * 86400 if expires_in_days is not None else None
+    try:
+        valid_expiry(expires_at)
+    except ValueError as exc:
+        raise fail(f"--expires-in-days: {exc}") from None
     with open_storage(data_dir) as (engine, _keyring, vault), engine.begin() as conn:
         suppress(
             conn,

@@ -238,6 +238,7 @@ class DeliveryWorker:
         blocked: list[tuple[Lease, Suppression]],
     ) -> None:
         now = self._clock()
+        failed = deferred = 0
         with self._engine.begin() as conn:
             for lease, entry in blocked:
                 self._queue.complete(conn, lease)
@@ -257,8 +258,10 @@ class DeliveryWorker:
                     self._queue.dead(conn, lease, error=error)
                 elif result is None:
                     self._queue.complete(conn, lease)
+                elif self._retry_or_fail(conn, lease, result, now) is MessageStatus.DEFERRED:
+                    deferred += 1
                 else:
-                    self._retry_or_fail(conn, lease, result, now)
+                    failed += 1
             sent: list[SentRecord] = []
             sent_leases: list[Lease] = []
             for lease, mail, result in delivered:
@@ -269,21 +272,32 @@ class DeliveryWorker:
                             lease.message_id, lease.attempts, result.summary(), _message_id_header(mail)
                         )
                     )
+                elif self._retry_or_fail(conn, lease, result, now) is MessageStatus.DEFERRED:
+                    deferred += 1
                 else:
-                    self._retry_or_fail(conn, lease, result, now)
+                    failed += 1
             for job_id in self._queue.complete_many(conn, sent_leases):
                 log.warning("lease lost before acknowledgement", job_id=job_id)
             record_sent(conn, sent, now=now, vault=self._vault)
-        self._count(delivered, now)
+        # Counted once committed, by what the message became: a deferral that used up its attempts
+        # and a message that could not be composed are failures too.
+        if self._metrics is not None:
+            self._metrics.sent.inc(len(sent))
+            self._metrics.deferred.inc(deferred)
+            self._metrics.failed.inc(failed)
 
-    def _retry_or_fail(self, conn: Connection, lease: Lease, result: DeliveryResult, now: float) -> None:
+    def _retry_or_fail(
+        self, conn: Connection, lease: Lease, result: DeliveryResult, now: float
+    ) -> MessageStatus:
+        """Deferred with a retry time while attempts remain, failed otherwise; returns which."""
         if result.outcome is Outcome.DEFERRED and lease.attempts < self._settings.max_attempts:
             retry_at = now + retry_delay(lease.attempts, self._settings)
             self._queue.retry(conn, lease, available_at=retry_at, error=_job_error(result))
             detail = {"attempt": lease.attempts, "retry_at": retry_at}
             _settle(conn, self._vault, lease, result, MessageStatus.DEFERRED, EventType.DEFERRED, detail, now)
-        else:
-            self._fail(conn, lease, result, now)
+            return MessageStatus.DEFERRED
+        self._fail(conn, lease, result, now)
+        return MessageStatus.FAILED
 
     def _fail(self, conn: Connection, lease: Lease, result: DeliveryResult, now: float) -> None:
         # A temporary failure that reaches here has used up its attempts: a dead letter.
@@ -294,17 +308,6 @@ class DeliveryWorker:
             self._queue.complete(conn, lease)
         detail = {"attempts": lease.attempts, "dead_letter": exhausted}
         _settle(conn, self._vault, lease, result, MessageStatus.FAILED, EventType.FAILED, detail, now)
-
-    def _count(self, delivered: list[tuple[Lease, OutgoingMail, DeliveryResult]], now: float) -> None:
-        if self._metrics is None:
-            return
-        for _lease, _mail, result in delivered:
-            if result.outcome is Outcome.SENT:
-                self._metrics.sent.inc()
-            elif result.outcome is Outcome.DEFERRED:
-                self._metrics.deferred.inc()
-            else:
-                self._metrics.failed.inc()
 
 
 def _settle(

@@ -84,6 +84,7 @@ from ._relay_log import (
 from ._sealing import open_json, open_text, seal_json
 from ._suppressions import (
     GLOBAL_SCOPE,
+    LAST_TIMESTAMP,
     PURPOSE_SUPPRESSED_ADDRESS,
     SUPPRESSION_SOURCES,
     Suppression,
@@ -97,6 +98,7 @@ from ._suppressions import (
     suppression_key,
     unsuppress,
     valid_address,
+    valid_expiry,
 )
 from ._tail import GAP_GRACE_SECONDS, EventTail
 from ._vault import ERASED, RotationReport, ShreddedDataError, Vault, is_sealed
@@ -107,6 +109,7 @@ __all__ = [
     "ERASED",
     "GAP_GRACE_SECONDS",
     "GLOBAL_SCOPE",
+    "LAST_TIMESTAMP",
     "PERSONALISED_LINK",
     "PURPOSE_AUTOMATION_ERROR",
     "PURPOSE_EVENT_DETAIL",
@@ -209,4 +212,5 @@ __all__ = [
     "unsuppress",
     "update_message_status",
     "valid_address",
+    "valid_expiry",
 ]

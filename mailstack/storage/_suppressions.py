@@ -6,12 +6,14 @@ readable for operators, without the address.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from sqlalchemy import Connection, delete, func, or_, select, text, update
 
 from mailstack.addresses import redact_addresses
@@ -106,9 +108,40 @@ class Suppression:
         }
 
 
+# 9999-12-31T23:59:59Z: the last second a date-time can name (Python's, ISO 8601's, the API's).
+LAST_TIMESTAMP = 253_402_300_799.0
+
+
+def valid_expiry(expires_at: float | None) -> float | None:
+    """``expires_at`` when it names a moment from 1970 to the end of year 9999; raises ValueError."""
+    if expires_at is None:
+        return None
+    if not math.isfinite(expires_at) or not 0 <= expires_at <= LAST_TIMESTAMP:
+        raise ValueError("ExpiresAt must be a moment from 1970 to the end of year 9999")
+    return float(expires_at)
+
+
+def _readable_expiry(row: Any) -> float | None:
+    # Rows stored before expiries were validated may hold infinities, NaN (PostgreSQL) or years past
+    # 9999, which no date-time can show. Read them as what the database does with them: in force for
+    # ever (above any clock, and NaN sorts above every number), or lapsed (below 1970); and say so.
+    value: float | None = row.expires_at
+    if value is None or (math.isfinite(value) and 0 <= value <= LAST_TIMESTAMP):
+        return value
+    readable = 0.0 if value < 0 else None  # NaN < 0 is false: NaN reads as "until removed"
+    structlog.get_logger("mailstack.storage").warning(
+        "suppression with an unreadable expiry",
+        scope=row.scope,
+        source=row.source,
+        stored=repr(value),
+        read_as="lapsed" if readable is not None else "until removed",
+    )
+    return readable
+
+
 def _row(row: Any, address: str) -> Suppression:
     return Suppression(
-        address, row.scope, row.reason, row.source, row.message_id, row.created_at, row.expires_at
+        address, row.scope, row.reason, row.source, row.message_id, row.created_at, _readable_expiry(row)
     )
 
 
@@ -157,6 +190,7 @@ def suppress(
     """
     if source not in SUPPRESSION_SOURCES:
         raise ValueError(f"unknown suppression source {source!r}")
+    expires_at = valid_expiry(expires_at)
     normalized = normalize_address(address)
     index = vault.index(normalized)
     values = {
