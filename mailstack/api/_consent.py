@@ -1,6 +1,8 @@
 """Consent routes: ``/api/v1/consents`` (double opt-in requests, look-ups, withdrawals; the ``consents``
 scope) and the public confirmation page ``/consent/confirm``.
 
+Each API key has its own lists: it sees, withdraws and is rate-limited on its own records only.
+
 A request stores a pending record and sends the confirmation mail through the Send API's own path (DKIM,
 suppression list, queue) in one transaction: either both happen or neither. The link in the mail opens a
 page whose button confirms: a GET never confirms, because mail scanners and link previews follow links on
@@ -223,7 +225,7 @@ def register_consent(app: FastAPI, runtime: Runtime, auth: Authenticator) -> Non
 
         def load() -> list[ConsentRecord]:
             with engine.connect() as conn:
-                return list_consents(conn, vault, address)
+                return list_consents(conn, vault, address, api_key_id=api_key.id)
 
         records = await run_in_threadpool(load)
         if not records:
@@ -247,7 +249,9 @@ def register_consent(app: FastAPI, runtime: Runtime, auth: Authenticator) -> Non
 
         def withdraw() -> list[ConsentRecord]:
             with engine.begin() as conn:
-                return withdraw_consent(conn, vault, address, list_name, actor=f"api:{api_key.public_key}")
+                return withdraw_consent(
+                    conn, vault, address, list_name, api_key_id=api_key.id, actor=f"api:{api_key.public_key}"
+                )
 
         try:
             records = await run_in_threadpool(withdraw)
