@@ -60,7 +60,8 @@ def sending_domain(text: str) -> str:
     the Send API would not take after the ``@`` of an address (its syntax rules are email_validator's,
     applied here to ``postmaster@domain``): what passes here passes there.
     """
-    candidate = text.strip().rstrip(".")
+    candidate = text.strip()
+    candidate = candidate[:-1] if candidate.endswith(".") else candidate  # one root dot, never more
     invalid = SendingDomainError(f"{_shown(candidate)} is not a valid domain name")
     if not candidate or len(candidate) > _MAX_DOMAIN * 4:  # bounded work before IDNA
         raise invalid

@@ -25,7 +25,8 @@ from fastapi.testclient import TestClient
 from mailstack.api import create_app
 from mailstack.config import load_settings, render_default_config
 from mailstack.delivery import DeliveryWorker, SandboxOutbox
-from mailstack.service import Runtime, create_domain_keys
+from mailstack.domains import create_domain_keys
+from mailstack.runtime import Runtime
 from mailstack.storage import create_api_key, list_events, list_outbox
 
 DOMAIN = "example.com"
@@ -123,7 +124,7 @@ def make_stack(
         worker = DeliveryWorker(
             runtime.engine,
             runtime.queue,
-            runtime.prepare,
+            runtime.preparer,
             SandboxOutbox(runtime.engine, runtime.vault),
             runtime.worker_settings(),
             runtime.metrics,

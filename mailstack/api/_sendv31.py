@@ -33,7 +33,11 @@ Decisions where the documentation is silent (see the module's tests for the exac
   ARC-*, repeats of a once-only field in another letter case... are refused here rather than failing
   at delivery;
 * a recipient listed twice (To, Cc, Bcc) is counted once, as Mailjet documents, and kept once (first
-  occurrence).
+  occurrence);
+* a request whose templates would take more rendering than
+  :data:`~mailstack.templates.MAX_RENDER_WORK` (templates' size times their recipients, see
+  :func:`~mailstack.templates.render_work`) is refused whole with ``send-0901``. Codes ``send-09xx``
+  are mailstack's own, for rules Mailjet does not have.
 """
 
 from __future__ import annotations
@@ -53,6 +57,9 @@ from email_validator import EmailNotValidError, validate_email
 from mailstack.addresses import SendingDomainError, sending_domain
 from mailstack.compose import header_problems
 from mailstack.model import Address, Attachment, MessageSpec
+from mailstack.templates import MAX_RENDER_WORK, PARSE_WEIGHT, render_work
+
+from ._errors import ApiError
 
 __all__ = [
     "MAX_ARRAY_ITEMS",
@@ -95,6 +102,8 @@ SEND_FORBIDDEN_HEADER: Final = "send-0011"
 SEND_DEDUPLICATE_WITHOUT_CAMPAIGN: Final = "send-0012"
 SEND_TOO_MANY_RECIPIENTS: Final = "send-0015"
 SEND_TEMPLATE_LANGUAGE_MISSING: Final = "send-0016"
+# mailstack's own sending rules are numbered from send-0901, clear of Mailjet's codes.
+SEND_RENDER_BUDGET: Final = "send-0901"
 MJ_MALFORMED: Final = "mj-0002"
 MJ_MISSING: Final = "mj-0003"
 MJ_TYPE_MISMATCH: Final = "mj-0004"
@@ -136,13 +145,12 @@ class SendError:
         }
 
 
-class RequestError(Exception):
+class RequestError(ApiError):
     """The whole request is refused: answer ``payload`` (a Mailjet global error) with ``status_code``."""
 
     def __init__(self, status_code: int, payload: dict[str, Any]) -> None:
-        super().__init__(status_code, payload)
-        self.status_code = status_code
-        self.payload = payload
+        super().__init__(status_code, str(payload.get("ErrorMessage", "")))
+        self.payload = payload  # exactly Mailjet's global error (the renderer adds ErrorInfo)
 
 
 @dataclass(frozen=True, slots=True)
@@ -948,7 +956,11 @@ def _root_flag(root: Mapping[str, object], name: str) -> bool:
 
 
 def parse_send_request(
-    body: object, *, max_recipients: int = MAX_RECIPIENTS, max_message_bytes: int = MAX_MESSAGE_BYTES
+    body: object,
+    *,
+    max_recipients: int = MAX_RECIPIENTS,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
+    max_render_work: int = MAX_RENDER_WORK,
 ) -> SendRequest:
     """Validate a JSON-decoded ``POST /v3.1/send`` body.
 
@@ -1004,4 +1016,14 @@ def parse_send_request(
             continue
         props = _merge_globals(globals_, _canonical(raw, _MESSAGE_FOLD))
         results.append(_parse_message(props, limits, decode))
+    work = render_work(r.spec for r in results if isinstance(r, ParsedMessage))
+    if work > max_render_work:
+        raise _global_error(
+            SEND_RENDER_BUDGET,
+            f"The request's templates would take {work} units of rendering, over the limit of"
+            f" {max_render_work}: each recipient's copy counts the characters of its message's Subject,"
+            f" TextPart and HTMLPart, and each distinct template {PARSE_WEIGHT} times its characters."
+            " Send fewer recipients per request, or smaller templates.",
+            "Messages",
+        )
     return SendRequest(sandbox=sandbox, advance_error_handling=advance, results=tuple(results))

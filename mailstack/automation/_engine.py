@@ -214,7 +214,7 @@ def _machine(detail: Any) -> bool:
 # parameters is converted again by psycopg for every batch, and the server cannot reuse its plan). One
 # index lookup per id (LATERAL, kept a subquery by OFFSET 0) rather than ``= ANY(...)``, whose generic
 # plan, made once while a table may be small, can be a sequential scan (see
-# mailstack.privacy._vault._PG_KEYS).
+# mailstack.storage._vault._PG_KEYS).
 _PG_MESSAGES = text(
     """
 SELECT m.id, m.api_key_id, m.campaign FROM unnest(CAST(:ids AS BIGINT[])) AS k(id)

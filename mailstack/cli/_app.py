@@ -122,7 +122,7 @@ def init(
     as_json: AsJson = False,
 ) -> None:
     """Create the configuration, the database, DKIM keys (RSA-2048 + Ed25519) and an API key."""
-    from mailstack.service import create_domain_keys
+    from mailstack.domains import create_domain_keys
 
     domain = _sending_domain(domain)
     if (data_dir / CONFIG_FILE).exists():
@@ -174,7 +174,7 @@ def serve(
 ) -> None:
     """Run the API and the delivery workers until SIGTERM (which drains in-flight work)."""
     from mailstack.observability import configure_logging
-    from mailstack.service import serve as run_service
+    from mailstack.serve import serve as run_service
 
     overrides: dict[str, Any] = {}
     if http:
@@ -260,7 +260,7 @@ def dkim_list(
     data_dir: DataDir, domain: Annotated[str | None, typer.Option()] = None, as_json: AsJson = False
 ) -> None:
     """Every published selector with its DNS record."""
-    from mailstack.service import published_keys
+    from mailstack.domains import published_keys
 
     settings = _settings(data_dir)
     engine = create_storage_engine(settings.database_url)
@@ -287,7 +287,7 @@ def dkim_rotate(
     as_json: AsJson = False,
 ) -> None:
     """Add new RSA and Ed25519 selectors; old selectors stay valid (keep their DNS records published)."""
-    from mailstack.service import create_domain_keys
+    from mailstack.domains import create_domain_keys
 
     domain = _sending_domain(domain)
     if activate_in < 0:
@@ -331,7 +331,7 @@ def dkim_import(
     already holds changes nothing, another key under that selector is refused."""
     from sqlalchemy.exc import IntegrityError
 
-    from mailstack.service import DuplicateSelectorError, ImportedKey, import_domain_key
+    from mailstack.domains import DuplicateSelectorError, ImportedKey, import_domain_key
     from mailstack.signing import Algorithm
 
     algorithms: tuple[str, ...] = get_args(Algorithm)

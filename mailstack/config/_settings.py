@@ -8,15 +8,14 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from ._engagement import (
-    AutomationSettings,
-    DashboardSettings,
-    StatsSettings,
-    TrackingSettings,
-    WebhookSettings,
-)
+from ._automation import AutomationSettings
+from ._dashboard import DashboardSettings
+from ._section import Section
+from ._stats import StatsSettings
+from ._tracking import TrackingSettings
+from ._webhooks import WebhookSettings
 
 CONFIG_FILE = "mailstack.toml"
 DATABASE_URL_ENV = "MAILSTACK_DATABASE_URL"
@@ -38,11 +37,7 @@ def parse_hostport(value: str, *, what: str = "address") -> tuple[str, int]:
     return host.strip("[]"), port
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ServerSettings(_Section):
+class ServerSettings(Section):
     http: str = "127.0.0.1:8800"
     # Base URL printed in MessageHref and used for tracking/unsubscribe links.
     public_url: str = ""
@@ -55,11 +50,11 @@ class ServerSettings(_Section):
         return value
 
 
-class DatabaseSettings(_Section):
+class DatabaseSettings(Section):
     url: str = "sqlite:///mailstack.db"
 
 
-class MailSettings(_Section):
+class MailSettings(Section):
     domain: str
     hostname: str = ""
     bounce_domain: str = ""
@@ -67,7 +62,7 @@ class MailSettings(_Section):
     max_message_bytes: Annotated[int, Field(gt=0)] = 15 * 1024 * 1024
 
 
-class DeliverySettings(_Section):
+class DeliverySettings(Section):
     relay: str = ""  # HOST:PORT of the SMTP relay (Postfix); empty keeps mail in the sandbox outbox
     workers: Annotated[int, Field(ge=1, le=64)] = 4
     batch_size: Annotated[int, Field(ge=1, le=1000)] = 50
@@ -89,7 +84,7 @@ class DeliverySettings(_Section):
         return value
 
 
-class QueueSettings(_Section):
+class QueueSettings(Section):
     lease_seconds: Annotated[float, Field(gt=0)] = 300.0
     # "sql": the database's own queue (SQLite/PostgreSQL); "sqs": Amazon SQS with a database outbox.
     backend: Literal["sql", "sqs"] = "sql"
@@ -103,7 +98,7 @@ class QueueSettings(_Section):
         return self
 
 
-class FeedbackSettings(_Section):
+class FeedbackSettings(Section):
     """What comes back after delivery (``mailstack.feedback``): Postfix's log, bounce intake, suppression."""
 
     # Postfix's maillog_file; empty = no delivery status from Postfix (relay acceptance stays the last word).
@@ -126,7 +121,7 @@ class FeedbackSettings(_Section):
         return value
 
 
-class SmtpSettings(_Section):
+class SmtpSettings(Section):
     """SMTP submission (``mailstack.smtp``): STARTTLS, then AUTH with an API key, then mail."""
 
     listen: str = ""  # HOST:PORT; empty = no SMTP listener
@@ -157,7 +152,7 @@ _PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _BUILTIN_PROVIDERS = ("google", "microsoft", "yahoo", "other")
 
 
-class ThrottleLimit(_Section):
+class ThrottleLimit(Section):
     """A sustained rate in messages per second and how many may go at once (default: a second's worth)."""
 
     rate: Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -181,7 +176,7 @@ class ProviderThrottle(ThrottleLimit):
         return names
 
 
-class SendingIpSettings(_Section):
+class SendingIpSettings(Section):
     """A source address (Postfix ``smtp_bind_address``) with an optional rate and warm-up schedule."""
 
     address: str
@@ -222,7 +217,7 @@ class SendingIpSettings(_Section):
         return self
 
 
-class ThrottleSettings(_Section):
+class ThrottleSettings(Section):
     """Pacing per API key, per destination provider and per sending IP; nothing is limited by default."""
 
     mx_lookup: bool = False  # classify unknown domains by their MX (Workspace, Microsoft 365, Yahoo)
@@ -257,7 +252,7 @@ _CLOUDWATCH_NAMESPACE = re.compile(r"^[A-Za-z0-9.\-_/#:]{1,255}$")
 _AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 
 
-class MetricsSettings(_Section):
+class MetricsSettings(Section):
     """Delivery counters (``Sent``, ``Bounced``, ``Complained``) published to Amazon CloudWatch, where the
     fleet's bounce- and complaint-rate alarms read them (``mailstack.stats``, ``infra/monitoring.py``)."""
 
@@ -300,7 +295,7 @@ class MetricsSettings(_Section):
         return self
 
 
-class RetentionSettings(_Section):
+class RetentionSettings(Section):
     """The retention purge (``mailstack.privacy``): enforces the retention policy on the database."""
 
     enabled: bool = True
@@ -312,7 +307,7 @@ class RetentionSettings(_Section):
     policy_file: str = ""
 
 
-class PrivacySettings(_Section):
+class PrivacySettings(Section):
     """Encryption at rest: where the key-encryption keys come from (``mailstack.privacy.Vault``)."""
 
     # local: wrapped under the master secret (embedded default, owned servers); kms: AWS KMS.
@@ -328,7 +323,7 @@ class PrivacySettings(_Section):
         return self
 
 
-class Settings(_Section):
+class Settings(Section):
     """Everything ``mailstack serve`` needs; paths are resolved against ``data_dir``."""
 
     data_dir: Path

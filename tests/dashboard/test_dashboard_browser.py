@@ -23,7 +23,8 @@ from mailstack.api import create_app
 from mailstack.config import load_settings
 from mailstack.dashboard import create_user
 from mailstack.delivery import DeliveryWorker, SandboxOutbox
-from mailstack.service import Runtime, create_domain_keys
+from mailstack.domains import create_domain_keys
+from mailstack.runtime import Runtime
 from mailstack.storage import create_api_key, list_outbox
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -70,7 +71,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     worker = DeliveryWorker(
         runtime.engine,
         runtime.queue,
-        runtime.prepare,
+        runtime.preparer,
         SandboxOutbox(runtime.engine, runtime.vault),
         runtime.worker_settings(),
         vault=runtime.vault,

@@ -132,6 +132,21 @@ def test_purge_settings_that_break_the_policy_fail_the_check(tmp_path: Path) -> 
     assert broken.blocking and "classes.events.action" in broken.message
 
 
+@pytest.mark.parametrize(
+    "report",
+    [
+        [],
+        {"settings": None, "classes": None},
+        {"settings": {"enabled": True, "interval_seconds": "3600"}, "classes": ["events"]},
+    ],
+)
+def test_a_purge_report_of_another_shape_fails_its_checks_instead_of_the_run(report: object) -> None:
+    # Another mailstack version (--data-dir) may print other JSON: each check it cannot back fails.
+    findings = compliance.judge_purge(report, load_retention(), "purge")
+    failed = {f.resource for f in findings if f.verdict == "fail" and f.blocking}
+    assert {"purge: policy file", "purge: classes", "purge: interval"} <= failed
+
+
 def test_a_broken_stack_fails_the_command(tmp_path: Path) -> None:
     broken = tmp_path / "Pulumi.broken.yaml"
     broken.write_text((REPO_ROOT / "Pulumi.dev.yaml").read_text().replace("maxSize: 2", "maxSize: many"))
