@@ -1,6 +1,8 @@
 """Consent routes: ``/api/v1/consents`` (double opt-in requests, look-ups, withdrawals; the ``consents``
 scope) and the public confirmation page ``/consent/confirm``.
 
+Each API key has its own lists: it sees, withdraws and is rate-limited on its own records only.
+
 A request stores a pending record and sends the confirmation mail through the Send API's own path (DKIM,
 suppression list, queue) in one transaction: either both happen or neither. The link in the mail opens a
 page whose button confirms: a GET never confirms, because mail scanners and link previews follow links on
@@ -206,15 +208,15 @@ def _store_request(
 
 @router.get(
     "/api/v1/consents/{email}",
-    summary="An address's consent records, every list",
+    summary="An address's consent records, every list of this API key",
     responses={**ERROR_RESPONSES, **error_responses(404)},
 )
-def show_route(email: str, _api_key: ConsentsKey, runtime: RuntimeDep) -> Response:
+def show_route(email: str, api_key: ConsentsKey, runtime: RuntimeDep) -> Response:
     address = valid_address(email)
     if address is None:
         raise ApiError(400, "expected /api/v1/consents/{email}")
     with runtime.engine.connect() as conn:
-        records = list_consents(conn, runtime.vault, address)
+        records = list_consents(conn, runtime.vault, address, api_key_id=api_key.id)
     if not records:
         raise ApiError(404, f"Object not found: consent of {address}")
     data = [consent_json(record) for record in records]
@@ -238,7 +240,12 @@ def withdraw_route(
     try:
         with runtime.engine.begin() as conn:
             records = withdraw_consent(
-                conn, runtime.vault, address, list_name, actor=f"api:{api_key.public_key}"
+                conn,
+                runtime.vault,
+                address,
+                list_name,
+                api_key_id=api_key.id,
+                actor=f"api:{api_key.public_key}",
             )
     except ConsentError as exc:
         raise ApiError(400, str(exc)) from None

@@ -68,7 +68,7 @@ from mailstack.storage.schema import (
 )
 
 from ._audit import list_audit, record_audit
-from ._consent import list_consents
+from ._consent import all_consents
 from ._redact import AddressPattern, mentions, redact_json, redact_message, redact_spec
 from ._vacuum import vacuum
 
@@ -289,7 +289,7 @@ def export_subject(
             )
         ],
         "soft_bounces": [{"message_id": b.message_id, "at": b.created_at} for b in bounces],
-        "consents": [record.as_dict() for record in list_consents(conn, vault, address)],
+        "consents": [record.as_dict() for record in all_consents(conn, vault, address)],
         "idempotent_responses": responses,
         "webhook_events": webhook_events,
         "automation_runs": [

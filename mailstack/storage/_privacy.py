@@ -74,14 +74,16 @@ consents = Table(
         "list_name", String(200), nullable=False, info=not_personal("the list's name, chosen by the sender")
     ),
     Column("status", String(16), nullable=False),  # pending | confirmed | withdrawn
-    Column("api_key_id", ForeignKey("api_keys.id")),
+    # The API key whose list it is: each key reads, withdraws and is rate-limited on its own records.
+    Column("api_key_id", ForeignKey("api_keys.id"), nullable=False),
     Column("requested_at", Float, nullable=False),
     Column("requested_ip", LargeBinary, info=personal(Kind.IP, Form.SEALED, erasure=Erasure.DELETE)),
     Column("confirmed_at", Float),
     Column("confirmed_ip", LargeBinary, info=personal(Kind.IP, Form.SEALED, erasure=Erasure.DELETE)),
     Column("withdrawn_at", Float),
-    UniqueConstraint("subject", "list_name", name="uq_consents_subject_list"),
+    UniqueConstraint("api_key_id", "subject", "list_name", name="uq_consents_key_subject_list"),
 )
+Index("ix_consents_subject", consents.c.subject)  # a data subject's records, every key's (export, erasure)
 
 # --- envelope encryption (mailstack.storage.Vault) ------------------------------------------------------
 
