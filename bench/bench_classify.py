@@ -8,7 +8,8 @@ complaints and auto-replies, vendored) and reports messages per CPU second (one 
 load of the machine); the baseline, measured in
 the same run, is only parsing the same messages with ``email.message_from_bytes(..., policy=compat32)``,
 the first step of the classifier. Rounds of the two alternate so that CPU frequency drift hits both
-alike; the best of 3 rounds of each is reported, with the in-set accuracy.
+alike; the best of 3 rounds of each is reported, with the in-set accuracy and the growth of CPU time
+on hostile input (repeated words, unclosed tags, a line of dashes) from 20 KB to 80 KB (linear: ~4).
 
 ``bounce-generalisation`` scores every labelled message twice: with every rule (in-set), and
 leave-one-family-out (LOFO). Each message belongs to the family of the MTA or provider that wrote it
@@ -484,6 +485,36 @@ def _parse_only(raw: bytes) -> object:
     return email.message_from_bytes(raw, policy=email.policy.compat32)
 
 
+# Hostile shapes that once made the classifier quadratic (a rescan from every repeated prefix).
+_HOSTILE_UNITS = ("user ", "<", "<br", "-", "host domain ", "x@", "mailbox ")
+
+
+def _hostile(unit: str, size: int) -> bytes:
+    text = unit * (size // len(unit))
+    return (
+        "From: MAILER-DAEMON@example.com\nSubject: Undelivered Mail\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\n\n'
+        f"--B\nContent-Type: text/plain\n\n{text}\n--B\nContent-Type: text/html\n\n{text}\n"
+        "--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.com\n\n"
+        f"Final-Recipient: rfc822; a@example.org\nAction: failed\nStatus: 5.0.0\n"
+        f"Diagnostic-Code: smtp; 550 {text}\n\n--B--\n"
+    ).encode()
+
+
+def hostile_growth(size: int = 20_000) -> dict[str, float]:
+    """CPU time on 4x the input over CPU time on 1x, per hostile shape (linear: about 4)."""
+    out = {}
+    for unit in _HOSTILE_UNITS:
+        times = []
+        for n in (size, 4 * size):
+            raw = _hostile(unit, n)
+            start = time.process_time()
+            classify(raw)
+            times.append(time.process_time() - start)
+        out[unit.strip() or repr(unit)] = round(times[1] / max(times[0], 1e-3), 1)
+    return out
+
+
 def _throughput(seconds: float) -> dict[str, Any]:
     messages, labels = load_corpus()
     corpus = list(messages.values())
@@ -494,6 +525,7 @@ def _throughput(seconds: float) -> dict[str, Any]:
         values.append(_rate(classify, corpus, per_round))
         baselines.append(_rate(_parse_only, corpus, per_round))
     value, baseline = max(values), max(baselines)
+    growth = hostile_growth()
     return {
         "name": NAME,
         "unit": "messages per CPU second (one core)",
@@ -503,6 +535,9 @@ def _throughput(seconds: float) -> dict[str, Any]:
         "ratio": round(value / baseline, 3),
         "messages": len(corpus),
         **quality,
+        # Linear growth on hostile input: the worst 4x/1x CPU-time ratio over the shapes (about 4).
+        "hostile_growth_4x": max(growth.values()),
+        "hostile_growth_by_shape": growth,
     }
 
 

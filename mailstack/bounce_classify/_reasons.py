@@ -1361,9 +1361,21 @@ def _trie_regex(words: list[str]) -> str:
     return render(trie)
 
 
+# An unbounded ".+" or "[^ ]+" in a phrase rescans the rest of the text from every place its prefix
+# occurs: quadratic on hostile input ("user user user ...", "<<<<..."). A phrase is about one sentence
+# of a reply, so each such repetition is bounded.
+_UNBOUNDED = re.compile(r"(?<!\\)(\.|\[\^[^\]]*\])([+*])(?![?+])")
+_SPAN = 200
+
+
+def _bounded(regex: str) -> str:
+    """``regex`` with every unbounded ``.+``/``.*``/``[^...]+`` limited to a sentence's length."""
+    return _UNBOUNDED.sub(lambda m: f"{m.group(1)}{{{1 if m.group(2) == '+' else 0},{_SPAN}}}", regex)
+
+
 def _compile(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
     literals = sorted({p for p in phrases if not p.startswith("re:")})
-    parts = [p[3:] for p in phrases if p.startswith("re:")]
+    parts = [_bounded(p[3:]) for p in phrases if p.startswith("re:")]
     if literals:
         parts.insert(0, _trie_regex(literals))
     return re.compile("|".join(f"(?:{p})" for p in parts)) if parts else None
@@ -1429,7 +1441,7 @@ def standard_phrases() -> frozenset[tuple[str, str]]:
 def phrase_in(phrase: str, text: str) -> bool:
     """True when one phrase of a table (as :func:`phrase_tables` gives it) occurs in normalised ``text``."""
     if phrase.startswith("re:"):
-        return re.search(phrase[3:], text) is not None
+        return re.search(_bounded(phrase[3:]), text) is not None
     return phrase in text
 
 
