@@ -12,6 +12,10 @@ sink holds its reply until the kill). What must hold:
 - the killed node's work is taken over: the message it was sending when it died is delivered by another
   node, once its lease expires.
 
+A second scenario kills a lone node in the middle of a large batch and starts another node only then: what
+the lost node delivered without recording it is all that may go out twice, and the issue's bound (one
+transaction per worker) does not hold yet for a node that never comes back (xfail, see its reason).
+
 Run it as root under ``flock /tmp/mailstack-system.lock`` (it creates namespaces with fixed names).
 """
 
@@ -39,10 +43,11 @@ pytestmark = [pytest.mark.postgres, pytest.mark.e2e, pytest.mark.timeout(240)]
 
 NODES = 3
 WORKERS = 2  # per node
-# A dead node's jobs are leased to nobody after this. Short, so the takeover happens within the run;
-# long enough that a live worker never loses the lease of a batch it is working on: a batch holds only
-# what the throttle lets go (a few messages, each a millisecond to the local sink), and 10 s leaves room
-# for a worker stalled on this shared 2-core machine.
+# queue.lease_seconds: a dead node's jobs go to the others once this has passed since it leased them.
+# Short, so that the takeover happens within the run (300 s by default); long enough that a live worker
+# never loses the lease of a batch it is still working on (a lost lease is a duplicate): a batch here is
+# what the throttle lets go (a few messages) or 40 messages to a sink on the same machine, well under a
+# second, and 10 s leaves room for a worker stalled on this shared 2-core machine.
 LEASE_SECONDS = 10
 # Fleet-wide limits (messages per second, burst). Each node alone delivers to the local sink hundreds of
 # messages per second: per-node buckets would let three times these rates through.
@@ -50,10 +55,13 @@ LIMITS = {"google": (8.0, 4), "microsoft": (6.0, 3)}
 DOMAINS = {"google": "gmail.com", "microsoft": "outlook.com"}
 REQUESTS, PER_REQUEST = 20, 20  # 400 messages, half to each provider
 KILLED = 1  # the node that dies
-KILL_AFTER = 80  # arrivals before the killed node's next transaction is held, then it is killed
-# Arrivals lag the throttle's decisions (the worker takes its tokens, then composes, signs and sends the
-# batch), by an amount that varies with the batch and the machine's load. Arrivals within a window of W
-# seconds were decided within W + JITTER seconds, so the check allows rate * JITTER more than the bucket.
+KILL_AFTER = 60  # arrivals before the killed node's next transaction is held, then it is killed
+# The bucket bounds the throttle's decisions: at most burst + rate * W of them in any W seconds. The sink
+# sees arrivals, which lag the decisions (a worker takes its batch's tokens, then composes, signs and
+# sends the batch one message after another) by an amount that varies with the batch and the load, so
+# arrivals within W seconds were decided within W + JITTER seconds: the check allows rate * JITTER more.
+# Measured here: at most 0.6 message beyond the bucket (a lag varying by under 0.1 s); per-node buckets
+# (three times the rates) exceed it by 130 messages.
 JITTER_SECONDS = 1.0
 
 
@@ -332,9 +340,9 @@ class CrashWindowTooWide(AssertionError):
 @pytest.mark.xfail(
     strict=True,
     raises=CrashWindowTooWide,
-    reason="issue 14: outcomes are committed per batch; the delivery journal that narrows the crash window "
-    "is replayed only when the same node starts again, so a node lost for good has its whole delivered "
-    "batch re-sent by the node that takes its jobs over",
+    reason="issue 14: a batch's relay outcomes are committed together after the whole batch, and a journal "
+    "replayed at the same node's next start cannot help a node that never starts again: the node that "
+    "takes its jobs over sends everything it delivered in that batch again",
 )
 def test_a_node_lost_for_good_has_only_its_transaction_in_flight_sent_again(
     make_fleet: FleetFactory,
