@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from netns_support import VethNamespace
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -80,6 +81,7 @@ def provided_dkim_keys() -> list[dict[str, str]]:
 NETNS = "mailstack-outside"
 HOST_IF, OUTSIDE_IF = "msout0", "msout1"
 HOST_ADDRESS, OUTSIDE_ADDRESS = "10.200.0.1", "10.200.0.2"
+OUTSIDE_NAMESPACE = VethNamespace(NETNS, HOST_IF, OUTSIDE_IF, HOST_ADDRESS, OUTSIDE_ADDRESS)
 
 
 def require_root() -> None:
@@ -267,15 +269,6 @@ def deployment(roles_lock: None, tmp_path_factory: pytest.TempPathFactory) -> De
     return Deployment(first, second, check)
 
 
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
-
-
-def _remove_outside_host() -> None:
-    _ip("link", "del", HOST_IF, check=False)
-    _ip("netns", "del", NETNS, check=False)
-
-
 @dataclass
 class OutsideHost:
     """A host outside this machine: commands run in the namespace, reaching us at HOST_ADDRESS."""
@@ -286,7 +279,7 @@ class OutsideHost:
     def python(self, code: str, *args: str, timeout: float = 60) -> Any:
         """Run Python ``code`` in the namespace; it prints one JSON value, which is returned."""
         result = subprocess.run(
-            ["ip", "netns", "exec", NETNS, sys.executable, "-c", code, *args],
+            OUTSIDE_NAMESPACE.command(sys.executable, "-c", code, *args),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -300,23 +293,14 @@ class OutsideHost:
 def outside(deployment: Deployment) -> Iterator[OutsideHost]:
     """A network namespace with a veth pair: 10.200.0.2 (outside) talks to this machine at 10.200.0.1."""
     require_commands("ip")
-    _remove_outside_host()  # leftovers of an interrupted session
     try:
-        _ip("netns", "add", NETNS)
-        _ip("link", "add", HOST_IF, "type", "veth", "peer", "name", OUTSIDE_IF)
-        _ip("link", "set", OUTSIDE_IF, "netns", NETNS)
-        _ip("addr", "add", f"{HOST_ADDRESS}/30", "dev", HOST_IF)
-        _ip("link", "set", HOST_IF, "up")
-        _ip("-n", NETNS, "addr", "add", f"{OUTSIDE_ADDRESS}/30", "dev", OUTSIDE_IF)
-        _ip("-n", NETNS, "link", "set", OUTSIDE_IF, "up")
-        _ip("-n", NETNS, "link", "set", "lo", "up")
+        OUTSIDE_NAMESPACE.create()
     except subprocess.CalledProcessError as exc:
-        _remove_outside_host()
         pytest.fail(f"cannot create the outside host: {exc.stderr}", False)
     try:
         yield OutsideHost()
     finally:
-        _remove_outside_host()
+        OUTSIDE_NAMESPACE.remove()
 
 
 @dataclass
