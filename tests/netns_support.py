@@ -7,6 +7,9 @@ tests that use it under ``flock /tmp/mailstack-system.lock``, since the names ar
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -47,7 +50,11 @@ class VethNamespace:
             raise
 
     def remove(self) -> None:
-        """Delete the link (both ends go) and the namespace; nothing to delete is fine."""
+        """Kill what still runs inside (an interrupted session's processes would outlive the name), then
+        delete the link (both ends go) and the namespace; nothing to delete is fine."""
+        for pid in ip("netns", "pids", self.name, check=False).stdout.split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
         ip("link", "del", self.host_if, check=False)
         ip("netns", "del", self.name, check=False)
 

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,7 +118,7 @@ class _Hold:
     in the middle of that node's SMTP transaction."""
 
     peer: str
-    after: int  # only once this many messages have arrived
+    after: int  # only once this many messages have arrived, one of them at least from ``peer``
     held: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
     recipient: str = ""
@@ -134,6 +135,7 @@ class ArrivalSink:
         self.port = _port_free_on(hosts)
         self.arrivals: list[Arrival] = []
         self.aborted: list[Arrival] = []
+        self.by_peer: Counter[str] = Counter()
         self.lock = threading.Lock()
         self._hold: _Hold | None = None
         self._controllers = [
@@ -143,7 +145,7 @@ class ArrivalSink:
             controller.start()
 
     def hold_next(self, peer: str, *, after: int) -> _Hold:
-        """Hold the first DATA from ``peer`` once ``after`` messages have arrived."""
+        """Hold the first DATA from ``peer`` once ``after`` messages have arrived, one at least from it."""
         self._hold = _Hold(peer, after)
         return self._hold
 
@@ -161,7 +163,7 @@ class ArrivalSink:
         hold = self._hold
         with self.lock:
             take = hold is not None and hold.peer == peer and not hold.held.is_set()
-            take = take and len(self.arrivals) >= (hold.after if hold else 0)
+            take = take and len(self.arrivals) >= (hold.after if hold else 0) and self.by_peer[peer] > 0
             if take and hold is not None:
                 hold.recipient = envelope.rcpt_tos[0]
                 hold.held.set()
@@ -177,6 +179,7 @@ class ArrivalSink:
         with self.lock:
             now = time.time()
             self.arrivals.extend(Arrival(r, message_id, now, peer) for r in envelope.rcpt_tos)
+            self.by_peer[peer] += len(envelope.rcpt_tos)
             count = len(self.arrivals)
         return f"250 2.0.0 Ok: queued as F{count}"
 

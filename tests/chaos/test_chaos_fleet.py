@@ -60,7 +60,7 @@ KILL_AFTER = 60  # arrivals before the killed node's next transaction is held, t
 # sees arrivals, which lag the decisions (a worker takes its batch's tokens, then composes, signs and
 # sends the batch one message after another) by an amount that varies with the batch and the load, so
 # arrivals within W seconds were decided within W + JITTER seconds: the check allows rate * JITTER more.
-# Measured here: at most 0.6 message beyond the bucket (a lag varying by under 0.1 s); per-node buckets
+# Measured here: at most 0.8 message beyond the bucket (a lag varying by about 0.1 s); per-node buckets
 # (three times the rates) exceed it by 130 messages.
 JITTER_SECONDS = 1.0
 
