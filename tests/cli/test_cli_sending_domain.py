@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from serve_support import Instance, serve_env
 from support import free_port
@@ -133,6 +133,8 @@ def test_the_rule_covers_every_name_the_address_library_refuses() -> None:
 @settings(max_examples=400, deadline=None)
 @given(_domains)
 def test_the_api_takes_a_from_domain_exactly_when_init_does(domain: str) -> None:
+    # init also takes the absolute form "example.com." (the final dot dropped); an address has none.
+    assume(not domain.endswith("."))
     message = {"From": {"Email": f"hello@{domain}"}, "To": [{"Email": "a@example.com"}], "TextPart": "x"}
     (result,) = parse_send_request({"Messages": [message]}).results
     try:
