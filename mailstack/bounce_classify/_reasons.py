@@ -1230,6 +1230,8 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
     "speeding": (r"re:\btoo (?:fast|quickly)\b", r"re:\b(?:slow down|try again slower)\b"),
     "systemerror": (
         r"re:\b(?:system|internal|server|configuration|config) (?:error|problem|failure)\b",
+        r"re:\bldap\b.{0,30}\b(?:error|fail\w*|timeout|unable|lookup)\b",
+        r"re:\bunable to (?:contact|connect to|reach)\b.{0,20}\b(?:daemon|ldap|database)\b",
         r"re:\btransaction failed\b",
         r"re:\b(?:server|system) (?:busy|misconfigured)\b",
     ),
@@ -1247,6 +1249,7 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
         r"re:\bcould not (?:be )?deliver(?:ed)? (?:for|in|within)\b",
         r"re:\b(?:delayed|retr(?:y|ies|ying))\b",
         r"re:\btoo long\b",
+        r"re:\bfor (?:a long time|too long)\b",
     ),
     "notaccept": (
         r"re:\bnull mx\b",
@@ -1265,6 +1268,7 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
         r"re:\b(?:not a member|non-?member|members only)\b",
     ),
     "filtered": (r"re:\b(?:filtered|refuses? to (?:receive|accept))\b",),
+    "securityerror": (r"re:\b(?:unauthenticated (?:senders?|users?)|authentication (?:is )?required)\b",),
     "badreputation": (r"re:\b(?:ip|sender|sending|domain|poor|low|bad)\b.{0,20}\breputation\b",),
     # A name server's "try again" (SERVFAIL) says nothing about whether the domain exists.
     "dns-temporary": (r"re:\bnot found, try again\b", r"re:\btemporary failure in name resolution\b"),
