@@ -187,7 +187,7 @@ def register_dashboard(app: FastAPI, runtime: Runtime) -> None:
             api_key_id = _key(conn, key)
             if api_key_id is None:
                 return None
-            return overview(conn, api_key_id, days=days, now=time.time(), vault=runtime.vault)
+            return overview(conn, api_key_id, days=days, now=time.time(), store=runtime.store)
 
         return await data(request, load)
 
@@ -200,7 +200,7 @@ def register_dashboard(app: FastAPI, runtime: Runtime) -> None:
             return (
                 None
                 if api_key_id is None
-                else {"Data": search_messages(conn, api_key_id, query, vault=runtime.vault)}
+                else {"Data": search_messages(conn, api_key_id, query, store=runtime.store)}
             )
 
         return await data(request, load)
@@ -212,7 +212,7 @@ def register_dashboard(app: FastAPI, runtime: Runtime) -> None:
             found = (
                 None
                 if api_key_id is None
-                else message_timeline(conn, api_key_id, message_id, vault=runtime.vault)
+                else message_timeline(conn, api_key_id, message_id, store=runtime.store)
             )
             return None if found is None else {"Data": found}
 
@@ -222,5 +222,5 @@ def register_dashboard(app: FastAPI, runtime: Runtime) -> None:
     async def suppressions_route(request: Request) -> Response:
         query = request.query_params.get("q", "")
         return await data(
-            request, lambda conn, _key_id: {"Data": suppression_list(conn, query, vault=runtime.vault)}
+            request, lambda conn, _key_id: {"Data": suppression_list(conn, query, store=runtime.store)}
         )

@@ -129,8 +129,7 @@ def register_stats(app: FastAPI, runtime: Runtime, auth: Authenticator) -> Aggre
     settings = runtime.settings
     classifier = ProviderClassifier(resolver=dns_mx_resolver() if settings.stats.mx_lookup else None)
     aggregator = Aggregator(
-        runtime.engine,
-        vault=runtime.vault,
+        runtime.store,
         batch_size=settings.stats.batch_size,
         providers=classifier.classify,
         poll_seconds=settings.stats.poll_seconds,
@@ -201,7 +200,7 @@ def register_stats(app: FastAPI, runtime: Runtime, auth: Authenticator) -> Aggre
 
         def load() -> list[dict[str, Any]]:
             with runtime.engine.connect() as conn:
-                return link_clicks(conn, api_key.id, campaign, vault=runtime.vault)
+                return link_clicks(conn, api_key.id, campaign, store=runtime.store)
 
         return _listing(await run_in_threadpool(load))
 

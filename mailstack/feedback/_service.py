@@ -5,11 +5,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from sqlalchemy import Engine
-
 from mailstack.compose import ComposeSettings
 from mailstack.config import Settings, parse_hostport
-from mailstack.privacy import Vault
+from mailstack.storage import Store
 
 from ._intake import BounceIntake, IntakeServer
 from ._postfix_log import PostfixLogReader
@@ -28,16 +26,14 @@ class FeedbackServices:
     intake; the deployment that sets Postfix up (the Ansible role) turns them on.
     """
 
-    def __init__(
-        self, settings: Settings, engine: Engine, compose_settings: ComposeSettings, vault: Vault
-    ) -> None:
+    def __init__(self, settings: Settings, store: Store, compose_settings: ComposeSettings) -> None:
         feedback = settings.feedback
-        self.recorder = FeedbackRecorder(feedback, vault)
+        self.recorder = FeedbackRecorder(feedback, store)
         self.reader: PostfixLogReader | None = None
         self.intake: IntakeServer | None = None
         if feedback.postfix_log:
             self.reader = PostfixLogReader(
-                engine,
+                store,
                 Path(feedback.postfix_log),
                 compose_settings,
                 self.recorder,
@@ -46,7 +42,7 @@ class FeedbackServices:
         if feedback.intake:
             host, port = parse_hostport(feedback.intake, what="feedback.intake")
             self.intake = IntakeServer(
-                BounceIntake(engine, compose_settings, self.recorder),
+                BounceIntake(store, compose_settings, self.recorder),
                 host,
                 port,
                 max_bytes=feedback.intake_max_bytes,

@@ -22,6 +22,7 @@ from mailstack.queue import Queue, queue_for
 from mailstack.signing import Signer, SigningError
 from mailstack.storage import (
     AcceptedRecipient,
+    Store,
     create_storage_engine,
     insert_messages,
     message_api_key,
@@ -99,6 +100,11 @@ class Runtime:
         return cls(
             settings, engine, queue, keyring, metrics, compose_settings, SignerCache(engine, keyring), vault
         )
+
+    @functools.cached_property
+    def store(self) -> Store:
+        """The database's repositories, with the vault bound in."""
+        return Store(self.engine, self.vault)
 
     @functools.cached_property
     def tracker(self) -> Tracker:

@@ -70,7 +70,7 @@ def serve(settings: Settings) -> int:
             log.error("smtp submission cannot start", error=str(exc))
             runtime.close()
             return 1
-    feedback = FeedbackServices(settings, runtime.engine, runtime.compose_settings, runtime.vault)
+    feedback = FeedbackServices(settings, runtime.store, runtime.compose_settings)
     try:
         feedback.start()
     except OSError as exc:
