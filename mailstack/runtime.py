@@ -23,7 +23,7 @@ from mailstack.keyring import Keyring
 from mailstack.observability import Metrics
 from mailstack.privacy import Vault, convert_plaintext, provider_from_settings
 from mailstack.queue import Queue, queue_for
-from mailstack.storage import create_storage_engine, migrate
+from mailstack.storage import Store, create_storage_engine, migrate
 from mailstack.throttle import Throttle, throttle_from_settings
 from mailstack.tokens import TokenSigner
 from mailstack.tracking import Tracker, tracker_for
@@ -71,6 +71,11 @@ class Runtime:
     def tracker(self) -> Tracker:
         """Open/click tracking and unsubscribe links, applied to each copy before composition."""
         return tracker_for(self.settings, self.compose_settings.tokens)
+
+    @functools.cached_property
+    def store(self) -> Store:
+        """The database's repositories, with the vault bound in."""
+        return Store(self.engine, self.vault)
 
     @functools.cached_property
     def acceptor(self) -> Acceptor:

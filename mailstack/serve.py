@@ -107,8 +107,7 @@ def _aggregator(runtime: Runtime) -> Aggregator:
     settings = runtime.settings
     classifier = ProviderClassifier(resolver=dns_mx_resolver() if settings.stats.mx_lookup else None)
     return Aggregator(
-        runtime.engine,
-        vault=runtime.vault,
+        runtime.store,
         batch_size=settings.stats.batch_size,
         providers=classifier.classify,
         poll_seconds=settings.stats.poll_seconds,
@@ -159,7 +158,7 @@ def assemble(settings: Settings, runtime: Runtime, retention: RetentionPolicy | 
     )
     services.append(Loop("automation", automation.run, prepare=automation.start, daemon=True))
     # After the workers: stopped before them, so the outcomes they record are all written.
-    services.extend(feedback_services(settings, runtime.engine, runtime.compose_settings, runtime.vault))
+    services.extend(feedback_services(settings, runtime.store, runtime.compose_settings))
     recorder = _recorder(runtime)
     # Stopped right after the HTTP API: it writes what the last requests recorded.
     services.append(recorder)

@@ -235,7 +235,7 @@ def overview_route(
         api_key_id = _key(conn, key_id)
         if api_key_id is None:
             return None
-        return overview(conn, api_key_id, days=days, now=time.time(), vault=runtime.vault)
+        return overview(conn, api_key_id, days=days, now=time.time(), store=runtime.store)
 
     return _data(runtime, key, load)
 
@@ -252,7 +252,7 @@ def messages_route(
         return (
             None
             if api_key_id is None
-            else {"Data": search_messages(conn, api_key_id, query, vault=runtime.vault)}
+            else {"Data": search_messages(conn, api_key_id, query, store=runtime.store)}
         )
 
     return _data(runtime, key, load)
@@ -270,7 +270,7 @@ def timeline_route(
         found = (
             None
             if api_key_id is None
-            else message_timeline(conn, api_key_id, message_id, vault=runtime.vault)
+            else message_timeline(conn, api_key_id, message_id, store=runtime.store)
         )
         return None if found is None else {"Data": found}
 
@@ -285,5 +285,5 @@ def suppressions_route(
     query: Annotated[str, Query(alias="q", max_length=1000)] = "",
 ) -> Response:
     return _data(
-        runtime, key, lambda conn, _key_id: {"Data": suppression_list(conn, query, vault=runtime.vault)}
+        runtime, key, lambda conn, _key_id: {"Data": suppression_list(conn, query, store=runtime.store)}
     )

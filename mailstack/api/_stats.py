@@ -194,4 +194,4 @@ def recipient_esp(request: Request, api_key: ReadKey, runtime: RuntimeDep) -> Re
 def link_click(request: Request, api_key: ReadKey, runtime: RuntimeDep) -> Response:
     campaign = _params(request).get("campaignid", "")[:255]
     with runtime.engine.connect() as conn:
-        return _listing(link_clicks(conn, api_key.id, campaign, vault=runtime.vault))
+        return _listing(link_clicks(conn, api_key.id, campaign, store=runtime.store))

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine
-
 from mailstack.compose import ComposeSettings
 from mailstack.config import Settings, parse_hostport
 from mailstack.lifecycle import Loop, Service
-from mailstack.privacy import Vault
+from mailstack.storage import Store
 
 from ._intake import BounceIntake, IntakeServer
 from ._postfix_log import PostfixLogReader
@@ -21,9 +19,7 @@ __all__ = ["feedback_services"]
 _STOP_SECONDS = 30.0
 
 
-def feedback_services(
-    settings: Settings, engine: Engine, compose_settings: ComposeSettings, vault: Vault
-) -> list[Service]:
+def feedback_services(settings: Settings, store: Store, compose_settings: ComposeSettings) -> list[Service]:
     """The Postfix log reader (a loop) and the bounce intake (a listener), each only when configured,
     in start order: the reader starts first, so it stops last and commits what the intake recorded.
 
@@ -31,11 +27,11 @@ def feedback_services(
     intake; the deployment that sets Postfix up (the Ansible role) turns them on.
     """
     feedback = settings.feedback
-    recorder = FeedbackRecorder(feedback, vault)
+    recorder = FeedbackRecorder(feedback, store)
     services: list[Service] = []
     if feedback.postfix_log:
         reader = PostfixLogReader(
-            engine,
+            store,
             Path(feedback.postfix_log),
             compose_settings,
             recorder,
@@ -44,7 +40,7 @@ def feedback_services(
         services.append(Loop("postfix-log", reader.run, join_seconds=_STOP_SECONDS))
     if feedback.intake:
         host, port = parse_hostport(feedback.intake, what="feedback.intake")
-        intake = BounceIntake(engine, compose_settings, recorder)
+        intake = BounceIntake(store, compose_settings, recorder)
         services.append(
             IntakeServer(intake, host, port, max_bytes=feedback.intake_max_bytes, hostname=settings.hostname)
         )

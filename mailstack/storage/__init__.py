@@ -7,6 +7,7 @@ from ._api_keys import (
     API_SCOPES,
     DEFAULT_API_SCOPES,
     ApiKeyRecord,
+    ApiKeys,
     api_key_record,
     create_api_key,
     find_api_key,
@@ -15,14 +16,15 @@ from ._api_keys import (
     set_api_key_scopes,
 )
 from ._blind import address_index, normalize_address
-from ._details import PURPOSE_EVENT_DETAIL, is_sealed_detail, open_details, seal_details
-from ._dkim import DkimKeyRow, add_dkim_key, list_dkim_keys
+from ._details import PURPOSE_EVENT_DETAIL, EventDetails, is_sealed_detail, open_details, seal_details
+from ._dkim import DkimKeyRow, DkimKeys, add_dkim_key, list_dkim_keys
 from ._engagement import PURPOSE_AUTOMATION_ERROR, PURPOSE_WEBHOOK_PAYLOAD
 from ._engine import create_storage_engine, normalize_url
 from ._errors import StorageUnavailable, is_unavailable
 from ._idempotency import (
     PURPOSE_IDEMPOTENT_RESPONSE,
     IdempotentResponse,
+    IdempotentResponses,
     get_idempotent_response,
     save_idempotent_response,
 )
@@ -30,8 +32,11 @@ from ._key_providers import KeyProvider, KmsKeyProvider, LocalKeyProvider, provi
 from ._links import (
     PERSONALISED_LINK,
     PURPOSE_LINK_URL,
+    LinkClicks,
+    Links,
     forget_link_subject,
     later_click,
+    link_clicks,
     link_key,
     link_subject,
     open_link_urls,
@@ -43,21 +48,30 @@ from ._messages import (
     PURPOSE_RECIPIENT_NAME,
     PURPOSE_SPEC,
     AcceptedRecipient,
+    FoundMessage,
+    MessageOutline,
     MessageRecord,
+    Messages,
     PendingMessage,
     SentRecord,
+    UniqueEvent,
+    find_messages,
     get_message,
     insert_messages,
     list_events,
     load_envelopes,
     message_api_key,
+    message_outlines,
     recipient_domain,
     record_event,
     record_sent,
+    record_unique_events,
+    set_message_status,
     update_message_status,
+    update_statuses_unless,
 )
 from ._migrate import migrate
-from ._outbox import PURPOSE_OUTBOX_DATA, PURPOSE_RCPT_TO, OutboxItem, list_outbox, store_outbox
+from ._outbox import PURPOSE_OUTBOX_DATA, PURPOSE_RCPT_TO, Outbox, OutboxItem, list_outbox, store_outbox
 from ._personal import (
     Erasure,
     Form,
@@ -75,6 +89,7 @@ from ._personal import (
 from ._plaintext import plaintext_values
 from ._relay_log import (
     LogCursor,
+    RelayLog,
     forget_queue_ids,
     get_log_cursor,
     load_queue_ids,
@@ -82,12 +97,14 @@ from ._relay_log import (
     save_log_cursor,
 )
 from ._sealing import open_json, open_text, seal_json
+from ._store import Store
 from ._suppressions import (
     GLOBAL_SCOPE,
     LAST_TIMESTAMP,
     PURPOSE_SUPPRESSED_ADDRESS,
     SUPPRESSION_SOURCES,
     Suppression,
+    Suppressions,
     active_suppressions,
     count_suppressions,
     list_suppressions,
@@ -126,27 +143,41 @@ __all__ = [
     "SUPPRESSION_SOURCES",
     "AcceptedRecipient",
     "ApiKeyRecord",
+    "ApiKeys",
     "DkimKeyRow",
+    "DkimKeys",
     "Erasure",
+    "EventDetails",
     "EventTail",
     "Form",
+    "FoundMessage",
     "IdempotentResponse",
+    "IdempotentResponses",
     "KeyProvider",
     "Kind",
     "KmsKeyProvider",
+    "LinkClicks",
+    "Links",
     "LocalKeyProvider",
     "LogCursor",
+    "MessageOutline",
     "MessageRecord",
+    "Messages",
     "NotPersonal",
+    "Outbox",
     "OutboxItem",
     "PendingMessage",
     "Personal",
+    "RelayLog",
     "Retention",
     "RotationReport",
     "SentRecord",
     "ShreddedDataError",
     "StorageUnavailable",
+    "Store",
     "Suppression",
+    "Suppressions",
+    "UniqueEvent",
     "Vault",
     "active_suppressions",
     "add_dkim_key",
@@ -156,6 +187,7 @@ __all__ = [
     "create_api_key",
     "create_storage_engine",
     "find_api_key",
+    "find_messages",
     "forget_link_subject",
     "forget_queue_ids",
     "get_idempotent_response",
@@ -166,6 +198,7 @@ __all__ = [
     "is_sealed_detail",
     "is_unavailable",
     "later_click",
+    "link_clicks",
     "link_key",
     "link_subject",
     "list_dkim_keys",
@@ -177,6 +210,7 @@ __all__ = [
     "looks_personal",
     "mark_of",
     "message_api_key",
+    "message_outlines",
     "migrate",
     "normalize_address",
     "normalize_url",
@@ -196,6 +230,7 @@ __all__ = [
     "recipient_domain",
     "record_event",
     "record_sent",
+    "record_unique_events",
     "remember_queue_ids",
     "save_idempotent_response",
     "save_log_cursor",
@@ -206,11 +241,13 @@ __all__ = [
     "sealed_purpose",
     "secret_matches",
     "set_api_key_scopes",
+    "set_message_status",
     "store_outbox",
     "suppress",
     "suppression_key",
     "unsuppress",
     "update_message_status",
+    "update_statuses_unless",
     "valid_address",
     "valid_expiry",
 ]

@@ -18,6 +18,7 @@ __all__ = [
     "API_SCOPES",
     "DEFAULT_API_SCOPES",
     "ApiKeyRecord",
+    "ApiKeys",
     "api_key_record",
     "create_api_key",
     "find_api_key",
@@ -119,3 +120,21 @@ def set_api_key_scopes(conn: Connection, public_key: str, scopes: Iterable[str])
 
 def secret_matches(record: ApiKeyRecord, secret: str) -> bool:
     return hmac.compare_digest(record.secret_hash, hash_secret(secret))
+
+
+class ApiKeys:
+    """The API keys aggregate (see :class:`~mailstack.storage.Store`)."""
+
+    def create(
+        self, conn: Connection, name: str = "default", scopes: Iterable[str] = DEFAULT_API_SCOPES
+    ) -> tuple[str, str]:
+        """See :func:`create_api_key`."""
+        return create_api_key(conn, name, scopes)
+
+    def find(self, conn: Connection, public_key: str) -> ApiKeyRecord | None:
+        """See :func:`find_api_key`."""
+        return find_api_key(conn, public_key)
+
+    def set_scopes(self, conn: Connection, public_key: str, scopes: Iterable[str]) -> bool:
+        """See :func:`set_api_key_scopes`."""
+        return set_api_key_scopes(conn, public_key, scopes)

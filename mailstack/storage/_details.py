@@ -16,7 +16,13 @@ from sqlalchemy import Connection
 
 from ._vault import Vault
 
-__all__ = ["PURPOSE_EVENT_DETAIL", "is_sealed_detail", "open_details", "seal_details"]
+__all__ = [
+    "PURPOSE_EVENT_DETAIL",
+    "EventDetails",
+    "is_sealed_detail",
+    "open_details",
+    "seal_details",
+]
 
 PURPOSE_EVENT_DETAIL = "events.detail"
 _SEALED = "sealed"
@@ -87,3 +93,20 @@ def open_details(conn: Connection, vault: Vault, stored: Sequence[Any]) -> list[
 def is_sealed_detail(detail: Any) -> bool:
     """Whether a stored detail has nothing personal left in clear (used to convert old rows once)."""
     return isinstance(detail, Mapping) and not _split(detail)[1]
+
+
+class EventDetails:
+    """Event details at rest with the vault bound in (see :class:`~mailstack.storage.Store`)."""
+
+    def __init__(self, vault: Vault) -> None:
+        self._vault = vault
+
+    def seal(
+        self, conn: Connection, details: Sequence[Mapping[str, Any]], *, shared_key: int | None = None
+    ) -> list[dict[str, Any]]:
+        """See :func:`seal_details`."""
+        return seal_details(conn, self._vault, details, shared_key=shared_key)
+
+    def open(self, conn: Connection, stored: Sequence[Any]) -> list[dict[str, Any]]:
+        """See :func:`open_details`."""
+        return open_details(conn, self._vault, stored)

@@ -9,7 +9,12 @@ from sqlalchemy import Connection, insert, select
 
 from ._schema import dkim_keys
 
-__all__ = ["DkimKeyRow", "add_dkim_key", "list_dkim_keys"]
+__all__ = [
+    "DkimKeyRow",
+    "DkimKeys",
+    "add_dkim_key",
+    "list_dkim_keys",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,3 +55,26 @@ def list_dkim_keys(
         DkimKeyRow(r.domain, r.selector, r.algorithm, r.private_key, r.created_at, r.activates_at, r.active)
         for r in conn.execute(query)
     ]
+
+
+class DkimKeys:
+    """The DKIM keys aggregate (see :class:`~mailstack.storage.Store`)."""
+
+    def add(
+        self,
+        conn: Connection,
+        domain: str,
+        selector: str,
+        algorithm: str,
+        encrypted_pem: bytes,
+        *,
+        activates_at: float,
+    ) -> None:
+        """See :func:`add_dkim_key`."""
+        add_dkim_key(conn, domain, selector, algorithm, encrypted_pem, activates_at=activates_at)
+
+    def list(
+        self, conn: Connection, *, domain: str | None = None, active_only: bool = True
+    ) -> list[DkimKeyRow]:
+        """See :func:`list_dkim_keys`."""
+        return list_dkim_keys(conn, domain=domain, active_only=active_only)

@@ -14,6 +14,7 @@ from ._vault import Vault
 __all__ = [
     "PURPOSE_IDEMPOTENT_RESPONSE",
     "IdempotentResponse",
+    "IdempotentResponses",
     "get_idempotent_response",
     "save_idempotent_response",
 ]
@@ -68,3 +69,30 @@ def save_idempotent_response(
             created_at=now,
         )
     )
+
+
+class IdempotentResponses:
+    """Stored Send API responses with the vault bound in (see :class:`~mailstack.storage.Store`)."""
+
+    def __init__(self, vault: Vault) -> None:
+        self._vault = vault
+
+    def get(self, conn: Connection, api_key_id: int, key: str) -> IdempotentResponse | None:
+        """See :func:`get_idempotent_response`."""
+        return get_idempotent_response(conn, api_key_id, key, vault=self._vault)
+
+    def save(
+        self,
+        conn: Connection,
+        api_key_id: int,
+        key: str,
+        request_hash: str,
+        status_code: int,
+        body: Any,
+        *,
+        now: float,
+    ) -> None:
+        """See :func:`save_idempotent_response`."""
+        save_idempotent_response(
+            conn, api_key_id, key, request_hash, status_code, body, now=now, vault=self._vault
+        )

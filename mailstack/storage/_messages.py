@@ -33,6 +33,7 @@ from mailstack import model
 from mailstack.model import Address, Envelope, EventType, MessageSpec, MessageStatus, RecipientKind
 
 from ._details import open_details, seal_details
+from ._dialect import dialect_insert
 from ._schema import contents, events, messages
 from ._sealing import open_text
 from ._suppressions import active_suppressions, preblocked_detail, suppression_key
@@ -45,18 +46,27 @@ __all__ = [
     "PURPOSE_RECIPIENT_NAME",
     "PURPOSE_SPEC",
     "AcceptedRecipient",
+    "FoundMessage",
+    "MessageOutline",
     "MessageRecord",
+    "Messages",
     "PendingMessage",
     "SentRecord",
+    "UniqueEvent",
+    "find_messages",
     "get_message",
     "insert_messages",
     "list_events",
     "load_envelopes",
     "message_api_key",
+    "message_outlines",
     "recipient_domain",
     "record_event",
     "record_sent",
+    "record_unique_events",
+    "set_message_status",
     "update_message_status",
+    "update_statuses_unless",
 ]
 
 # What each sealed column holds: bound into its ciphertext, so a blob cannot be moved to another column.
@@ -514,3 +524,275 @@ def list_events(
     ).all()
     details = open_details(conn, vault, [r.detail for r in rows])
     return [(r.type, r.created_at, detail) for r, detail in zip(rows, details, strict=True)]
+
+
+# --- finding messages (the dashboard) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FoundMessage:
+    """A message a search found; ``recipient`` and ``subject`` opened ("(erased)" / "" once erased)."""
+
+    id: int
+    uuid: str
+    recipient: str
+    sender: str
+    subject: str
+    campaign: str
+    status: str
+    created_at: float
+    message_id_header: str | None
+
+
+def find_messages(
+    conn: Connection, api_key_id: int, query: str, *, limit: int, vault: Vault
+) -> list[FoundMessage]:
+    """An API key's messages by MessageID, MessageUUID, Message-ID header or exact recipient address,
+    newest first.
+
+    Recipients are sealed and found by their blind index: only a whole address matches (any case),
+    never a part of one.
+    """
+    text = query.strip()
+    if not text or len(text) > 998:
+        return []
+    conditions = []
+    if text.isdigit() and len(text) < 19:
+        conditions.append(messages.c.id == int(text))
+    if text.startswith("<") or "@" not in text:
+        header = text if text.startswith("<") else f"<{text}>"
+        conditions.append(messages.c.message_id_header == header)
+    conditions.append(messages.c.uuid == text.lower())
+    if "@" in text:
+        conditions.append(messages.c.recipient_index == vault.index(text))
+    rows = conn.execute(
+        select(
+            messages.c.id,
+            messages.c.uuid,
+            messages.c.recipient,
+            messages.c.sender,
+            messages.c.campaign,
+            messages.c.status,
+            messages.c.created_at,
+            messages.c.message_id_header,
+            contents.c.spec,
+        )
+        .join(contents, contents.c.id == messages.c.content_id)
+        .where(messages.c.api_key_id == api_key_id, or_(*conditions))
+        .order_by(messages.c.id.desc())
+        .limit(limit)
+    )
+    found = []
+    for r in rows:
+        spec = vault.open_optional(conn, r.spec, purpose=PURPOSE_SPEC)
+        found.append(
+            FoundMessage(
+                id=r.id,
+                uuid=r.uuid,
+                recipient=open_text(conn, vault, r.recipient, purpose=PURPOSE_RECIPIENT, erased="(erased)"),
+                sender=r.sender,
+                subject="" if spec is None else json.loads(spec).get("Subject") or "",
+                campaign=r.campaign,
+                status=r.status,
+                created_at=r.created_at,
+                message_id_header=r.message_id_header,
+            )
+        )
+    return found
+
+
+# --- what comes back after delivery (mailstack.feedback) ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MessageOutline:
+    """What the feedback loop needs of a message: its recipient (opened), sender and status."""
+
+    id: int
+    recipient: str
+    sender: str
+    status: str
+
+
+def message_outlines(
+    conn: Connection, message_ids: Iterable[int], *, vault: Vault
+) -> dict[int, MessageOutline]:
+    """The messages that still exist among ``message_ids`` (an erased recipient's are left out)."""
+    wanted = sorted(set(message_ids))
+    found: dict[int, MessageOutline] = {}
+    for start in range(0, len(wanted), 500):
+        query = select(messages.c.id, messages.c.recipient, messages.c.sender, messages.c.status).where(
+            messages.c.id.in_(wanted[start : start + 500])
+        )
+        for row in conn.execute(query):
+            email = vault.open_optional(conn, row.recipient, purpose=PURPOSE_RECIPIENT)
+            if email is not None:
+                found[row.id] = MessageOutline(row.id, email.decode(), row.sender, row.status)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class UniqueEvent:
+    """An event that may be reported twice (a log line read again, a DSN delivered again): ``uid``,
+    derived from its source, keeps it to one row."""
+
+    message_id: int
+    type: EventType
+    detail: dict[str, Any]
+    uid: str
+
+
+def record_unique_events(
+    conn: Connection, items: Sequence[UniqueEvent], *, now: float, vault: Vault
+) -> set[str]:
+    """Insert the events whose uid is new ("on conflict do nothing"), details sealed; the new uids."""
+    if not items:
+        return set()
+    details = seal_details(conn, vault, [item.detail for item in items])
+    rows = [
+        {
+            "message_id": item.message_id,
+            "type": item.type.value,
+            "detail": detail,
+            "uid": item.uid,
+            "created_at": now,
+        }
+        for item, detail in zip(items, details, strict=True)
+    ]
+    statement = dialect_insert(conn, events).on_conflict_do_nothing(index_elements=["uid"])
+    return set(conn.execute(statement.returning(events.c.uid), rows).scalars())
+
+
+def update_statuses_unless(
+    conn: Connection,
+    changes: Sequence[tuple[int, MessageStatus, str]],
+    *,
+    unless: Iterable[str],
+    now: float,
+    vault: Vault,
+) -> None:
+    """Set each ``(message id, status, reply)`` in one statement, the reply sealed under the day's shared
+    key (a batch mixes recipients), except for messages whose status is one of ``unless``."""
+    if not changes:
+        return
+    sealed = vault.seal_many(
+        conn, [(reply[:2000].encode(), None) for _id, _status, reply in changes], purpose=PURPOSE_LAST_REPLY
+    )
+    conn.execute(
+        update(messages)
+        # One != per status: an expanding NOT IN cannot be used with executemany.
+        .where(messages.c.id == bindparam("b_id"), *(messages.c.status != str(s) for s in sorted(unless)))
+        .values(status=bindparam("b_status"), last_reply=bindparam("b_reply"), updated_at=now),
+        [
+            {"b_id": message_id, "b_status": status.value, "b_reply": reply}
+            for (message_id, status, _reply), reply in zip(changes, sealed, strict=True)
+        ],
+    )
+
+
+def set_message_status(
+    conn: Connection, message_id: int, status: MessageStatus, *, reply: str | None, now: float, vault: Vault
+) -> None:
+    """Set the status feedback reports (a bounce, a complaint, an unsubscribe) whatever it was, with the
+    reply (sealed: replies quote addresses) when there is one."""
+    values: dict[str, Any] = {"status": status.value, "updated_at": now}
+    if reply:
+        values["last_reply"] = vault.seal(
+            conn, reply[:2000].encode(), purpose=PURPOSE_LAST_REPLY, subject=None
+        )
+    conn.execute(update(messages).where(messages.c.id == message_id).values(**values))
+
+
+# --- the repository -------------------------------------------------------------------------------------
+
+
+class Messages:
+    """The messages aggregate (contents, recipients, events, outcomes) with the vault bound in: what
+    :class:`~mailstack.storage.Store` hands out. Every method runs in the caller's transaction."""
+
+    def __init__(self, vault: Vault) -> None:
+        self._vault = vault
+
+    def insert(
+        self, conn: Connection, api_key_id: int, batch: Sequence[MessageSpec], *, now: float
+    ) -> list[list[AcceptedRecipient]]:
+        """See :func:`insert_messages`."""
+        return insert_messages(conn, api_key_id, batch, now=now, vault=self._vault)
+
+    def load_envelopes(self, conn: Connection, message_ids: Sequence[int]) -> dict[int, PendingMessage]:
+        """See :func:`load_envelopes`."""
+        return load_envelopes(conn, message_ids, vault=self._vault)
+
+    def update_status(
+        self,
+        conn: Connection,
+        message_id: int,
+        status: MessageStatus,
+        *,
+        now: float,
+        attempts: int | None = None,
+        last_reply: str | None = None,
+        message_id_header: str | None = None,
+    ) -> None:
+        """See :func:`update_message_status`."""
+        update_message_status(
+            conn,
+            message_id,
+            status,
+            now=now,
+            attempts=attempts,
+            last_reply=last_reply,
+            message_id_header=message_id_header,
+            vault=self._vault,
+        )
+
+    def record_sent(self, conn: Connection, sent: Sequence[SentRecord], *, now: float) -> None:
+        """See :func:`record_sent`."""
+        record_sent(conn, sent, now=now, vault=self._vault)
+
+    def record_event(
+        self, conn: Connection, message_id: int, event_type: EventType, detail: dict[str, Any], *, now: float
+    ) -> None:
+        """See :func:`record_event`."""
+        record_event(conn, message_id, event_type, detail, now=now, vault=self._vault)
+
+    def get(self, conn: Connection, message_id: int, api_key_id: int) -> MessageRecord | None:
+        """See :func:`get_message`."""
+        return get_message(conn, message_id, api_key_id, vault=self._vault)
+
+    def api_key_of(self, conn: Connection, message_id: int) -> int | None:
+        """See :func:`message_api_key`."""
+        return message_api_key(conn, message_id)
+
+    def events(self, conn: Connection, message_id: int) -> list[tuple[str, float, dict[str, Any]]]:
+        """See :func:`list_events`."""
+        return list_events(conn, message_id, vault=self._vault)
+
+    def find(self, conn: Connection, api_key_id: int, query: str, *, limit: int) -> list[FoundMessage]:
+        """See :func:`find_messages`."""
+        return find_messages(conn, api_key_id, query, limit=limit, vault=self._vault)
+
+    def outlines(self, conn: Connection, message_ids: Iterable[int]) -> dict[int, MessageOutline]:
+        """See :func:`message_outlines`."""
+        return message_outlines(conn, message_ids, vault=self._vault)
+
+    def record_unique_events(self, conn: Connection, items: Sequence[UniqueEvent], *, now: float) -> set[str]:
+        """See :func:`record_unique_events`."""
+        return record_unique_events(conn, items, now=now, vault=self._vault)
+
+    def update_statuses_unless(
+        self,
+        conn: Connection,
+        changes: Sequence[tuple[int, MessageStatus, str]],
+        *,
+        unless: Iterable[str],
+        now: float,
+    ) -> None:
+        """See :func:`update_statuses_unless`."""
+        update_statuses_unless(conn, changes, unless=unless, now=now, vault=self._vault)
+
+    def set_status(
+        self, conn: Connection, message_id: int, status: MessageStatus, *, reply: str | None, now: float
+    ) -> None:
+        """See :func:`set_message_status`."""
+        set_message_status(conn, message_id, status, reply=reply, now=now, vault=self._vault)

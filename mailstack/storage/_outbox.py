@@ -9,7 +9,14 @@ from sqlalchemy import Connection, insert, select
 from ._schema import messages, outbox
 from ._vault import Vault
 
-__all__ = ["PURPOSE_OUTBOX_DATA", "PURPOSE_RCPT_TO", "OutboxItem", "list_outbox", "store_outbox"]
+__all__ = [
+    "PURPOSE_OUTBOX_DATA",
+    "PURPOSE_RCPT_TO",
+    "Outbox",
+    "OutboxItem",
+    "list_outbox",
+    "store_outbox",
+]
 
 PURPOSE_RCPT_TO = "outbox.rcpt_to"
 PURPOSE_OUTBOX_DATA = "outbox.data"
@@ -70,3 +77,35 @@ def list_outbox(
         data = vault.open(conn, r.data, purpose=PURPOSE_OUTBOX_DATA) if with_data else None
         items.append(OutboxItem(r.id, r.message_id, r.mail_from, rcpt_to.decode(), r.created_at, data))
     return items
+
+
+class Outbox:
+    """The sandbox outbox with the vault bound in (see :class:`~mailstack.storage.Store`)."""
+
+    def __init__(self, vault: Vault) -> None:
+        self._vault = vault
+
+    def store(
+        self, conn: Connection, message_id: int, mail_from: str, rcpt_to: str, data: bytes, *, now: float
+    ) -> None:
+        """See :func:`store_outbox`."""
+        store_outbox(conn, message_id, mail_from, rcpt_to, data, now=now, vault=self._vault)
+
+    def list(
+        self,
+        conn: Connection,
+        *,
+        api_key_id: int | None = None,
+        message_id: int | None = None,
+        limit: int = 100,
+        with_data: bool = False,
+    ) -> list[OutboxItem]:
+        """See :func:`list_outbox`."""
+        return list_outbox(
+            conn,
+            api_key_id=api_key_id,
+            message_id=message_id,
+            limit=limit,
+            with_data=with_data,
+            vault=self._vault,
+        )

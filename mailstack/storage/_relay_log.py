@@ -15,6 +15,7 @@ from ._feedback import log_cursors, relay_queue_ids
 
 __all__ = [
     "LogCursor",
+    "RelayLog",
     "forget_queue_ids",
     "get_log_cursor",
     "load_queue_ids",
@@ -29,10 +30,13 @@ class LogCursor:
     position: int
 
 
-def get_log_cursor(conn: Connection, name: str) -> LogCursor | None:
-    row = conn.execute(
-        select(log_cursors.c.file_id, log_cursors.c.position).where(log_cursors.c.name == name)
-    ).first()
+def get_log_cursor(conn: Connection, name: str, *, lock: bool = False) -> LogCursor | None:
+    """The stored position ``name``; ``lock`` holds its row until commit (PostgreSQL: another process
+    reading the same log under the same name waits; SQLite has one writer at a time anyway)."""
+    query = select(log_cursors.c.file_id, log_cursors.c.position).where(log_cursors.c.name == name)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).first()
     return None if row is None else LogCursor(row.file_id, int(row.position))
 
 
@@ -89,3 +93,32 @@ def forget_queue_ids(
                 relay_queue_ids.c.source == source, relay_queue_ids.c.seen_at < older_than
             )
         )
+
+
+class RelayLog:
+    """The read positions of Postfix's logs and the queue ids they mapped (see
+    :class:`~mailstack.storage.Store`)."""
+
+    def cursor(self, conn: Connection, name: str, *, lock: bool = False) -> LogCursor | None:
+        """See :func:`get_log_cursor`."""
+        return get_log_cursor(conn, name, lock=lock)
+
+    def save_cursor(self, conn: Connection, name: str, cursor: LogCursor, *, now: float) -> None:
+        """See :func:`save_log_cursor`."""
+        save_log_cursor(conn, name, cursor, now=now)
+
+    def queue_ids(self, conn: Connection, source: str, queue_ids: Iterable[str]) -> dict[str, int]:
+        """See :func:`load_queue_ids`."""
+        return load_queue_ids(conn, source, queue_ids)
+
+    def remember_queue_ids(
+        self, conn: Connection, source: str, mapping: Mapping[str, int], *, now: float
+    ) -> None:
+        """See :func:`remember_queue_ids`."""
+        remember_queue_ids(conn, source, mapping, now=now)
+
+    def forget_queue_ids(
+        self, conn: Connection, source: str, queue_ids: Iterable[str], *, older_than: float | None = None
+    ) -> None:
+        """See :func:`forget_queue_ids`."""
+        forget_queue_ids(conn, source, queue_ids, older_than=older_than)

@@ -28,6 +28,7 @@ __all__ = [
     "PURPOSE_SUPPRESSED_ADDRESS",
     "SUPPRESSION_SOURCES",
     "Suppression",
+    "Suppressions",
     "active_suppressions",
     "count_suppressions",
     "list_suppressions",
@@ -394,3 +395,91 @@ def note_soft_bounce(
     )
     query = select(func.count()).select_from(soft_bounces).where(soft_bounces.c.address_index == index)
     return int(conn.execute(query).scalar_one())
+
+
+class Suppressions:
+    """The suppression list and soft-bounce history with the vault bound in (see
+    :class:`~mailstack.storage.Store`). Every method runs in the caller's transaction."""
+
+    def __init__(self, vault: Vault) -> None:
+        self._vault = vault
+
+    def suppress(
+        self,
+        conn: Connection,
+        address: str,
+        *,
+        scope: str,
+        reason: str,
+        source: str,
+        now: float,
+        expires_at: float | None = None,
+        message_id: int | None = None,
+        replace: bool = False,
+    ) -> bool:
+        """See :func:`suppress`."""
+        return suppress(
+            conn,
+            address,
+            scope=scope,
+            reason=reason,
+            source=source,
+            now=now,
+            expires_at=expires_at,
+            message_id=message_id,
+            replace=replace,
+            vault=self._vault,
+        )
+
+    def unsuppress(self, conn: Connection, address: str, *, scope: str | None = None) -> int:
+        """See :func:`unsuppress`."""
+        return unsuppress(conn, address, scope=scope, vault=self._vault)
+
+    def list(
+        self,
+        conn: Connection,
+        *,
+        address: str | None = None,
+        scope: str | None = None,
+        include_expired: bool = False,
+        limit: int = 100,
+        offset: int = 0,
+        now: float | None = None,
+    ) -> list[Suppression]:
+        """See :func:`list_suppressions`."""
+        return list_suppressions(
+            conn,
+            address=address,
+            scope=scope,
+            include_expired=include_expired,
+            limit=limit,
+            offset=offset,
+            now=now,
+            vault=self._vault,
+        )
+
+    def count(
+        self,
+        conn: Connection,
+        *,
+        address: str | None = None,
+        scope: str | None = None,
+        include_expired: bool = False,
+        now: float | None = None,
+    ) -> int:
+        """See :func:`count_suppressions`."""
+        return count_suppressions(
+            conn, address=address, scope=scope, include_expired=include_expired, now=now, vault=self._vault
+        )
+
+    def active(
+        self, conn: Connection, recipients: Iterable[tuple[str, str]], *, now: float
+    ) -> dict[tuple[str, str], Suppression]:
+        """See :func:`active_suppressions`."""
+        return active_suppressions(conn, recipients, now=now, vault=self._vault)
+
+    def note_soft_bounce(
+        self, conn: Connection, address: str, message_id: int, *, now: float, window: float
+    ) -> int:
+        """See :func:`note_soft_bounce`."""
+        return note_soft_bounce(conn, address, message_id, now=now, window=window, vault=self._vault)
