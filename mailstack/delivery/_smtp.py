@@ -8,7 +8,7 @@ import ssl
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from ._transport import DeliveryResult, Outcome, OutgoingMail
+from ._transport import DeliveryResult, Outcome, OutgoingMail, ResultCallback
 
 
 def _outcome(code: int) -> Outcome:
@@ -82,8 +82,10 @@ class SmtpRelay:
         except queue.Full:
             _quietly_close(client)
 
-    def deliver(self, mail: Sequence[OutgoingMail]) -> list[DeliveryResult]:
-        results: list[DeliveryResult] = []
+    def deliver(
+        self, mail: Sequence[OutgoingMail], on_result: ResultCallback | None = None
+    ) -> list[DeliveryResult]:
+        results: list[DeliveryResult] = _Reported(on_result) if on_result is not None else []
         retried = -1  # the message that already had its fresh try after a dropped connection
         while len(results) < len(mail):
             try:
@@ -182,6 +184,18 @@ class SmtpRelay:
                 client.quit()
             except (OSError, smtplib.SMTPException):
                 _quietly_close(client)
+
+
+class _Reported(list[DeliveryResult]):
+    """The batch's results, each reported as it is appended (the moment its final reply arrived)."""
+
+    def __init__(self, on_result: ResultCallback) -> None:
+        super().__init__()
+        self._on_result = on_result
+
+    def append(self, result: DeliveryResult) -> None:
+        super().append(result)
+        self._on_result(len(self) - 1, result)
 
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import functools
 import heapq
 import random
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,7 @@ from mailstack.storage import (
 )
 from mailstack.throttle import Request, Throttle
 
+from ._journal import Journal, JournalEntry
 from ._transport import DeliveryResult, Outcome, OutgoingMail, Transport
 
 if TYPE_CHECKING:
@@ -91,10 +93,12 @@ class DeliveryWorker:
         throttle: Throttle | None = None,
         ip_transports: Mapping[str, Transport] | None = None,
         vault: Vault,
+        journal: Journal | None = None,
     ) -> None:
         """``throttle`` paces delivery; ``ip_transports`` maps a sending IP the throttle picks to the relay
         that sends from it (IPs not in it, and messages without one, use ``transport``); ``vault`` opens
-        the sealed recipients and contents and seals the relay's replies."""
+        the sealed recipients and contents and seals the relay's replies; ``journal`` keeps each relay
+        outcome from the moment it arrives until its batch is committed (see :mod:`._journal`)."""
         self._engine = engine
         self._vault = vault
         self._queue = queue
@@ -105,6 +109,7 @@ class DeliveryWorker:
         self._clock = clock
         self._throttle = throttle
         self._ip_transports = dict(ip_transports or {})
+        self._journal = journal
         # When the messages this worker put back come due (a heap): an idle worker wakes for each.
         self._due: list[float] = []
 
@@ -181,11 +186,16 @@ class DeliveryWorker:
                 continue
             to_send.append((lease, mail))
         results = self._deliver(to_send, routes)
-        delivered = [(lease, mail, result) for (lease, mail), result in zip(to_send, results, strict=True)]
+        delivered = [
+            (lease, _message_id_header(mail), result)
+            for (lease, mail), result in zip(to_send, results, strict=True)
+        ]
         self._record(finished, delivered, blocked)
+        if self._journal is not None:
+            self._journal.clear()
         if self._metrics is not None:
             now = self._clock()
-            for lease, _mail, result in delivered:
+            for lease, _header, result in delivered:
                 if result.outcome is Outcome.SENT:
                     self._metrics.delivery_latency.observe(now - envelopes[lease.message_id].created_at)
         return len(leases)
@@ -230,14 +240,32 @@ class DeliveryWorker:
         results: dict[int, DeliveryResult] = {}
         for ip, indexes in groups.items():
             transport = self._ip_transports.get(ip, self._transport)
-            outcomes = transport.deliver([to_send[index][1] for index in indexes])
+            on_result = None
+            if self._journal is not None:
+                on_result = functools.partial(self._journaled, self._journal, to_send, indexes)
+            outcomes = transport.deliver([to_send[index][1] for index in indexes], on_result)
             results.update(zip(indexes, outcomes, strict=True))
         return [results[index] for index in range(len(to_send))]
+
+    @staticmethod
+    def _journaled(
+        journal: Journal,
+        to_send: list[tuple[Lease, OutgoingMail]],
+        indexes: list[int],
+        position: int,
+        result: DeliveryResult,
+    ) -> None:
+        # Written the moment the relay answers: a crash from here on does not send it again.
+        lease, mail = to_send[indexes[position]]
+        header = _message_id_header(mail)
+        journal.append(
+            JournalEntry(lease.job_id, lease.token, lease.message_id, lease.attempts, result, header)
+        )
 
     def _record(
         self,
         finished: list[tuple[Lease, DeliveryResult | None, str | None]],
-        delivered: list[tuple[Lease, OutgoingMail, DeliveryResult]],
+        delivered: list[tuple[Lease, str | None, DeliveryResult]],
         blocked: list[tuple[Lease, Suppression]],
     ) -> None:
         now = self._clock()
@@ -264,14 +292,10 @@ class DeliveryWorker:
                     self._fail(conn, lease, result, now)
             sent: list[SentRecord] = []
             sent_leases: list[Lease] = []
-            for lease, mail, result in delivered:
+            for lease, header, result in delivered:
                 if result.outcome is Outcome.SENT:
                     sent_leases.append(lease)
-                    sent.append(
-                        SentRecord(
-                            lease.message_id, lease.attempts, result.summary(), _message_id_header(mail)
-                        )
-                    )
+                    sent.append(SentRecord(lease.message_id, lease.attempts, result.summary(), header))
                 elif result.outcome is Outcome.DEFERRED and lease.attempts < self._settings.max_attempts:
                     retry_at = now + retry_delay(lease.attempts, self._settings)
                     self._queue.retry(conn, lease, available_at=retry_at, error=_job_error(result))
@@ -303,10 +327,29 @@ class DeliveryWorker:
         detail = {"attempts": lease.attempts, "dead_letter": exhausted}
         _settle(conn, self._vault, lease, result, MessageStatus.FAILED, EventType.FAILED, detail, now)
 
-    def _count(self, delivered: list[tuple[Lease, OutgoingMail, DeliveryResult]], now: float) -> None:
+    def replay(self, entries: Sequence[JournalEntry]) -> int:
+        """Record the outcomes a previous run journaled but did not commit; returns how many were new.
+
+        Only jobs still leased under the journaled token are recorded: the others were committed before
+        the crash (or taken over by another worker, which then owns their outcome).
+        """
+        if not entries:
+            return 0
+        now = self._clock()
+        leases = [
+            (Lease(e.job_id, e.message_id, e.attempts, e.token, now), e.message_id_header, e.result)
+            for e in entries
+        ]
+        with self._engine.connect() as conn:
+            owned = self._queue.owned(conn, [lease for lease, _header, _result in leases])
+        delivered = [item for item in leases if item[0].job_id in owned]
+        self._record([], delivered, [])
+        return len(delivered)
+
+    def _count(self, delivered: list[tuple[Lease, str | None, DeliveryResult]], now: float) -> None:
         if self._metrics is None:
             return
-        for _lease, _mail, result in delivered:
+        for _lease, _header, result in delivered:
             if result.outcome is Outcome.SENT:
                 self._metrics.sent.inc()
             elif result.outcome is Outcome.DEFERRED:

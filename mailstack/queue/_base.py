@@ -35,6 +35,9 @@ class Queue(Protocol):
     def lease(self, limit: int, lease_seconds: float, *, now: float) -> list[Lease]:
         """Take up to ``limit`` due jobs (ready, or leased by a worker that stopped renewing)."""
 
+    def owned(self, conn: Connection, leases: Sequence[Lease]) -> set[int]:
+        """The job ids of ``leases`` still held under their token (not finished, not taken over)."""
+
     def complete_many(self, conn: Connection, leases: Sequence[Lease]) -> set[int]:
         """:meth:`complete` for a batch; returns the job ids whose lease was lost."""
 

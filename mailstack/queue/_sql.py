@@ -70,6 +70,13 @@ class _SqlQueue:
     def _owned(lease: Lease) -> ColumnElement[bool]:
         return and_(_jobs.c.id == lease.job_id, _jobs.c.lease_token == lease.token)
 
+    def owned(self, conn: Connection, leases: Sequence[Lease]) -> set[int]:
+        if not leases:
+            return set()
+        pairs = [(lease.job_id, lease.token) for lease in leases]
+        held = select(_jobs.c.id).where(tuple_(_jobs.c.id, _jobs.c.lease_token).in_(pairs))
+        return set(conn.execute(held).scalars())
+
     def complete_many(self, conn: Connection, leases: Sequence[Lease]) -> set[int]:
         if not leases:
             return set()

@@ -231,6 +231,15 @@ class SqsQueue:
         leases.sort(key=lambda lease: lease.job_id)
         return leases
 
+    def owned(self, conn: Connection, leases: Sequence[Lease]) -> set[int]:
+        """Receipts of this process that SQS has not expired yet; a previous process's cannot be checked
+        (they are retried when their visibility timeout ends)."""
+        now = self._clock()
+        with self._received_lock:
+            return {
+                lease.job_id for lease in leases if lease.token in self._received and now < lease.expires_at
+            }
+
     def complete_many(self, conn: Connection, leases: Sequence[Lease]) -> set[int]:
         """Each acknowledgement is its own SQS call anyway: complete them one by one."""
         return {lease.job_id for lease in leases if not self.complete(conn, lease)}

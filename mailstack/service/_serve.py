@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from mailstack.config import ConfigError, Settings, parse_hostport
-from mailstack.delivery import DeliveryWorker
+from mailstack.delivery import DeliveryWorker, Journal, JournalDirectory
 from mailstack.feedback import FeedbackServices
 from mailstack.observability import get_logger
 from mailstack.privacy import (
@@ -84,8 +84,10 @@ def serve(settings: Settings) -> int:
     ip_relays = runtime.ip_relays()
     stop = threading.Event()
     threads = []
-    for index in range(settings.delivery.workers):
-        worker = DeliveryWorker(
+    journals = JournalDirectory(settings.data_dir / "journal")
+
+    def delivery_worker(journal: Journal | None) -> DeliveryWorker:
+        return DeliveryWorker(
             runtime.engine,
             runtime.queue,
             runtime.prepare,
@@ -95,7 +97,16 @@ def serve(settings: Settings) -> int:
             throttle=runtime.throttle,
             ip_transports=ip_relays,
             vault=runtime.vault,
+            journal=journal,
         )
+
+    # What the previous run delivered but had not recorded goes in before any lease is taken back.
+    replayed = delivery_worker(None).replay(journals.pending())
+    if replayed:
+        log.info("recorded outcomes journaled before a crash", outcomes=replayed)
+    journals.discard()
+    workers = [delivery_worker(journals.for_worker(index)) for index in range(settings.delivery.workers)]
+    for index, worker in enumerate(workers):
         thread = threading.Thread(target=worker.run, args=(stop, runtime.wake), name=f"delivery-{index}")
         thread.start()
         threads.append(thread)
