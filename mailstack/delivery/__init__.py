@@ -2,6 +2,7 @@
 loop that drives queue → compose → sign → deliver → events."""
 
 from ._journal import Journal, JournalDirectory, JournalEntry
+from ._recovery import LeaseKeeper, node_owner, recover
 from ._sandbox import SandboxOutbox
 from ._smtp import SmtpRelay
 from ._transport import DeliveryResult, Outcome, OutgoingMail, ResultCallback, Transport
@@ -13,6 +14,7 @@ __all__ = [
     "Journal",
     "JournalDirectory",
     "JournalEntry",
+    "LeaseKeeper",
     "Outcome",
     "OutgoingMail",
     "ResultCallback",
@@ -20,5 +22,7 @@ __all__ = [
     "SmtpRelay",
     "Transport",
     "WorkerSettings",
+    "node_owner",
+    "recover",
     "retry_delay",
 ]

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine
 
 from mailstack.model import Envelope, EventType, MessageStatus
 from mailstack.observability import Metrics, get_logger
-from mailstack.queue import Lease, Queue
+from mailstack.queue import Lease, LeaseOwner, Queue
 from mailstack.storage import (
     SentRecord,
     Suppression,
@@ -94,11 +94,13 @@ class DeliveryWorker:
         ip_transports: Mapping[str, Transport] | None = None,
         vault: Vault,
         journal: Journal | None = None,
+        owner: LeaseOwner | None = None,
     ) -> None:
         """``throttle`` paces delivery; ``ip_transports`` maps a sending IP the throttle picks to the relay
         that sends from it (IPs not in it, and messages without one, use ``transport``); ``vault`` opens
         the sealed recipients and contents and seals the relay's replies; ``journal`` keeps each relay
-        outcome from the moment it arrives until its batch is committed (see :mod:`._journal`)."""
+        outcome from the moment it arrives until its batch is committed (see :mod:`._journal`); ``owner``
+        is the node and incarnation its leases are held by (see :mod:`._recovery`)."""
         self._engine = engine
         self._vault = vault
         self._queue = queue
@@ -110,6 +112,7 @@ class DeliveryWorker:
         self._throttle = throttle
         self._ip_transports = dict(ip_transports or {})
         self._journal = journal
+        self._owner = owner
         # When the messages this worker put back come due (a heap): an idle worker wakes for each.
         self._due: list[float] = []
 
@@ -142,7 +145,9 @@ class DeliveryWorker:
 
     def run_once(self) -> int:
         """Lease, deliver and record one batch; returns how many jobs it handled."""
-        leases = self._queue.lease(self._settings.batch_size, self._settings.lease_seconds, now=self._clock())
+        leases = self._queue.lease(
+            self._settings.batch_size, self._settings.lease_seconds, now=self._clock(), owner=self._owner
+        )
         if not leases:
             return 0
         now = self._clock()

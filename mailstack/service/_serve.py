@@ -10,7 +10,14 @@ from collections.abc import Iterator
 import uvicorn
 
 from mailstack.config import ConfigError, Settings, parse_hostport
-from mailstack.delivery import DeliveryWorker, Journal, JournalDirectory
+from mailstack.delivery import (
+    DeliveryWorker,
+    Journal,
+    JournalDirectory,
+    LeaseKeeper,
+    node_owner,
+    recover,
+)
 from mailstack.feedback import FeedbackServices
 from mailstack.observability import get_logger
 from mailstack.privacy import (
@@ -85,6 +92,8 @@ def serve(settings: Settings) -> int:
     stop = threading.Event()
     threads = []
     journals = JournalDirectory(settings.data_dir / "journal")
+    owner = node_owner(settings.data_dir)
+    worker_settings = runtime.worker_settings()
 
     def delivery_worker(journal: Journal | None) -> DeliveryWorker:
         return DeliveryWorker(
@@ -92,20 +101,21 @@ def serve(settings: Settings) -> int:
             runtime.queue,
             runtime.prepare,
             relay,
-            runtime.worker_settings(),
+            worker_settings,
             runtime.metrics,
             throttle=runtime.throttle,
             ip_transports=ip_relays,
             vault=runtime.vault,
             journal=journal,
+            owner=owner,
         )
 
-    # What the previous run delivered but had not recorded goes in before any lease is taken back.
-    replayed = delivery_worker(None).replay(journals.pending())
-    if replayed:
-        log.info("recorded outcomes journaled before a crash", outcomes=replayed)
-    journals.discard()
+    # What the previous run delivered but had not recorded, then the leases it held.
+    recover(delivery_worker(None), journals, runtime.queue, owner)
     workers = [delivery_worker(journals.for_worker(index)) for index in range(settings.delivery.workers)]
+    keeper = LeaseKeeper(runtime.queue, owner, worker_settings.lease_seconds)
+    thread = threading.Thread(target=keeper.run, args=(stop,), name="lease-keeper", daemon=True)
+    thread.start()
     for index, worker in enumerate(workers):
         thread = threading.Thread(target=worker.run, args=(stop, runtime.wake), name=f"delivery-{index}")
         thread.start()

@@ -137,6 +137,17 @@ queue_jobs = Table(
     Column("lease_token", String(32)),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("last_error", Text),
+    # Who holds a leased job: the node (its data directory's identity) and that node's incarnation (one
+    # per start). A restarted node takes back its previous incarnations' leases at once; it renews its own
+    # while it works, so the leases of a node that died expire within one lease time.
+    Column("lease_node", String(64)),
+    Column("lease_incarnation", BigInteger),
+)
+Index(
+    "ix_queue_jobs_lease_node",
+    queue_jobs.c.lease_node,
+    postgresql_where=queue_jobs.c.state == "leased",
+    sqlite_where=queue_jobs.c.state == "leased",
 )
 Index(
     "ix_queue_jobs_due",

@@ -50,9 +50,6 @@ class _Handler:
         return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        hold = max((self.sink.hold.get(rcpt, 0.0) for rcpt in envelope.rcpt_tos), default=0.0)
-        if hold:
-            await asyncio.sleep(hold)  # the relay is slow to take this one: it is in flight meanwhile
         content: bytes = envelope.original_content or b""
         head = content.split(b"\r\n\r\n", 1)[0]
         found = _MESSAGE_ID.search(head)
@@ -61,6 +58,11 @@ class _Handler:
             for rcpt in envelope.rcpt_tos:
                 self.sink.received.append((rcpt, message_id))
             count = len(self.sink.received)
+        hold = max((self.sink.hold.get(rcpt, 0.0) for rcpt in envelope.rcpt_tos), default=0.0)
+        if hold:
+            # Taken, but the answer is slow: the transaction is in flight meanwhile (a kill now is the
+            # one window where a duplicate cannot be avoided).
+            await asyncio.sleep(hold)
         return f"250 2.0.0 Ok: queued as C{count}"
 
 
@@ -143,12 +145,21 @@ class Node:
         return node
 
     def set_config(self, section: str, key: str, value: str) -> None:
+        """Set ``key = value`` (TOML) in ``[section]`` of mailstack.toml, replacing a value it has."""
         path = self.data_dir / "mailstack.toml"
-        text = path.read_text()
-        header = f"[{section}]\n"
-        if header not in text:
-            text += f"\n{header}"
-        path.write_text(text.replace(header, f"{header}{key} = {value}\n", 1))
+        lines = path.read_text().splitlines()
+        header = f"[{section}]"
+        if header not in lines:
+            lines += ["", header]
+        start = lines.index(header) + 1
+        end = next((i for i in range(start, len(lines)) if lines[i].startswith("[")), len(lines))
+        for i in range(start, end):
+            if re.match(rf"{re.escape(key)}\s*=", lines[i]):
+                lines[i] = f"{key} = {value}"
+                break
+        else:
+            lines.insert(start, f"{key} = {value}")
+        path.write_text("\n".join(lines) + "\n")
 
     @property
     def url(self) -> str:
