@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import functools
 import heapq
 import random
@@ -16,6 +17,7 @@ from mailstack.model import Envelope, EventType, MessageStatus
 from mailstack.observability import Metrics, get_logger
 from mailstack.queue import Lease, LeaseOwner, Queue
 from mailstack.storage import (
+    OutageNotice,
     SentRecord,
     Suppression,
     active_suppressions,
@@ -54,6 +56,16 @@ _DONE = frozenset(
 _MAX_WAKEUPS = 10000
 # Turns an envelope into signed mail; raises ValueError for a message that can never be sent.
 Prepare = Callable[[Envelope], OutgoingMail]
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """A batch's outcomes between the relay's replies and their commit."""
+
+    finished: list[tuple[Lease, DeliveryResult | None, str | None]]
+    delivered: list[tuple[Lease, str | None, DeliveryResult]]
+    blocked: list[tuple[Lease, Suppression]]
+    created_at: dict[int, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +125,9 @@ class DeliveryWorker:
         self._ip_transports = dict(ip_transports or {})
         self._journal = journal
         self._owner = owner
+        self._outage = OutageNotice(log, "delivery batch")
+        self._pending: _Batch | None = None  # delivered, not yet recorded (the database was away)
+        self._abandoned: list[Lease] = []  # leased, not worked on, not yet given back
         # When the messages this worker put back come due (a heap): an idle worker wakes for each.
         self._due: list[float] = []
 
@@ -121,8 +136,9 @@ class DeliveryWorker:
         while not stop.is_set():
             try:
                 worked = self.run_once()
-            except Exception:
-                log.exception("delivery batch failed; its leases will expire and be retried")
+                self._outage.succeeded()
+            except Exception as exc:  # the outcomes in hand are kept and recorded next round
+                self._outage.failed(exc)
                 worked = 0
             if worked == 0:
                 idle = self._idle_seconds()
@@ -144,12 +160,49 @@ class DeliveryWorker:
         return min(self._settings.poll_seconds, max(0.01, self._due[0] - now))
 
     def run_once(self) -> int:
-        """Lease, deliver and record one batch; returns how many jobs it handled."""
+        """Lease, deliver and record one batch; returns how many jobs it handled.
+
+        Outcomes that cannot be written (the database is away) are kept, with their journal, and written
+        before anything else is leased; leases that could not be worked on are given back.
+        """
+        self._settle_pending()
+        if self._abandoned:
+            self._queue.release(self._abandoned, now=self._clock())
+            self._abandoned = []
         leases = self._queue.lease(
             self._settings.batch_size, self._settings.lease_seconds, now=self._clock(), owner=self._owner
         )
         if not leases:
             return 0
+        try:
+            self._pending = self._work(leases)
+        except BaseException:
+            # Nothing was sent (the relay never raises): give the jobs back now rather than leaving them
+            # leased (the keeper would renew them) — later if the database is away.
+            self._abandoned = leases
+            with contextlib.suppress(Exception):
+                self._queue.release(leases, now=self._clock())
+                self._abandoned = []
+            raise
+        self._settle_pending()
+        return len(leases)
+
+    def _settle_pending(self) -> None:
+        batch = self._pending
+        if batch is None:
+            return
+        self._record(batch.finished, batch.delivered, batch.blocked)
+        self._pending = None
+        if self._journal is not None:
+            self._journal.clear()
+        if self._metrics is not None:
+            now = self._clock()
+            for lease, _header, result in batch.delivered:
+                if result.outcome is Outcome.SENT:
+                    self._metrics.delivery_latency.observe(now - batch.created_at[lease.message_id])
+
+    def _work(self, leases: list[Lease]) -> _Batch:
+        """Check, throttle, compose, sign and deliver ``leases``; the outcomes are not recorded yet."""
         now = self._clock()
         with self._engine.connect() as conn:
             envelopes = load_envelopes(conn, [lease.message_id for lease in leases], vault=self._vault)
@@ -195,15 +248,8 @@ class DeliveryWorker:
             (lease, _message_id_header(mail), result)
             for (lease, mail), result in zip(to_send, results, strict=True)
         ]
-        self._record(finished, delivered, blocked)
-        if self._journal is not None:
-            self._journal.clear()
-        if self._metrics is not None:
-            now = self._clock()
-            for lease, _header, result in delivered:
-                if result.outcome is Outcome.SENT:
-                    self._metrics.delivery_latency.observe(now - envelopes[lease.message_id].created_at)
-        return len(leases)
+        created_at = {message_id: found.created_at for message_id, found in envelopes.items()}
+        return _Batch(finished, delivered, blocked, created_at)
 
     def _throttled(
         self, candidates: list[tuple[Lease, Envelope]]

@@ -20,6 +20,10 @@ SET state = 'leased', due_at = :expires, lease_token = :token, attempts = attemp
 WHERE id IN (
     SELECT id FROM queue_jobs
     WHERE state != 'dead' AND due_at <= :now
+    -- An expired lease of this very incarnation is still being worked on (its renewal was held up, say
+    -- by a database restart): only other nodes, which cannot know it is alive, may take it.
+    AND (state = 'ready' OR lease_node IS NULL OR lease_node != COALESCE(CAST(:node AS VARCHAR(64)), '')
+         OR lease_incarnation != COALESCE(CAST(:incarnation AS BIGINT), -1))
     ORDER BY due_at
     LIMIT :limit
     {lock}

@@ -4,6 +4,7 @@ from . import schema
 from ._details import PURPOSE_EVENT_DETAIL, is_sealed_detail, open_details, seal_details
 from ._engagement import PURPOSE_AUTOMATION_ERROR, PURPOSE_WEBHOOK_PAYLOAD
 from ._engine import create_storage_engine, normalize_url
+from ._errors import StorageUnavailable, is_unavailable
 from ._feedback import (
     GLOBAL_SCOPE,
     PURPOSE_SUPPRESSED_ADDRESS,
@@ -38,6 +39,7 @@ from ._links import (
     seal_link_urls,
 )
 from ._migrate import migrate
+from ._outage import OutageNotice
 from ._records import (
     API_SCOPES,
     DEFAULT_API_SCOPES,
@@ -109,9 +111,11 @@ __all__ = [
     "IdempotentResponse",
     "LogCursor",
     "MessageRecord",
+    "OutageNotice",
     "OutboxItem",
     "PendingMessage",
     "SentRecord",
+    "StorageUnavailable",
     "Suppression",
     "active_suppressions",
     "add_dkim_key",
@@ -127,6 +131,7 @@ __all__ = [
     "get_message",
     "insert_messages",
     "is_sealed_detail",
+    "is_unavailable",
     "later_click",
     "link_key",
     "link_subject",

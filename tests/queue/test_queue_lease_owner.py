@@ -62,3 +62,16 @@ def test_node_identity_survives_restarts_and_each_start_is_a_new_incarnation(tmp
     assert first.node == second.node != ""
     assert first.incarnation < second.incarnation
     assert node_owner(tmp_path / "b").node != first.node  # another data directory, another node
+
+
+def test_an_expired_lease_of_a_live_incarnation_is_left_to_it_by_its_own_workers(engine: Engine) -> None:
+    queue = queue_for(engine)
+    (message_id,) = _messages(engine, 1)
+    with engine.begin() as conn:
+        queue.enqueue(conn, [message_id], available_at=1000.0)
+    me = LeaseOwner("node-a", 1)
+    (held,) = queue.lease(1, 10, now=1000.0, owner=me)
+    # The database was away past the lease time: the worker holding it will record it once it is back.
+    assert queue.lease(10, 10, now=1030.0, owner=me) == []
+    (taken,) = queue.lease(10, 10, now=1030.0, owner=LeaseOwner("node-b", 1))  # another node may
+    assert taken.message_id == held.message_id
