@@ -71,7 +71,10 @@ class SmtpRelay:
         try:
             client = self._idle.get_nowait()
         except queue.Empty:
-            client = self._connect()
+            try:
+                client = self._connect()
+            except (OSError, smtplib.SMTPException) as exc:
+                raise _Unreachable from exc
         try:
             yield client
         except BaseException:
@@ -101,6 +104,13 @@ class SmtpRelay:
                     )
                 else:
                     retried = len(results)
+            except _Unreachable as unreachable:
+                # The relay is down (refused, timed out): the rest of the batch would meet the same, one
+                # connection timeout each. Defer it all at once.
+                cause = unreachable.__cause__ or unreachable
+                reply = f"relay {self.host}:{self.port}: {cause or type(cause).__name__}"
+                while len(results) < len(mail):
+                    results.append(DeliveryResult(Outcome.DEFERRED, 0, reply))
             except (OSError, smtplib.SMTPException) as exc:
                 results.append(
                     DeliveryResult(
@@ -184,6 +194,10 @@ class SmtpRelay:
                 client.quit()
             except (OSError, smtplib.SMTPException):
                 _quietly_close(client)
+
+
+class _Unreachable(Exception):  # noqa: N818 - a state, not an error of ours
+    """No connection to the relay could be made (its cause says why)."""
 
 
 class _Reported(list[DeliveryResult]):
