@@ -25,6 +25,7 @@ MODULES = {
     "bench_tracking": ("tracking-pixel",),
     "bench_classify": ("bounce-classify",),
     "bench_throttle": ("throttle-sqlite", "throttle-postgres"),
+    "bench_chaos": ("chaos", "chaos-postgres", "spike"),
 }
 
 
