@@ -11,43 +11,44 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request, Response
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Query, Response, Security
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from mailstack.automation import (
     TRIGGER_EVENTS,
-    AutomationEngine,
     SendFailedError,
     create_rule,
     delete_rule,
     list_rules,
     list_runs,
+    recipient_properties,
 )
-from mailstack.service import Runtime
+from mailstack.runtime import Runtime
 from mailstack.storage import ApiKeyRecord, api_key_record
 from mailstack.storage.schema import api_keys
 
 from ._accept import accept_send_request
-from ._auth import Authenticator, authenticate_request
-from ._lifespan import run_in_background
+from ._auth import scope
+from ._deps import MAX_ID, JsonDep, RuntimeDep, id_path
+from ._errors import ERROR_RESPONSES, ApiError, error_responses
 from ._sendv31 import MessageErrors, RequestError, parse_send_request
 
-__all__ = ["register_automation"]
+__all__ = ["make_sender", "router"]
 
 _FIELDS = {"Name", "EventType", "CustomCampaign", "Template"}
-_RECIPIENT_FIELDS = ("To", "Cc", "Bcc")
 _PROBE = {"Email": "recipient@example.com"}  # stands in for the recipient while validating a template
+router = APIRouter(tags=["Automation"], responses=ERROR_RESPONSES)
+SendKey = Annotated[ApiKeyRecord, Security(scope("send"))]
+RuleId = Annotated[int, id_path("The rule's ID")]
 
 
-def _error(message: str, status: int = 400, errors: list[Any] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"ErrorInfo": "", "ErrorMessage": message, "StatusCode": status}
+def _error(message: str, errors: list[Any] | None = None) -> ApiError:
     if errors:
-        body["Errors"] = errors
-    return JSONResponse(body, status)
+        return ApiError(400, message, Errors=errors)
+    return ApiError(400, message)
 
 
 def _api_key(runtime: Runtime, api_key_id: int) -> ApiKeyRecord:
@@ -82,7 +83,7 @@ def make_sender(runtime: Runtime) -> Any:
 def _check_template(runtime: Runtime, template: object) -> tuple[str, list[Any]]:
     if not isinstance(template, dict):
         return "Template must be a Send API message object.", []
-    present = [name for name in _RECIPIENT_FIELDS if name in template]
+    present = recipient_properties(template)
     if present:
         return (
             f"Template must not name recipients ({', '.join(present)}): the trigger's recipient is used.",
@@ -101,148 +102,111 @@ def _check_template(runtime: Runtime, template: object) -> tuple[str, list[Any]]
     if isinstance(result, MessageErrors):
         return "Template is not a valid message.", [error.to_json() for error in result.errors]
     domain = result.spec.sender.domain
-    if domain not in runtime.signers.get().domains:
+    if not runtime.acceptor.may_send_from(domain):
         return f"Template's From domain {domain} has no DKIM key on this server.", []
     return "", []
 
 
-def register_automation(app: FastAPI, runtime: Runtime, auth: Authenticator) -> AutomationEngine:
-    """Add the automation routes; the engine thread starts and stops with the app."""
-    engine = AutomationEngine(
-        runtime.engine,
-        make_sender(runtime),
-        vault=runtime.vault,
-        poll_seconds=runtime.settings.automation.poll_seconds,
-    )
-    run_in_background(app, engine.run, name="automation", prepare=engine.start)
-    app.state.automation = engine
+@router.get("/api/v1/automations", summary="Your automation rules")
+def list_route(api_key: SendKey, runtime: RuntimeDep) -> Response:
+    with runtime.engine.connect() as conn:
+        data = [rule.to_json() for rule in list_rules(conn, api_key.id)]
+    return JSONResponse({"Count": len(data), "Data": data, "Total": len(data)})
 
-    @app.get("/api/v1/automations", tags=["Automation"], summary="Your automation rules")
-    async def list_route(request: Request) -> Response:
-        api_key = await authenticate_request(auth, request, "send")
-        if isinstance(api_key, Response):
-            return api_key
 
-        def load() -> list[dict[str, Any]]:
-            with runtime.engine.connect() as conn:
-                return [rule.to_json() for rule in list_rules(conn, api_key.id)]
-
-        data = await run_in_threadpool(load)
-        return JSONResponse({"Count": len(data), "Data": data, "Total": len(data)})
-
-    @app.post(
-        "/api/v1/automations",
-        tags=["Automation"],
-        summary='Add a rule: "when EventType happens for CustomCampaign, send Template to that recipient"',
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["EventType", "CustomCampaign", "Template"],
-                            "properties": {
-                                "Name": {"type": "string", "maxLength": 200},
-                                "EventType": {"type": "string", "enum": list(TRIGGER_EVENTS)},
-                                "CustomCampaign": {"type": "string", "maxLength": 255},
-                                "Template": {
-                                    "type": "object",
-                                    "description": "A Send API message without To",
-                                },
+@router.post(
+    "/api/v1/automations",
+    summary='Add a rule: "when EventType happens for CustomCampaign, send Template to that recipient"',
+    status_code=201,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["EventType", "CustomCampaign", "Template"],
+                        "properties": {
+                            "Name": {"type": "string", "maxLength": 200},
+                            "EventType": {"type": "string", "enum": list(TRIGGER_EVENTS)},
+                            "CustomCampaign": {"type": "string", "maxLength": 255},
+                            "Template": {
+                                "type": "object",
+                                "description": "A Send API message without To",
                             },
-                        }
+                        },
                     }
-                },
-            }
-        },
-    )
-    async def create_route(request: Request) -> Response:
-        api_key = await authenticate_request(auth, request, "send")
-        if isinstance(api_key, Response):
-            return api_key
-        try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            return _error("The body must be a JSON object.")
-        if not isinstance(body, dict):
-            return _error("The body must be a JSON object.")
-        unknown = set(body) - _FIELDS
-        if unknown:
-            return _error(f"Unknown properties: {', '.join(sorted(unknown))}.")
-        event_type = body.get("EventType")
-        if event_type not in TRIGGER_EVENTS:
-            return _error(f"EventType must be one of {', '.join(TRIGGER_EVENTS)}.")
-        campaign = body.get("CustomCampaign")
-        if not isinstance(campaign, str) or not 0 < len(campaign) <= 255:
-            return _error(
-                "CustomCampaign must name the campaign whose events trigger the rule (1-255 characters)."
-            )
-        name = body.get("Name", "")
-        if not isinstance(name, str) or len(name) > 200:
-            return _error("Name must be at most 200 characters.")
-        template = body.get("Template")
+                }
+            },
+        }
+    },
+)
+def create_route(api_key: SendKey, body: JsonDep, runtime: RuntimeDep) -> Response:
+    fields = body.value
+    if not isinstance(fields, dict):
+        raise _error("The body must be a JSON object.")
+    unknown = set(fields) - _FIELDS
+    if unknown:
+        raise _error(f"Unknown properties: {', '.join(sorted(unknown))}.")
+    event_type = fields.get("EventType")
+    if event_type not in TRIGGER_EVENTS:
+        raise _error(f"EventType must be one of {', '.join(TRIGGER_EVENTS)}.")
+    campaign = fields.get("CustomCampaign")
+    if not isinstance(campaign, str) or not 0 < len(campaign) <= 255:
+        raise _error(
+            "CustomCampaign must name the campaign whose events trigger the rule (1-255 characters)."
+        )
+    name = fields.get("Name", "")
+    if not isinstance(name, str) or len(name) > 200:
+        raise _error("Name must be at most 200 characters.")
+    template = fields.get("Template")
+    problem, errors = _check_template(runtime, template)
+    if problem:
+        raise _error(problem, errors)
+    assert isinstance(template, dict)
+    with runtime.engine.begin() as conn:
+        rule = create_rule(
+            conn,
+            api_key_id=api_key.id,
+            name=name,
+            event_type=str(event_type),
+            campaign=campaign,
+            template=template,
+        )
+    return JSONResponse({"Count": 1, "Data": [rule.to_json()], "Total": 1}, 201)
 
-        def create() -> tuple[str, list[Any], dict[str, Any]]:
-            problem, errors = _check_template(runtime, template)
-            if problem:
-                return problem, errors, {}
-            assert isinstance(template, dict)
-            with runtime.engine.begin() as conn:
-                rule = create_rule(
-                    conn,
-                    api_key_id=api_key.id,
-                    name=name,
-                    event_type=str(event_type),
-                    campaign=campaign,
-                    template=template,
-                )
-            return "", [], rule.to_json()
 
-        problem, errors, data = await run_in_threadpool(create)
-        if problem:
-            return _error(problem, errors=errors)
-        return JSONResponse({"Count": 1, "Data": [data], "Total": 1}, 201)
+@router.delete(
+    "/api/v1/automations/{rule_id}",
+    summary="Remove a rule",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(404),
+)
+def delete_route(rule_id: RuleId, api_key: SendKey, runtime: RuntimeDep) -> Response:
+    with runtime.engine.begin() as conn:
+        removed = delete_rule(conn, api_key.id, rule_id)
+    if not removed:
+        raise ApiError(404, f"Object not found: automation {rule_id}")
+    return Response(status_code=204)
 
-    @app.delete("/api/v1/automations/{rule_id:int}", tags=["Automation"], summary="Remove a rule")
-    async def delete_route(rule_id: int, request: Request) -> Response:
-        api_key = await authenticate_request(auth, request, "send")
-        if isinstance(api_key, Response):
-            return api_key
 
-        def remove() -> bool:
-            with runtime.engine.begin() as conn:
-                return delete_rule(conn, api_key.id, rule_id)
-
-        if not await run_in_threadpool(remove):
-            return _error(f"Object not found: automation {rule_id}", 404)
-        return Response(status_code=204)
-
-    @app.get(
-        "/api/v1/automations/{rule_id:int}/runs",
-        tags=["Automation"],
-        summary="A rule's runs, newest first: the follow-up sent, or why it was refused",
-    )
-    async def runs_route(rule_id: int, request: Request) -> Response:
-        api_key = await authenticate_request(auth, request, "send")
-        if isinstance(api_key, Response):
-            return api_key
-        params = request.query_params
-        try:
-            limit = min(max(int(params.get("Limit", "100") or 100), 1), 1000)
-            offset = max(int(params.get("Offset", "0") or 0), 0)
-        except ValueError:
-            return _error("Limit and Offset must be integers.")
-
-        def load() -> list[dict[str, Any]] | None:
-            # Errors are stored sealed (they quote the recipient); opened here for the rule's owner.
-            with runtime.engine.connect() as conn:
-                runs = list_runs(conn, runtime.vault, api_key.id, rule_id, limit=limit, offset=offset)
-            return None if runs is None else [run.to_json() for run in runs]
-
-        data = await run_in_threadpool(load)
-        if data is None:
-            return _error(f"Object not found: automation {rule_id}", 404)
-        return JSONResponse({"Count": len(data), "Data": data, "Total": len(data)})
-
-    return engine
+@router.get(
+    "/api/v1/automations/{rule_id}/runs",
+    summary="A rule's runs, newest first: the follow-up sent, or why it was refused",
+    responses=error_responses(404),
+)
+def runs_route(
+    rule_id: RuleId,
+    api_key: SendKey,
+    runtime: RuntimeDep,
+    limit: Annotated[int, Query(alias="Limit", ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(alias="Offset", ge=0, le=MAX_ID)] = 0,
+) -> Response:
+    # Errors are stored sealed (they quote the recipient); opened here for the rule's owner.
+    with runtime.engine.connect() as conn:
+        runs = list_runs(conn, runtime.vault, api_key.id, rule_id, limit=limit, offset=offset)
+    if runs is None:
+        raise ApiError(404, f"Object not found: automation {rule_id}")
+    data = [run.to_json() for run in runs]
+    return JSONResponse({"Count": len(data), "Data": data, "Total": len(data)})

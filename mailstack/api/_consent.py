@@ -10,14 +10,12 @@ their own, and a consent they "confirmed" would prove nothing.
 from __future__ import annotations
 
 import html
-import json
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
 
-from fastapi import FastAPI, Request, Response
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends, Query, Request, Response, Security
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from mailstack.privacy import (
@@ -30,15 +28,17 @@ from mailstack.privacy import (
     request_consent,
     withdraw_consent,
 )
-from mailstack.service import Runtime
+from mailstack.runtime import Runtime
 from mailstack.storage import ApiKeyRecord, valid_address
 
-from ._accept import _check_senders
-from ._auth import Authenticator, authenticate_request
-from ._sendv31 import MessageErrors, ParsedMessage, RequestError, error_message_json, parse_send_request
+from ._accept import check_senders
+from ._auth import scope
+from ._deps import JsonDep, RuntimeDep
+from ._errors import ERROR_RESPONSES, ApiError, error_responses
+from ._sendv31 import MessageErrors, ParsedMessage, error_message_json, parse_send_request
 from ._tracking import _page
 
-__all__ = ["register_consent"]
+__all__ = ["BODY_LIMITS", "router"]
 
 _FIELDS = {"Email", "List", "From", "Subject", "TextPart"}
 PLACEHOLDER = "{ConfirmURL}"
@@ -69,8 +69,10 @@ def consent_json(record: ConsentRecord) -> dict[str, Any]:
     }
 
 
-def _error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"StatusCode": status, "ErrorMessage": message, **extra}, status_code=status)
+_MAX_FORM = 8192  # the confirmation page's form: one signed token
+BODY_LIMITS = [("/consent/confirm", _MAX_FORM)]
+router = APIRouter(tags=["Consents"])
+ConsentsKey = Annotated[ApiKeyRecord, Security(scope("consents"))]
 
 
 class _MailRefusedError(Exception):
@@ -85,220 +87,224 @@ def _client_ip(request: Request) -> str:
     return request.client.host if request.client is not None else ""
 
 
-def register_consent(app: FastAPI, runtime: Runtime, auth: Authenticator) -> None:
-    """Add the consent routes to ``app``."""
-    engine = runtime.engine
-    vault = runtime.vault
-    signer = runtime.compose_settings.tokens
-    settings = runtime.settings
+def _confirmation_message(
+    runtime: Runtime, body: dict[str, Any], list_name: str, address: str, token: str
+) -> dict[str, Any]:
+    url = f"{runtime.settings.public_url}/consent/confirm?token={quote(token)}"
+    text = body.get("TextPart") or _DEFAULT_TEXT.replace("{list}", list_name)
+    return {
+        "From": body.get("From"),
+        "To": [{"Email": address}],
+        "Subject": body.get("Subject") or f"Please confirm your subscription to {list_name}",
+        "TextPart": text.replace(PLACEHOLDER, url),
+        # The link must reach the subject as signed; and nobody is tracked before they consent.
+        "TrackOpens": "disabled",
+        "TrackClicks": "disabled",
+        "CustomCampaign": "consent-confirmation",
+    }
 
-    def confirmation_message(
-        body: dict[str, Any], list_name: str, address: str, token: str
-    ) -> dict[str, Any]:
-        url = f"{settings.public_url}/consent/confirm?token={quote(token)}"
-        text = body.get("TextPart") or _DEFAULT_TEXT.replace("{list}", list_name)
-        return {
-            "From": body.get("From"),
-            "To": [{"Email": address}],
-            "Subject": body.get("Subject") or f"Please confirm your subscription to {list_name}",
-            "TextPart": text.replace(PLACEHOLDER, url),
-            # The link must reach the subject as signed; and nobody is tracked before they consent.
-            "TrackOpens": "disabled",
-            "TrackClicks": "disabled",
-            "CustomCampaign": "consent-confirmation",
-        }
 
-    @app.post(
-        "/api/v1/consents",
-        tags=["Consents"],
-        summary="Ask an address to confirm a subscription (double opt-in): mails a confirmation link",
-        status_code=201,
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["Email", "List", "From"],
-                            "properties": {
-                                "Email": {"type": "string", "format": "email"},
-                                "List": {"type": "string", "maxLength": 200},
-                                "From": {
-                                    "type": "object",
-                                    "properties": {"Email": {"type": "string"}, "Name": {"type": "string"}},
-                                },
-                                "Subject": {"type": "string"},
-                                "TextPart": {
-                                    "type": "string",
-                                    "description": f"Must contain {PLACEHOLDER}, replaced by the link.",
-                                },
+@router.post(
+    "/api/v1/consents",
+    summary="Ask an address to confirm a subscription (double opt-in): mails a confirmation link",
+    status_code=201,
+    responses={**ERROR_RESPONSES, **error_responses(429)},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["Email", "List", "From"],
+                        "properties": {
+                            "Email": {"type": "string", "format": "email"},
+                            "List": {"type": "string", "maxLength": 200},
+                            "From": {
+                                "type": "object",
+                                "properties": {"Email": {"type": "string"}, "Name": {"type": "string"}},
                             },
-                        }
+                            "Subject": {"type": "string"},
+                            "TextPart": {
+                                "type": "string",
+                                "description": f"Must contain {PLACEHOLDER}, replaced by the link.",
+                            },
+                        },
                     }
-                },
-            }
-        },
-    )
-    async def request_route(request: Request) -> Response:
-        api_key = await authenticate_request(auth, request, "consents")
-        if isinstance(api_key, Response):
-            return api_key
-        try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "Malformed JSON")
-        if not isinstance(body, dict):
-            return _error(400, "The body must be a JSON object")
-        unknown = set(body) - _FIELDS
-        if unknown:
-            return _error(400, f"Unknown properties: {', '.join(sorted(unknown))}")
-        address = valid_address(body.get("Email"))
-        if address is None:
-            return _error(400, "Email must be an email address")
-        if not isinstance(body.get("From"), dict):
-            return _error(400, "From is required: the sender of the confirmation mail, {Email, Name}")
-        text = body.get("TextPart")
-        if text is not None and (not isinstance(text, str) or PLACEHOLDER not in text):
-            return _error(400, f"TextPart must be text containing {PLACEHOLDER} (replaced by the link)")
-        ip = _client_ip(request)
-        return await run_in_threadpool(store_request, api_key, body, address, ip)
+                }
+            },
+        }
+    },
+)
+def request_route(request: Request, api_key: ConsentsKey, body: JsonDep, runtime: RuntimeDep) -> Response:
+    fields = body.value
+    if not isinstance(fields, dict):
+        raise ApiError(400, "The body must be a JSON object")
+    unknown = set(fields) - _FIELDS
+    if unknown:
+        raise ApiError(400, f"Unknown properties: {', '.join(sorted(unknown))}")
+    address = valid_address(fields.get("Email"))
+    if address is None:
+        raise ApiError(400, "Email must be an email address")
+    if not isinstance(fields.get("From"), dict):
+        raise ApiError(400, "From is required: the sender of the confirmation mail, {Email, Name}")
+    text = fields.get("TextPart")
+    if text is not None and (not isinstance(text, str) or PLACEHOLDER not in text):
+        raise ApiError(400, f"TextPart must be text containing {PLACEHOLDER} (replaced by the link)")
+    return _store_request(runtime, api_key, fields, address, _client_ip(request))
 
-    def store_request(api_key: ApiKeyRecord, body: dict[str, Any], address: str, ip: str) -> Response:
-        now = time.time()
-        accepted: list[Any] = []
-        domains = runtime.signers.get().domains  # before the transaction: it may read the database
-        try:
-            with engine.begin() as conn:
-                outcome = request_consent(
-                    conn,
-                    vault,
-                    signer,
-                    address,
-                    body.get("List"),
-                    actor=f"api:{api_key.public_key}",
-                    api_key_id=api_key.id,
-                    ip=ip,
-                    now=now,
+
+def _store_request(
+    runtime: Runtime, api_key: ApiKeyRecord, body: dict[str, Any], address: str, ip: str
+) -> Response:
+    settings = runtime.settings
+    now = time.time()
+    accepted: list[Any] = []
+    runtime.signers.get()  # the sender rule may load keys: before the transaction, not inside it
+    try:
+        with runtime.engine.begin() as conn:
+            outcome = request_consent(
+                conn,
+                runtime.vault,
+                runtime.compose_settings.tokens,
+                address,
+                body.get("List"),
+                actor=f"api:{api_key.public_key}",
+                api_key_id=api_key.id,
+                ip=ip,
+                now=now,
+            )
+            if outcome.send_confirmation:
+                message = _confirmation_message(
+                    runtime, body, outcome.record.list_name, address, outcome.token
                 )
-                if outcome.send_confirmation:
-                    message = confirmation_message(body, outcome.record.list_name, address, outcome.token)
-                    parsed = parse_send_request(
-                        {"Messages": [message]},
-                        max_recipients=settings.mail.max_recipients,
-                        max_message_bytes=settings.mail.max_message_bytes,
-                    )
-                    results = list(parsed.results)
-                    _check_senders(results, domains)
-                    if not isinstance(results[0], ParsedMessage):
-                        assert isinstance(results[0], MessageErrors)
-                        raise _MailRefusedError(results[0])
-                    accepted = runtime.accept_messages(conn, api_key.id, [results[0].spec], now=now)
-        except ConsentThrottledError as exc:
-            return _error(429, str(exc))
-        except ConsentError as exc:
-            return _error(400, str(exc))
-        except RequestError as exc:
-            return JSONResponse(exc.payload, exc.status_code)
-        except _MailRefusedError as refused:
-            error = error_message_json(refused.errors)
-            return _error(400, "The confirmation mail cannot be sent.", Errors=error.get("Errors", []))
-        runtime.notify(accepted)
-        data: dict[str, Any] = {"Count": 1, "Data": [consent_json(outcome.record)]}
-        if accepted:
-            data["MessageID"] = accepted[0][0].message_id
-            return JSONResponse(data, status_code=201)
-        return JSONResponse(data)  # already confirmed, or a link was sent less than an hour ago
+                parsed = parse_send_request(
+                    {"Messages": [message]},
+                    max_recipients=settings.mail.max_recipients,
+                    max_message_bytes=settings.mail.max_message_bytes,
+                )
+                results = list(parsed.results)
+                check_senders(results, runtime.acceptor)
+                if not isinstance(results[0], ParsedMessage):
+                    assert isinstance(results[0], MessageErrors)
+                    raise _MailRefusedError(results[0])
+                accepted = runtime.acceptor.accept(conn, api_key.id, [results[0].spec], now=now)
+    except ConsentThrottledError as exc:
+        raise ApiError(429, str(exc)) from None
+    except ConsentError as exc:
+        raise ApiError(400, str(exc)) from None
+    except _MailRefusedError as refused:
+        error = error_message_json(refused.errors)
+        raise ApiError(400, "The confirmation mail cannot be sent.", Errors=error.get("Errors", [])) from None
+    runtime.acceptor.notify(accepted)
+    data: dict[str, Any] = {"Count": 1, "Data": [consent_json(outcome.record)]}
+    if accepted:
+        data["MessageID"] = accepted[0][0].message_id
+        return JSONResponse(data, status_code=201)
+    return JSONResponse(data)  # already confirmed, or a link was sent less than an hour ago
 
-    @app.get(
-        "/api/v1/consents/{email}", tags=["Consents"], summary="An address's consent records, every list"
+
+@router.get(
+    "/api/v1/consents/{email}",
+    summary="An address's consent records, every list",
+    responses={**ERROR_RESPONSES, **error_responses(404)},
+)
+def show_route(email: str, _api_key: ConsentsKey, runtime: RuntimeDep) -> Response:
+    address = valid_address(email)
+    if address is None:
+        raise ApiError(400, "expected /api/v1/consents/{email}")
+    with runtime.engine.connect() as conn:
+        records = list_consents(conn, runtime.vault, address)
+    if not records:
+        raise ApiError(404, f"Object not found: consent of {address}")
+    data = [consent_json(record) for record in records]
+    return JSONResponse({"Count": len(data), "Total": len(data), "Data": data})
+
+
+@router.delete(
+    "/api/v1/consents/{email}",
+    summary="Withdraw an address's consent (to ?list=, or to every list)",
+    responses={**ERROR_RESPONSES, **error_responses(404)},
+)
+def withdraw_route(
+    email: str,
+    api_key: ConsentsKey,
+    runtime: RuntimeDep,
+    list_name: Annotated[str | None, Query(alias="list", max_length=200)] = None,
+) -> Response:
+    address = valid_address(email)
+    if address is None:
+        raise ApiError(400, "expected /api/v1/consents/{email}[?list=NAME]")
+    try:
+        with runtime.engine.begin() as conn:
+            records = withdraw_consent(
+                conn, runtime.vault, address, list_name, actor=f"api:{api_key.public_key}"
+            )
+    except ConsentError as exc:
+        raise ApiError(400, str(exc)) from None
+    if not records:
+        raise ApiError(404, f"Object not found: a consent of {address} to withdraw")
+    data = [consent_json(record) for record in records]
+    return JSONResponse({"Count": len(data), "Total": len(data), "Data": data})
+
+
+def _failure_page(message: str) -> HTMLResponse:
+    return _page("Link not valid", f"<h1>This link cannot be used</h1><p>{html.escape(message)}</p>", 400)
+
+
+_PAGE = {"content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+@router.get(
+    "/consent/confirm",
+    summary="The confirmation page (asks to confirm)",
+    response_class=HTMLResponse,
+    responses={400: {"description": "Not a valid link", **_PAGE}},
+)
+def confirm_page(runtime: RuntimeDep, token: Annotated[str, Query(max_length=_MAX_FORM)] = "") -> Response:
+    try:
+        with runtime.engine.connect() as conn:
+            record = check_consent_link(conn, runtime.vault, runtime.compose_settings.tokens, token)
+    except ConsentError as exc:
+        return _failure_page(str(exc))
+    if record.status == "confirmed":
+        return _page("Confirmed", "<h1>Your subscription is already confirmed</h1>")
+    action = html.escape("/consent/confirm", quote=True)
+    return _page(
+        "Confirm your subscription",
+        "<h1>Confirm your subscription</h1>"
+        f"<p>Do you want to receive {html.escape(record.list_name)}?</p>"
+        f'<form method=post action="{action}"><input type=hidden name=token '
+        f'value="{html.escape(token, quote=True)}"><button type=submit>Confirm</button></form>',
     )
-    async def show_route(email: str, request: Request) -> Response:
-        api_key = await authenticate_request(auth, request, "consents")
-        if isinstance(api_key, Response):
-            return api_key
-        address = valid_address(email)
-        if address is None:
-            return _error(400, "expected /api/v1/consents/{email}")
 
-        def load() -> list[ConsentRecord]:
-            with engine.connect() as conn:
-                return list_consents(conn, vault, address)
 
-        records = await run_in_threadpool(load)
-        if not records:
-            return _error(404, f"Object not found: consent of {address}")
-        data = [consent_json(record) for record in records]
-        return JSONResponse({"Count": len(data), "Total": len(data), "Data": data})
+async def _form(request: Request) -> dict[str, list[str]]:
+    # Small: the body limit of this route (BODY_LIMITS) stops anything larger while it arrives.
+    try:
+        return parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=5)
+    except ValueError:  # more fields than the page's form has: no token to confirm
+        return {}
 
-    @app.delete(
-        "/api/v1/consents/{email}",
-        tags=["Consents"],
-        summary="Withdraw an address's consent (to ?list=, or to every list)",
+
+@router.post(
+    "/consent/confirm",
+    summary="Confirm a subscription (the page's button)",
+    response_class=HTMLResponse,
+    responses={400: {"description": "Not a valid link", **_PAGE}, **error_responses(413)},
+)
+def confirm(
+    request: Request, form: Annotated[dict[str, list[str]], Depends(_form)], runtime: RuntimeDep
+) -> Response:
+    token = form.get("token", [""])[0]
+    try:
+        with runtime.engine.begin() as conn:
+            record = confirm_consent(
+                conn, runtime.vault, runtime.compose_settings.tokens, token, ip=_client_ip(request)
+            )
+    except ConsentError as exc:
+        return _failure_page(str(exc))
+    return _page(
+        "Confirmed",
+        f"<h1>Thank you</h1><p>Your subscription to {html.escape(record.list_name)} is confirmed.</p>",
     )
-    async def withdraw_route(email: str, request: Request) -> Response:
-        api_key = await authenticate_request(auth, request, "consents")
-        if isinstance(api_key, Response):
-            return api_key
-        address = valid_address(email)
-        if address is None:
-            return _error(400, "expected /api/v1/consents/{email}[?list=NAME]")
-        list_name = request.query_params.get("list")
-
-        def withdraw() -> list[ConsentRecord]:
-            with engine.begin() as conn:
-                return withdraw_consent(conn, vault, address, list_name, actor=f"api:{api_key.public_key}")
-
-        try:
-            records = await run_in_threadpool(withdraw)
-        except ConsentError as exc:
-            return _error(400, str(exc))
-        if not records:
-            return _error(404, f"Object not found: a consent of {address} to withdraw")
-        data = [consent_json(record) for record in records]
-        return JSONResponse({"Count": len(data), "Total": len(data), "Data": data})
-
-    def failure_page(message: str) -> HTMLResponse:
-        return _page("Link not valid", f"<h1>This link cannot be used</h1><p>{html.escape(message)}</p>", 400)
-
-    @app.get("/consent/confirm", tags=["Consents"], summary="The confirmation page (asks to confirm)")
-    async def confirm_page(request: Request) -> Response:
-        token = request.query_params.get("token", "")
-
-        def check() -> ConsentRecord:
-            with engine.connect() as conn:
-                return check_consent_link(conn, vault, signer, token)
-
-        try:
-            record = await run_in_threadpool(check)
-        except ConsentError as exc:
-            return failure_page(str(exc))
-        if record.status == "confirmed":
-            return _page("Confirmed", "<h1>Your subscription is already confirmed</h1>")
-        action = html.escape("/consent/confirm", quote=True)
-        return _page(
-            "Confirm your subscription",
-            "<h1>Confirm your subscription</h1>"
-            f"<p>Do you want to receive {html.escape(record.list_name)}?</p>"
-            f'<form method=post action="{action}"><input type=hidden name=token '
-            f'value="{html.escape(token, quote=True)}"><button type=submit>Confirm</button></form>',
-        )
-
-    @app.post("/consent/confirm", tags=["Consents"], summary="Confirm a subscription (the page's button)")
-    async def confirm(request: Request) -> Response:
-        raw = (await request.body())[:8192].decode("utf-8", "replace")
-        token = parse_qs(raw, max_num_fields=5).get("token", [""])[0]
-        ip = _client_ip(request)
-
-        def store() -> ConsentRecord:
-            with engine.begin() as conn:
-                return confirm_consent(conn, vault, signer, token, ip=ip)
-
-        try:
-            record = await run_in_threadpool(store)
-        except ConsentError as exc:
-            return failure_page(str(exc))
-        return _page(
-            "Confirmed",
-            f"<h1>Thank you</h1><p>Your subscription to {html.escape(record.list_name)} is confirmed.</p>",
-        )

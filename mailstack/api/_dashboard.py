@@ -3,18 +3,20 @@ whose data comes from ``/dashboard/api/...``.
 
 The session cookie is HttpOnly and SameSite=Strict (Secure behind https), which with the Origin check on
 the two POST forms (login, logout) keeps other sites from acting for a signed-in user; the JSON routes
-only read. Failed logins are throttled per client address.
+only read. Sign-in attempts are throttled per client address and per user name.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
 
-from fastapi import FastAPI, Request, Response
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from sqlalchemy import Connection
 
 from mailstack.dashboard import (
     APP_CSS,
@@ -33,10 +35,13 @@ from mailstack.dashboard import (
     search_messages,
     suppression_list,
 )
-from mailstack.service import Runtime
+from mailstack.runtime import Runtime
 from mailstack.tokens import TokenSigner
 
-__all__ = ["COOKIE", "register_dashboard"]
+from ._deps import MAX_ID, RuntimeDep, id_path
+from ._errors import ApiError
+
+__all__ = ["BODY_LIMITS", "COOKIE", "register_dashboard", "router"]
 
 COOKIE = "mailstack_session"
 _HEADERS = {
@@ -47,180 +52,238 @@ _HEADERS = {
     "Cache-Control": "no-store",
 }
 _MAX_FORM = 8192
+BODY_LIMITS = [("/dashboard/login", _MAX_FORM), ("/dashboard/logout", _MAX_FORM)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Dashboard:
+    sessions: Sessions
+    throttle: LoginThrottle
+    secure: bool
 
 
 def register_dashboard(app: FastAPI, runtime: Runtime) -> None:
-    """Add the dashboard routes (unless ``dashboard.enabled`` is false)."""
+    """What the dashboard's routes share: sessions, the login throttle (include :data:`router` too)."""
     settings = runtime.settings
-    if not settings.dashboard.enabled:
-        return
-    sessions = Sessions(
-        TokenSigner(runtime.keyring.derive("dashboard-session")), settings.dashboard.session_hours * 3600
+    app.state.dashboard = _Dashboard(
+        Sessions(
+            TokenSigner(runtime.keyring.derive("dashboard-session")), settings.dashboard.session_hours * 3600
+        ),
+        LoginThrottle(runtime.engine, runtime.keyring.derive("login-throttle")),
+        settings.public_url.startswith("https://"),
     )
-    throttle = LoginThrottle(runtime.engine, runtime.keyring.derive("login-throttle"))
-    secure = settings.public_url.startswith("https://")
 
-    def page(content: str, status: int = 200) -> HTMLResponse:
-        return HTMLResponse(content, status_code=status, headers=_HEADERS)
 
-    def same_origin(request: Request) -> bool:
-        # Browsers send Origin on form POSTs; a foreign one means another site is submitting the form.
-        origin = request.headers.get("origin") or request.headers.get("referer")
-        if not origin or origin == "null":
-            return origin is None
-        parsed = urlsplit(origin)
-        public = urlsplit(settings.public_url)
-        # Exact host comparison: a prefix test would let https://<public host>.evil.example through.
-        return parsed.netloc == request.headers.get("host", "") or (parsed.scheme, parsed.netloc) == (
-            public.scheme,
-            public.netloc,
-        )
+def _dashboard(request: Request) -> _Dashboard:
+    dashboard: _Dashboard = request.app.state.dashboard
+    return dashboard
 
-    async def current_user(request: Request) -> UserRecord | None:
-        cookie = request.cookies.get(COOKIE)
-        if not cookie:
+
+DashboardDep = Annotated[_Dashboard, Depends(_dashboard)]
+router = APIRouter(include_in_schema=False)
+
+
+def _page(content: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(content, status_code=status, headers=_HEADERS)
+
+
+def _same_origin(request: Request, public_url: str) -> bool:
+    # Browsers send Origin on form POSTs; a foreign one means another site is submitting the form.
+    origin = request.headers.get("origin") or request.headers.get("referer")
+    if not origin or origin == "null":
+        return origin is None
+    parsed = urlsplit(origin)
+    public = urlsplit(public_url)
+    # Exact host comparison: a prefix test would let https://<public host>.evil.example through.
+    return parsed.netloc == request.headers.get("host", "") or (parsed.scheme, parsed.netloc) == (
+        public.scheme,
+        public.netloc,
+    )
+
+
+def _current_user(request: Request, runtime: Runtime, dashboard: _Dashboard) -> UserRecord | None:
+    cookie = request.cookies.get(COOKIE)
+    if not cookie:
+        return None
+    with runtime.engine.connect() as conn:
+        return dashboard.sessions.user(conn, cookie)
+
+
+async def _form(request: Request) -> dict[str, list[str]]:
+    # Small: the body limit of this route (BODY_LIMITS) stops anything larger while it arrives.
+    try:
+        return parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
+    except ValueError:  # more fields than the login form has
+        return {}
+
+
+@router.get("/dashboard/login")
+async def login_form() -> Response:
+    return _page(login_page())
+
+
+@router.post("/dashboard/login")
+def login(
+    request: Request,
+    form: Annotated[dict[str, list[str]], Depends(_form)],
+    runtime: RuntimeDep,
+    dashboard: DashboardDep,
+) -> Response:
+    if not _same_origin(request, runtime.settings.public_url):
+        return _page(login_page("This form must be sent from the dashboard itself."), 403)
+    client = request.client.host if request.client is not None else ""
+    username = form.get("username", [""])[0]
+    password = form.get("password", [""])[0]
+    throttle = dashboard.throttle
+    # The attempt is counted before the password is checked: simultaneous guesses cannot all pass.
+    if not throttle.take(client, username):
+        return _page(login_page("Too many failed sign-ins; try again in a few minutes."), 429)
+    with runtime.engine.begin() as conn:
+        user = authenticate(conn, username, password)
+    if user is None:
+        return _page(login_page("Wrong user name or password."), 401)
+    throttle.succeeded(client, username)
+    response = RedirectResponse("/dashboard", status_code=303, headers={"Cache-Control": "no-store"})
+    response.set_cookie(
+        COOKIE,
+        dashboard.sessions.issue(user),
+        max_age=int(runtime.settings.dashboard.session_hours * 3600),
+        path="/dashboard",
+        httponly=True,
+        samesite="strict",
+        secure=dashboard.secure,
+    )
+    return response
+
+
+@router.post("/dashboard/logout")
+async def logout(request: Request, runtime: RuntimeDep, dashboard: DashboardDep) -> Response:
+    if not _same_origin(request, runtime.settings.public_url):
+        return _page(login_page(), 403)
+    response = RedirectResponse("/dashboard/login", status_code=303)
+    response.delete_cookie(
+        COOKIE, path="/dashboard", httponly=True, samesite="strict", secure=dashboard.secure
+    )
+    return response
+
+
+@router.get("/dashboard")
+def dashboard_route(request: Request, runtime: RuntimeDep, dashboard: DashboardDep) -> Response:
+    user = _current_user(request, runtime, dashboard)
+    if user is None:
+        return RedirectResponse("/dashboard/login", status_code=303)
+    return _page(dashboard_page(user.username))
+
+
+@router.get("/dashboard/app.js")
+async def script() -> Response:
+    return Response(APP_JS, media_type="text/javascript", headers={"X-Content-Type-Options": "nosniff"})
+
+
+@router.get("/dashboard/favicon.svg")
+async def favicon() -> Response:
+    return Response(FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+
+
+@router.get("/dashboard/app.css")
+async def style() -> Response:
+    return Response(APP_CSS, media_type="text/css", headers={"X-Content-Type-Options": "nosniff"})
+
+
+_Loader = Callable[[Connection, int | None], Any]
+
+
+def _signed_in(request: Request, runtime: RuntimeDep, dashboard: DashboardDep) -> UserRecord:
+    user = _current_user(request, runtime, dashboard)
+    if user is None:
+        raise ApiError(401, "Sign in first.")
+    return user
+
+
+SignedIn = Annotated[UserRecord, Depends(_signed_in)]
+KeyParam = Annotated[int | None, Query(alias="key", ge=1, le=MAX_ID, description="An API key ID")]
+
+
+def _data(runtime: Runtime, key: int | None, load: _Loader) -> Response:
+    with runtime.engine.connect() as conn:
+        result = load(conn, key)
+    if result is None:
+        raise ApiError(404, "Not found.")
+    return JSONResponse(result, headers={"Cache-Control": "no-store"})
+
+
+def _key(conn: Connection, key: int | None) -> int | None:
+    keys = [k["ID"] for k in api_key_list(conn)]
+    if key is None:
+        return keys[0] if keys else None
+    return key if key in keys else None
+
+
+@router.get("/dashboard/api/keys")
+def keys(_user: SignedIn, runtime: RuntimeDep, key: KeyParam = None) -> Response:
+    return _data(runtime, key, lambda conn, _key_id: {"Data": api_key_list(conn)})
+
+
+@router.get("/dashboard/api/overview")
+def overview_route(
+    _user: SignedIn,
+    runtime: RuntimeDep,
+    key: KeyParam = None,
+    days: Annotated[int, Query(ge=1, le=MAX_ID)] = 30,
+) -> Response:
+    def load(conn: Connection, key_id: int | None) -> Any:
+        api_key_id = _key(conn, key_id)
+        if api_key_id is None:
             return None
+        return overview(conn, api_key_id, days=days, now=time.time(), vault=runtime.vault)
 
-        def load() -> UserRecord | None:
-            with runtime.engine.connect() as conn:
-                return sessions.user(conn, cookie)
+    return _data(runtime, key, load)
 
-        return await run_in_threadpool(load)
 
-    @app.get("/dashboard/login", include_in_schema=False)
-    async def login_form() -> Response:
-        return page(login_page())
-
-    @app.post("/dashboard/login", include_in_schema=False)
-    async def login(request: Request) -> Response:
-        if not same_origin(request):
-            return page(login_page("This form must be sent from the dashboard itself."), 403)
-        client = request.client.host if request.client is not None else ""
-        raw = (await request.body())[:_MAX_FORM].decode("utf-8", "replace")
-        form = parse_qs(raw, max_num_fields=10)
-        username = form.get("username", [""])[0]
-        password = form.get("password", [""])[0]
-        if not await run_in_threadpool(throttle.allowed, client, username):
-            return page(login_page("Too many failed sign-ins; try again in a few minutes."), 429)
-
-        def check() -> UserRecord | None:
-            with runtime.engine.begin() as conn:
-                return authenticate(conn, username, password)
-
-        user = await run_in_threadpool(check)
-        if user is None:
-            await run_in_threadpool(throttle.failed, client, username)
-            return page(login_page("Wrong user name or password."), 401)
-        await run_in_threadpool(throttle.succeeded, client, username)
-        response = RedirectResponse("/dashboard", status_code=303, headers={"Cache-Control": "no-store"})
-        response.set_cookie(
-            COOKIE,
-            sessions.issue(user),
-            max_age=int(settings.dashboard.session_hours * 3600),
-            path="/dashboard",
-            httponly=True,
-            samesite="strict",
-            secure=secure,
+@router.get("/dashboard/api/messages")
+def messages_route(
+    _user: SignedIn,
+    runtime: RuntimeDep,
+    key: KeyParam = None,
+    query: Annotated[str, Query(alias="q", max_length=1000)] = "",
+) -> Response:
+    def load(conn: Connection, key_id: int | None) -> Any:
+        api_key_id = _key(conn, key_id)
+        return (
+            None
+            if api_key_id is None
+            else {"Data": search_messages(conn, api_key_id, query, vault=runtime.vault)}
         )
-        return response
 
-    @app.post("/dashboard/logout", include_in_schema=False)
-    async def logout(request: Request) -> Response:
-        if not same_origin(request):
-            return page(login_page(), 403)
-        response = RedirectResponse("/dashboard/login", status_code=303)
-        response.delete_cookie(COOKIE, path="/dashboard", httponly=True, samesite="strict", secure=secure)
-        return response
+    return _data(runtime, key, load)
 
-    @app.get("/dashboard", include_in_schema=False)
-    async def dashboard(request: Request) -> Response:
-        user = await current_user(request)
-        if user is None:
-            return RedirectResponse("/dashboard/login", status_code=303)
-        return page(dashboard_page(user.username))
 
-    @app.get("/dashboard/app.js", include_in_schema=False)
-    async def script() -> Response:
-        return Response(APP_JS, media_type="text/javascript", headers={"X-Content-Type-Options": "nosniff"})
-
-    @app.get("/dashboard/favicon.svg", include_in_schema=False)
-    async def favicon() -> Response:
-        return Response(FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
-
-    @app.get("/dashboard/app.css", include_in_schema=False)
-    async def style() -> Response:
-        return Response(APP_CSS, media_type="text/css", headers={"X-Content-Type-Options": "nosniff"})
-
-    async def data(request: Request, load: Any) -> Response:
-        user = await current_user(request)
-        if user is None:
-            return JSONResponse({"ErrorMessage": "Sign in first.", "StatusCode": 401}, 401)
-        key_text = request.query_params.get("key", "")
-        if key_text and not key_text.isdigit():
-            return JSONResponse({"ErrorMessage": "key must be an API key ID.", "StatusCode": 400}, 400)
-
-        def run() -> Any:
-            with runtime.engine.connect() as conn:
-                return load(conn, int(key_text) if key_text else None)
-
-        result = await run_in_threadpool(run)
-        if result is None:
-            return JSONResponse({"ErrorMessage": "Not found.", "StatusCode": 404}, 404)
-        return JSONResponse(result, headers={"Cache-Control": "no-store"})
-
-    def _key(conn: Any, key: int | None) -> int | None:
-        keys = [k["ID"] for k in api_key_list(conn)]
-        if key is None:
-            return keys[0] if keys else None
-        return key if key in keys else None
-
-    @app.get("/dashboard/api/keys", include_in_schema=False)
-    async def keys(request: Request) -> Response:
-        return await data(request, lambda conn, _key_id: {"Data": api_key_list(conn)})
-
-    @app.get("/dashboard/api/overview", include_in_schema=False)
-    async def overview_route(request: Request) -> Response:
-        days_text = request.query_params.get("days", "30")
-        days = int(days_text) if days_text.isdigit() else 30
-
-        def load(conn: Any, key: int | None) -> Any:
-            api_key_id = _key(conn, key)
-            if api_key_id is None:
-                return None
-            return overview(conn, api_key_id, days=days, now=time.time(), vault=runtime.vault)
-
-        return await data(request, load)
-
-    @app.get("/dashboard/api/messages", include_in_schema=False)
-    async def messages_route(request: Request) -> Response:
-        query = request.query_params.get("q", "")
-
-        def load(conn: Any, key: int | None) -> Any:
-            api_key_id = _key(conn, key)
-            return (
-                None
-                if api_key_id is None
-                else {"Data": search_messages(conn, api_key_id, query, vault=runtime.vault)}
-            )
-
-        return await data(request, load)
-
-    @app.get("/dashboard/api/messages/{message_id:int}/events", include_in_schema=False)
-    async def timeline_route(message_id: int, request: Request) -> Response:
-        def load(conn: Any, key: int | None) -> Any:
-            api_key_id = _key(conn, key)
-            found = (
-                None
-                if api_key_id is None
-                else message_timeline(conn, api_key_id, message_id, vault=runtime.vault)
-            )
-            return None if found is None else {"Data": found}
-
-        return await data(request, load)
-
-    @app.get("/dashboard/api/suppressions", include_in_schema=False)
-    async def suppressions_route(request: Request) -> Response:
-        query = request.query_params.get("q", "")
-        return await data(
-            request, lambda conn, _key_id: {"Data": suppression_list(conn, query, vault=runtime.vault)}
+@router.get("/dashboard/api/messages/{message_id}/events")
+def timeline_route(
+    message_id: Annotated[int, id_path("A MessageID")],
+    _user: SignedIn,
+    runtime: RuntimeDep,
+    key: KeyParam = None,
+) -> Response:
+    def load(conn: Connection, key_id: int | None) -> Any:
+        api_key_id = _key(conn, key_id)
+        found = (
+            None
+            if api_key_id is None
+            else message_timeline(conn, api_key_id, message_id, vault=runtime.vault)
         )
+        return None if found is None else {"Data": found}
+
+    return _data(runtime, key, load)
+
+
+@router.get("/dashboard/api/suppressions")
+def suppressions_route(
+    _user: SignedIn,
+    runtime: RuntimeDep,
+    key: KeyParam = None,
+    query: Annotated[str, Query(alias="q", max_length=1000)] = "",
+) -> Response:
+    return _data(
+        runtime, key, lambda conn, _key_id: {"Data": suppression_list(conn, query, vault=runtime.vault)}
+    )

@@ -66,3 +66,46 @@ SEND_REQUEST_SCHEMA: dict[str, Any] = {
         "AdvanceErrorHandling": {"type": "boolean"},
     },
 }
+
+# Mailjet's error shape (see _errors.ApiError), inline where a response may be either.
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["ErrorIdentifier", "ErrorCode", "StatusCode", "ErrorMessage"],
+    "properties": {
+        "ErrorIdentifier": {"type": "string"},
+        "ErrorCode": {"type": "string"},
+        "StatusCode": {"type": "integer"},
+        "ErrorMessage": {"type": "string"},
+        "ErrorInfo": {"type": "string"},
+        "ErrorRelatedTo": {"type": "array", "items": {"type": "string"}},
+    },
+}
+_RECIPIENT_RESULT: dict[str, Any] = {
+    "type": "object",
+    "required": ["Email", "MessageUUID", "MessageID", "MessageHref"],
+    "properties": {
+        "Email": {"type": "string"},
+        "MessageUUID": {"type": "string"},
+        "MessageID": {"type": "integer"},
+        "MessageHref": {"type": "string"},
+    },
+}
+_MESSAGE_RESULT: dict[str, Any] = {
+    "type": "object",
+    "required": ["Status"],
+    "properties": {
+        "Status": {"type": "string", "enum": ["success", "error"]},
+        "CustomID": {"type": "string"},
+        "To": {"type": "array", "items": _RECIPIENT_RESULT},
+        "Cc": {"type": "array", "items": _RECIPIENT_RESULT},
+        "Bcc": {"type": "array", "items": _RECIPIENT_RESULT},
+        "Errors": {"type": "array", "items": ERROR_SCHEMA},
+    },
+}
+SEND_RESPONSE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["Messages"],
+    "properties": {"Messages": {"type": "array", "items": _MESSAGE_RESULT}},
+}
+# A refused request (Mailjet's global error) or per-message results with errors among them.
+SEND_REFUSED_SCHEMA: dict[str, Any] = {"anyOf": [ERROR_SCHEMA, SEND_RESPONSE_SCHEMA]}

@@ -9,28 +9,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request, Response
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Query, Response, Security
 from fastapi.responses import JSONResponse
 from sqlalchemy import Connection
 
 from mailstack.privacy import AuditEntry, list_audit
 from mailstack.privacy._subject import erase_subject, export_subject, vacuum_erased
-from mailstack.service import Runtime
-from mailstack.storage import valid_address
+from mailstack.runtime import Runtime
+from mailstack.storage import ApiKeyRecord, valid_address
 
-from ._auth import Authenticator, authenticate_request
+from ._auth import scope
+from ._deps import RuntimeDep
+from ._errors import ERROR_RESPONSES, ApiError
 from ._stats import StatsParamError, parse_timestamp
 
-__all__ = ["register_privacy"]
+__all__ = ["router"]
 
 _MAX_AUDIT = 1000
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"StatusCode": status, "ErrorMessage": message}, status_code=status)
+router = APIRouter(tags=["Privacy"], responses=ERROR_RESPONSES)
+PrivacyKey = Annotated[ApiKeyRecord, Security(scope("privacy"))]
+_NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _iso(timestamp: float) -> str:
@@ -49,90 +49,83 @@ def audit_json(entry: AuditEntry) -> dict[str, Any]:
     }
 
 
-def register_privacy(app: FastAPI, runtime: Runtime, auth: Authenticator) -> None:
-    """Add the data-subject and audit routes to ``app``."""
-    engine = runtime.engine
-    vault = runtime.vault
-    keyring = runtime.keyring
+def _on_subject(
+    runtime: Runtime,
+    api_key: ApiKeyRecord,
+    email: str,
+    operation: Callable[[Connection, str, str], dict[str, Any]],
+    after_commit: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> Response:
+    """Validate the address, run ``operation(conn, address, actor)`` in a transaction (then
+    ``after_commit`` on its result, outside it)."""
+    address = valid_address(email)
+    if address is None:
+        raise ApiError(400, "expected /api/v1/privacy/subjects/{email}")
+    actor = f"api:{api_key.public_key}"
+    with runtime.engine.begin() as conn:  # a transaction: the operation and its audit entry go together
+        result = operation(conn, address, actor)
+    if after_commit is not None:
+        result = after_commit(result)
+    return JSONResponse(result, headers=_NO_STORE)
 
-    async def on_subject(
-        email: str,
-        request: Request,
-        operation: Callable[[Connection, str, str], dict[str, Any]],
-        after_commit: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-    ) -> Response:
-        """Authenticate, validate the address, run ``operation(conn, address, actor)`` in a transaction
-        (then ``after_commit`` on its result, outside it)."""
-        api_key = await authenticate_request(auth, request, "privacy")
-        if isinstance(api_key, Response):
-            return api_key
+
+@router.get(
+    "/api/v1/privacy/subjects/{email}",
+    summary="Everything held about an address, as JSON (GDPR access); audited",
+)
+def export_route(email: str, api_key: PrivacyKey, runtime: RuntimeDep) -> Response:
+    return _on_subject(
+        runtime,
+        api_key,
+        email,
+        lambda conn, address, actor: export_subject(
+            conn, runtime.vault, runtime.keyring, address, actor=actor
+        ),
+    )
+
+
+@router.delete(
+    "/api/v1/privacy/subjects/{email}",
+    summary="Erase an address (GDPR erasure): delete, crypto-shred, keep a hashed suppression; audited",
+)
+def erase_route(email: str, api_key: PrivacyKey, runtime: RuntimeDep) -> Response:
+    return _on_subject(
+        runtime,
+        api_key,
+        email,
+        lambda conn, address, actor: dict(
+            erase_subject(conn, runtime.vault, runtime.keyring, address, actor=actor).as_dict()
+        ),
+        # Old row versions still on disk are reclaimed once the erasure has committed.
+        lambda report: {**report, "vacuumed": vacuum_erased(runtime.engine)},
+    )
+
+
+@router.get(
+    "/api/v1/privacy/audit",
+    summary="The audit trail, newest first (?action=, ?email= or ?subject=, ?since=, ?limit=)",
+)
+def audit_route(
+    _api_key: PrivacyKey,
+    runtime: RuntimeDep,
+    limit: Annotated[int, Query(ge=1, le=_MAX_AUDIT)] = 100,
+    since: Annotated[
+        str | None, Query(max_length=64, description="Unix seconds or an ISO 8601 date-time")
+    ] = None,
+    email: Annotated[str | None, Query(max_length=320)] = None,
+    subject: Annotated[str | None, Query(max_length=128, description="A blind index")] = None,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    try:
+        since_at = parse_timestamp(since, "since") if since else None
+    except StatsParamError as exc:
+        raise ApiError(400, str(exc)) from None
+    if email:
         address = valid_address(email)
         if address is None:
-            return _error(400, "expected /api/v1/privacy/subjects/{email}")
-        actor = f"api:{api_key.public_key}"
-
-        def run() -> dict[str, Any]:
-            with engine.begin() as conn:  # a transaction: the operation and its audit entry go together
-                result = operation(conn, address, actor)
-            return result if after_commit is None else after_commit(result)
-
-        return JSONResponse(await run_in_threadpool(run), headers={"Cache-Control": "no-store"})
-
-    @app.get(
-        "/api/v1/privacy/subjects/{email}",
-        tags=["Privacy"],
-        summary="Everything held about an address, as JSON (GDPR access); audited",
-    )
-    async def export_route(email: str, request: Request) -> Response:
-        return await on_subject(
-            email,
-            request,
-            lambda conn, address, actor: export_subject(conn, vault, keyring, address, actor=actor),
-        )
-
-    @app.delete(
-        "/api/v1/privacy/subjects/{email}",
-        tags=["Privacy"],
-        summary="Erase an address (GDPR erasure): delete, crypto-shred, keep a hashed suppression; audited",
-    )
-    async def erase_route(email: str, request: Request) -> Response:
-        return await on_subject(
-            email,
-            request,
-            lambda conn, address, actor: dict(
-                erase_subject(conn, vault, keyring, address, actor=actor).as_dict()
-            ),
-            # Old row versions still on disk are reclaimed once the erasure has committed.
-            lambda report: {**report, "vacuumed": vacuum_erased(engine)},
-        )
-
-    @app.get(
-        "/api/v1/privacy/audit",
-        tags=["Privacy"],
-        summary="The audit trail, newest first (?action=, ?email= or ?subject=, ?since=, ?limit=)",
-    )
-    async def audit_route(request: Request) -> Response:
-        api_key = await authenticate_request(auth, request, "privacy")
-        if isinstance(api_key, Response):
-            return api_key
-        params = request.query_params
-        try:
-            limit = min(max(int(params.get("limit", "100") or 100), 1), _MAX_AUDIT)
-            since = parse_timestamp(params["since"], "since") if params.get("since") else None
-        except ValueError as exc:  # StatsParamError is one
-            message = str(exc) if isinstance(exc, StatsParamError) else "limit must be an integer"
-            return _error(400, message)
-        subject = params.get("subject")
-        if params.get("email"):
-            address = valid_address(params["email"])
-            if address is None:
-                return _error(400, "email must be an email address")
-            subject = vault.index(address)
-        action = params.get("action") or None
-
-        def load() -> list[AuditEntry]:
-            with engine.connect() as conn:
-                return list_audit(conn, action=action, subject=subject, since=since, limit=limit)
-
-        data = [audit_json(entry) for entry in await run_in_threadpool(load)]
-        return JSONResponse({"Count": len(data), "Data": data}, headers={"Cache-Control": "no-store"})
+            raise ApiError(400, "email must be an email address")
+        subject = runtime.vault.index(address)
+    with runtime.engine.connect() as conn:
+        entries = list_audit(conn, action=action or None, subject=subject, since=since_at, limit=limit)
+    data = [audit_json(entry) for entry in entries]
+    return JSONResponse({"Count": len(data), "Data": data}, headers=_NO_STORE)

@@ -8,18 +8,14 @@ it as ``SourceId`` (statcounters) or ``CampaignId`` (recipient-esp, link-click).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request, Response
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Request, Response, Security
 from fastapi.responses import JSONResponse
 
-from mailstack.providers import ProviderClassifier, dns_mx_resolver
-from mailstack.service import Runtime
 from mailstack.stats import (
     DAY,
     HOUR,
-    Aggregator,
     StatsQuery,
     counters,
     counters_by_provider,
@@ -30,10 +26,17 @@ from mailstack.stats import (
 )
 from mailstack.storage import ApiKeyRecord
 
-from ._auth import Authenticator, authenticate_request
-from ._lifespan import run_in_background
+from ._auth import scope
+from ._deps import RuntimeDep
+from ._errors import ERROR_RESPONSES, ApiError
 
-__all__ = ["StatsParamError", "parse_statcounters", "register_stats"]
+__all__ = [
+    "MAX_TIMESTAMP",
+    "StatsParamError",
+    "parse_statcounters",
+    "parse_timestamp",
+    "router",
+]
 
 # Longest ranges a time series may cover (the number of slots in one answer stays bounded).
 MAX_HOURS = 31 * 24
@@ -41,6 +44,7 @@ MAX_DAYS = 3 * 366
 _SOURCES = {"apikey": "APIKey", "campaign": "Campaign", "list": "List"}
 _TIMINGS = {"message": "message", "event": "event"}
 _RESOLUTIONS = {"lifetime": "lifetime", "day": "day", "hour": "hour"}
+MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z: the last second a date-time can name
 
 
 class StatsParamError(ValueError):
@@ -55,17 +59,20 @@ def _params(request: Request) -> dict[str, str]:
 def parse_timestamp(value: str, name: str) -> int:
     """Unix seconds, or an ISO 8601 / RFC 3339 date-time (UTC unless it says otherwise)."""
     text = value.strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise StatsParamError(
-            f"{name} must be a Unix timestamp or an ISO 8601 date-time: {value!r}"
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp())
+    problem = f"{name} must be a Unix timestamp or an ISO 8601 date-time up to year 9999: {value[:64]!r}"
+    if text.isascii() and text.isdigit():
+        seconds = int(text) if len(text) <= 20 else MAX_TIMESTAMP + 1  # int() of 5000 digits raises
+    else:
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise StatsParamError(problem) from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        seconds = int(parsed.timestamp())
+    if not 0 <= seconds <= MAX_TIMESTAMP:
+        raise StatsParamError(problem)
+    return seconds
 
 
 def _choice(params: dict[str, str], name: str, choices: dict[str, str], default: str | None = None) -> str:
@@ -116,93 +123,75 @@ def parse_statcounters(params: dict[str, str], api_key: ApiKeyRecord) -> tuple[S
     return StatsQuery(api_key.id, campaign, timing, start, end), resolution, answer_id
 
 
-def _error(message: str, status: int = 400) -> JSONResponse:
-    return JSONResponse({"ErrorInfo": "", "ErrorMessage": message, "StatusCode": status}, status)
-
-
 def _listing(data: list[dict[str, Any]]) -> JSONResponse:
     return JSONResponse({"Count": len(data), "Data": data, "Total": len(data)})
 
 
-def register_stats(app: FastAPI, runtime: Runtime, auth: Authenticator) -> Aggregator:
-    """Add the statistics routes; the aggregator thread starts and stops with the app."""
-    settings = runtime.settings
-    classifier = ProviderClassifier(resolver=dns_mx_resolver() if settings.stats.mx_lookup else None)
-    aggregator = Aggregator(
-        runtime.engine,
-        vault=runtime.vault,
-        batch_size=settings.stats.batch_size,
-        providers=classifier.classify,
-        poll_seconds=settings.stats.poll_seconds,
-        sent_is_delivery=not settings.delivery.relay,
+router = APIRouter(tags=["Statistics"], responses=ERROR_RESPONSES)
+ReadKey = Annotated[ApiKeyRecord, Security(scope("read"))]
+
+
+def _documented(*names: str) -> dict[str, Any]:
+    # Mailjet's filters are matched case-insensitively, so they are read from the query string by hand
+    # and only documented here.
+    return {
+        "parameters": [
+            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}} for name in names
+        ]
+    }
+
+
+@router.get(
+    "/v3/REST/statcounters",
+    summary="Key counters (Mailjet's /statcounters)",
+    openapi_extra=_documented(
+        "CounterSource", "CounterTiming", "CounterResolution", "SourceId", "FromTS", "ToTS"
+    ),
+)
+def statcounters(request: Request, api_key: ReadKey, runtime: RuntimeDep) -> Response:
+    try:
+        spec, resolution, source_id = parse_statcounters(_params(request), api_key)
+    except StatsParamError as exc:
+        raise ApiError(400, str(exc)) from None
+    with runtime.engine.connect() as conn:
+        if resolution == "lifetime":
+            totals = counters(conn, spec)
+            return _listing(
+                [statcounter_json(totals, api_key_id=api_key.id, source_id=source_id, timeslice=None)]
+            )
+        series = counters_by_slot(conn, spec, resolution)
+    return _listing(
+        [
+            statcounter_json(values, api_key_id=api_key.id, source_id=source_id, timeslice=slot)
+            for slot, values in series
+        ]
     )
-    run_in_background(app, aggregator.run, name="stats-aggregator")
-    app.state.aggregator = aggregator
 
-    @app.get("/v3/REST/statcounters", tags=["Statistics"], summary="Key counters (Mailjet's /statcounters)")
-    async def statcounters(request: Request) -> Response:
-        api_key = await authenticate_request(auth, request, "read")
-        if isinstance(api_key, Response):
-            return api_key
-        try:
-            spec, resolution, source_id = parse_statcounters(_params(request), api_key)
-        except StatsParamError as exc:
-            return _error(str(exc))
 
-        def load() -> list[dict[str, Any]]:
-            with runtime.engine.connect() as conn:
-                if resolution == "lifetime":
-                    totals = counters(conn, spec)
-                    return [
-                        statcounter_json(totals, api_key_id=api_key.id, source_id=source_id, timeslice=None)
-                    ]
-                series = counters_by_slot(conn, spec, resolution)
-            return [
-                statcounter_json(values, api_key_id=api_key.id, source_id=source_id, timeslice=slot)
-                for slot, values in series
-            ]
+@router.get(
+    "/v3/REST/statistics/recipient-esp",
+    summary="Counters per mailbox provider (Mailjet's /statistics/recipient-esp)",
+    openapi_extra=_documented("CampaignId", "FromTS", "ToTS"),
+)
+def recipient_esp(request: Request, api_key: ReadKey, runtime: RuntimeDep) -> Response:
+    params = _params(request)
+    try:
+        start = parse_timestamp(params["fromts"], "FromTS") if params.get("fromts") else None
+        end = parse_timestamp(params["tots"], "ToTS") if params.get("tots") else None
+    except StatsParamError as exc:
+        raise ApiError(400, str(exc)) from None
+    spec = StatsQuery(api_key.id, params.get("campaignid", "")[:255], "message", start, end)
+    with runtime.engine.connect() as conn:
+        per_provider = counters_by_provider(conn, spec)
+    return _listing([esp_json(provider, values) for provider, values in per_provider.items()])
 
-        return _listing(await run_in_threadpool(load))
 
-    @app.get(
-        "/v3/REST/statistics/recipient-esp",
-        tags=["Statistics"],
-        summary="Counters per mailbox provider (Mailjet's /statistics/recipient-esp)",
-    )
-    async def recipient_esp(request: Request) -> Response:
-        api_key = await authenticate_request(auth, request, "read")
-        if isinstance(api_key, Response):
-            return api_key
-        params = _params(request)
-        try:
-            start = parse_timestamp(params["fromts"], "FromTS") if params.get("fromts") else None
-            end = parse_timestamp(params["tots"], "ToTS") if params.get("tots") else None
-        except StatsParamError as exc:
-            return _error(str(exc))
-        spec = StatsQuery(api_key.id, params.get("campaignid", "")[:255], "message", start, end)
-
-        def load() -> list[dict[str, Any]]:
-            with runtime.engine.connect() as conn:
-                per_provider = counters_by_provider(conn, spec)
-            return [esp_json(provider, values) for provider, values in per_provider.items()]
-
-        return _listing(await run_in_threadpool(load))
-
-    @app.get(
-        "/v3/REST/statistics/link-click",
-        tags=["Statistics"],
-        summary="Clicks per link (Mailjet's /statistics/link-click)",
-    )
-    async def link_click(request: Request) -> Response:
-        api_key = await authenticate_request(auth, request, "read")
-        if isinstance(api_key, Response):
-            return api_key
-        campaign = _params(request).get("campaignid", "")[:255]
-
-        def load() -> list[dict[str, Any]]:
-            with runtime.engine.connect() as conn:
-                return link_clicks(conn, api_key.id, campaign, vault=runtime.vault)
-
-        return _listing(await run_in_threadpool(load))
-
-    return aggregator
+@router.get(
+    "/v3/REST/statistics/link-click",
+    summary="Clicks per link (Mailjet's /statistics/link-click)",
+    openapi_extra=_documented("CampaignId"),
+)
+def link_click(request: Request, api_key: ReadKey, runtime: RuntimeDep) -> Response:
+    campaign = _params(request).get("campaignid", "")[:255]
+    with runtime.engine.connect() as conn:
+        return _listing(link_clicks(conn, api_key.id, campaign, vault=runtime.vault))

@@ -7,17 +7,13 @@ the installation, not to an API key: an address that hard-bounced is dead for ev
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request, Response
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Query, Response, Security
 from fastapi.responses import JSONResponse
 
-from mailstack.service import Runtime
 from mailstack.storage import (
     ApiKeyRecord,
     Suppression,
@@ -29,12 +25,15 @@ from mailstack.storage import (
     valid_address,
 )
 
-from ._auth import Authenticator, authenticate_request
+from ._auth import scope
+from ._deps import MAX_ID, JsonDep, RuntimeDep
+from ._errors import ERROR_RESPONSES, ApiError, error_responses
 
-__all__ = ["register_suppressions", "suppression_json"]
+__all__ = ["router", "suppression_json"]
 
-_Handler = Callable[[Request, ApiKeyRecord], Awaitable[Response]]
 _MAX_REASON = 500
+router = APIRouter(tags=["Suppressions"], responses=ERROR_RESPONSES)
+SuppressionsKey = Annotated[ApiKeyRecord, Security(scope("suppressions"))]
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -69,124 +68,116 @@ def _expiry(value: object) -> float | None:
     raise ValueError("ExpiresAt must be an ISO-8601 date-time or Unix seconds")
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"StatusCode": status, "ErrorMessage": message}, status_code=status)
+@router.get("/api/v1/suppressions", summary="Suppressed addresses, newest first")
+def listing(
+    _api_key: SuppressionsKey,
+    runtime: RuntimeDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    email: Annotated[str | None, Query(max_length=320)] = None,
+    scope_name: Annotated[
+        str | None, Query(alias="scope", max_length=255, description="'global' or a sender domain")
+    ] = None,
+    include_expired: Annotated[bool, Query(description="Entries no longer in force too")] = False,
+) -> Response:
+    if scope_name is not None and parse_scope(scope_name) is None:
+        raise ApiError(400, f"invalid scope {scope_name!r}: 'global' or a domain")
+    filters: dict[str, Any] = {
+        "address": email,
+        "scope": parse_scope(scope_name) if scope_name is not None else None,
+        "include_expired": include_expired,
+        "vault": runtime.vault,
+    }
+    with runtime.engine.connect() as conn:
+        entries = list_suppressions(conn, limit=limit, offset=offset, **filters)
+        total = count_suppressions(conn, **filters)
+    data = [suppression_json(entry) for entry in entries]
+    return JSONResponse({"Count": len(data), "Total": total, "Data": data})
 
 
-def register_suppressions(app: FastAPI, runtime: Runtime, auth: Authenticator) -> None:
-    """Add the suppression-list routes to ``app``."""
-    engine = runtime.engine
-
-    async def authenticated(request: Request, handler: _Handler) -> Response:
-        record = await authenticate_request(auth, request, "suppressions")
-        if isinstance(record, Response):
-            return record
-        return await handler(request, record)
-
-    async def listing(request: Request, _api_key: ApiKeyRecord) -> Response:
-        params = request.query_params
-        try:
-            limit = min(max(int(params.get("limit", "100") or 100), 1), 1000)
-            offset = max(int(params.get("offset", "0") or 0), 0)
-        except ValueError:
-            return _error(400, "limit and offset must be integers")
-        email = params.get("email")
-        scope = params.get("scope")
-        if scope is not None and parse_scope(scope) is None:
-            return _error(400, f"invalid scope {scope!r}: 'global' or a domain")
-        include_expired = params.get("include_expired", "").lower() in ("1", "true", "yes")
-        filters: dict[str, Any] = {
-            "address": email,
-            "scope": parse_scope(scope) if scope is not None else None,
-            "include_expired": include_expired,
-            "vault": runtime.vault,
+@router.post(
+    "/api/v1/suppressions",
+    summary="Suppress an address (Email, Scope: global or a sender domain, Reason, ExpiresAt)",
+    status_code=201,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["Email"],
+                        "properties": {
+                            "Email": {"type": "string", "format": "email"},
+                            "Scope": {"type": "string", "description": "'global' (default) or a domain"},
+                            "Reason": {"type": "string", "maxLength": _MAX_REASON},
+                            "ExpiresAt": {
+                                "description": "ISO-8601 date-time or Unix seconds; absent: never",
+                                "anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}],
+                            },
+                        },
+                    }
+                }
+            },
         }
+    },
+)
+def add(_api_key: SuppressionsKey, body: JsonDep, runtime: RuntimeDep) -> Response:
+    fields = body.value
+    if not isinstance(fields, dict):
+        raise ApiError(400, "The body must be a JSON object")
+    address = valid_address(fields.get("Email"))
+    if address is None:
+        raise ApiError(400, "Email must be an email address")
+    scope_name = parse_scope(fields.get("Scope"))
+    if scope_name is None:
+        raise ApiError(400, "Scope must be 'global' or a sender domain")
+    reason = fields.get("Reason", "")
+    if not isinstance(reason, str) or len(reason) > _MAX_REASON:
+        raise ApiError(400, f"Reason must be a string of at most {_MAX_REASON} characters")
+    try:
+        expires_at = _expiry(fields.get("ExpiresAt"))
+    except (ValueError, TypeError) as exc:
+        raise ApiError(400, str(exc)) from None
+    now = time.time()
+    with runtime.engine.begin() as conn:
+        # An operator's entry replaces whatever was there: it is the explicit, latest word.
+        suppress(
+            conn,
+            address,
+            scope=scope_name,
+            reason=reason or "added through the API",
+            source="manual",
+            now=now,
+            expires_at=expires_at,
+            replace=True,
+            vault=runtime.vault,
+        )
+        (entry,) = list_suppressions(
+            conn, address=address, scope=scope_name, include_expired=True, limit=1, vault=runtime.vault
+        )
+    return JSONResponse({"Count": 1, "Total": 1, "Data": [suppression_json(entry)]}, status_code=201)
 
-        def load() -> tuple[list[Suppression], int]:
-            with engine.connect() as conn:
-                entries = list_suppressions(conn, limit=limit, offset=offset, **filters)
-                return entries, count_suppressions(conn, **filters)
 
-        entries, total = await run_in_threadpool(load)
-        data = [suppression_json(entry) for entry in entries]
-        return JSONResponse({"Count": len(data), "Total": total, "Data": data})
-
-    async def add(request: Request, _api_key: ApiKeyRecord) -> Response:
-        try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "Malformed JSON")
-        if not isinstance(body, dict):
-            return _error(400, "The body must be a JSON object")
-        address = valid_address(body.get("Email"))
-        if address is None:
-            return _error(400, "Email must be an email address")
-        scope = parse_scope(body.get("Scope"))
-        if scope is None:
-            return _error(400, "Scope must be 'global' or a sender domain")
-        reason = body.get("Reason", "")
-        if not isinstance(reason, str) or len(reason) > _MAX_REASON:
-            return _error(400, f"Reason must be a string of at most {_MAX_REASON} characters")
-        try:
-            expires_at = _expiry(body.get("ExpiresAt"))
-        except (ValueError, TypeError) as exc:
-            return _error(400, str(exc))
-
-        def store() -> list[Suppression]:
-            now = time.time()
-            with engine.begin() as conn:
-                # An operator's entry replaces whatever was there: it is the explicit, latest word.
-                suppress(
-                    conn,
-                    address,
-                    scope=scope,
-                    reason=reason or "added through the API",
-                    source="manual",
-                    now=now,
-                    expires_at=expires_at,
-                    replace=True,
-                    vault=runtime.vault,
-                )
-                return list_suppressions(
-                    conn, address=address, scope=scope, include_expired=True, limit=1, vault=runtime.vault
-                )
-
-        (entry,) = await run_in_threadpool(store)
-        return JSONResponse({"Count": 1, "Total": 1, "Data": [suppression_json(entry)]}, status_code=201)
-
-    async def remove(request: Request, _api_key: ApiKeyRecord) -> Response:
-        address = valid_address(request.path_params["email"])
-        scope_param = request.query_params.get("scope")
-        scope = parse_scope(scope_param) if scope_param is not None else None
-        if address is None or (scope_param is not None and scope is None):
-            return _error(400, "expected /api/v1/suppressions/{email}[?scope=global|DOMAIN]")
-
-        def drop() -> int:
-            with engine.begin() as conn:
-                return unsuppress(conn, address, scope=scope, vault=runtime.vault)
-
-        if await run_in_threadpool(drop) == 0:
-            return _error(404, f"Object not found: suppression of {address}")
-        return Response(status_code=204)
-
-    @app.get("/api/v1/suppressions", tags=["Suppressions"], summary="Suppressed addresses, newest first")
-    async def list_route(request: Request) -> Response:
-        return await authenticated(request, listing)
-
-    @app.post(
-        "/api/v1/suppressions",
-        tags=["Suppressions"],
-        summary="Suppress an address (Email, Scope: global or a sender domain, Reason, ExpiresAt)",
-        status_code=201,
-    )
-    async def add_route(request: Request) -> Response:
-        return await authenticated(request, add)
-
-    @app.delete(
-        "/api/v1/suppressions/{email}",
-        tags=["Suppressions"],
-        summary="Remove an address from the list (every scope, or ?scope=)",
-        status_code=204,
-    )
-    async def remove_route(request: Request) -> Response:
-        return await authenticated(request, remove)
+@router.delete(
+    "/api/v1/suppressions/{email}",
+    summary="Remove an address from the list (every scope, or ?scope=)",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(404),
+)
+def remove(
+    email: str,
+    _api_key: SuppressionsKey,
+    runtime: RuntimeDep,
+    scope_name: Annotated[str | None, Query(alias="scope", max_length=255)] = None,
+) -> Response:
+    address = valid_address(email)
+    scope_value = parse_scope(scope_name) if scope_name is not None else None
+    if address is None or (scope_name is not None and scope_value is None):
+        raise ApiError(400, "expected /api/v1/suppressions/{email}[?scope=global|DOMAIN]")
+    with runtime.engine.begin() as conn:
+        removed = unsuppress(conn, address, scope=scope_value, vault=runtime.vault)
+    if removed == 0:
+        raise ApiError(404, f"Object not found: suppression of {address}")
+    return Response(status_code=204)

@@ -9,32 +9,31 @@ from __future__ import annotations
 
 import hashlib
 import html
-import json
 import math
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request, Response
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends, FastAPI, Request, Response, Security
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import Connection, select
 
 from mailstack.model import EventType
 from mailstack.observability import get_logger
 from mailstack.privacy import Vault
-from mailstack.service import Runtime
-from mailstack.storage import PURPOSE_RECIPIENT
+from mailstack.runtime import Runtime
+from mailstack.storage import PURPOSE_RECIPIENT, ApiKeyRecord
 from mailstack.storage.schema import messages
 from mailstack.tokens import InvalidToken
 from mailstack.tracking import Detector, EventRecorder, TrackedEvent, TrackingUrls, store_events
 
-from ._auth import Authenticator, authenticate_request
-from ._lifespan import on_lifespan
+from ._auth import scope
+from ._deps import JsonDep, RuntimeDep
+from ._errors import ERROR_RESPONSES, ApiError, error_responses
 from ._unsubscribe import suppress_unsubscribed
 
-__all__ = ["register_tracking"]
+__all__ = ["BODY_LIMITS", "register_tracking", "router"]
 
 log = get_logger("mailstack.tracking")
 
@@ -52,6 +51,8 @@ _PAGE_HEADERS = {
 }
 _MAX_AGENT = 512
 MAX_CONVERSION_NAME = 100
+_MAX_FORM = 4096  # RFC 8058's body is "List-Unsubscribe=One-Click"; the page's form is as small
+BODY_LIMITS = [("/unsubscribe/{token}", _MAX_FORM)]
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -102,21 +103,22 @@ def _recipient(conn: Connection, vault: Vault, message_id: int) -> _Recipient | 
     return _Recipient(row.id, row.api_key_id, email.decode(), row.sender)
 
 
-def register_tracking(app: FastAPI, runtime: Runtime, auth: Authenticator) -> EventRecorder:
-    """Add the tracking routes to ``app``; the recorder starts and stops with the app."""
+@dataclass(frozen=True, slots=True)
+class _Tracking:
+    urls: TrackingUrls
+    detector: Detector
+    recorder: EventRecorder
+
+
+def register_tracking(app: FastAPI, runtime: Runtime, recorder: EventRecorder) -> None:
+    """The routes find the recorder (started and stopped by the lifecycle) and the token codec in the
+    app's state."""
     settings = runtime.settings
-    urls = TrackingUrls(runtime.compose_settings.tokens, settings.public_url)
-    detector = Detector(settings.tracking.proxy_networks, settings.tracking.scanner_networks)
-    recorder = EventRecorder(
-        runtime.engine,
-        capacity=settings.tracking.queue_size,
-        batch_size=settings.tracking.batch_size,
-        flush_seconds=settings.tracking.flush_seconds,
-        spool_dir=settings.data_dir / "spool",
-        vault=runtime.vault,
+    app.state.tracking = _Tracking(
+        TrackingUrls(runtime.compose_settings.tokens, settings.public_url),
+        Detector(settings.tracking.proxy_networks, settings.tracking.scanner_networks),
+        recorder,
     )
-    on_lifespan(app, recorder.start, recorder.stop)
-    app.state.recorder = recorder
     if settings.delivery.relay and not settings.server.public_url:
         # Real mail would carry links to this machine's listen address, which recipients cannot reach.
         log.warning(
@@ -124,167 +126,186 @@ def register_tracking(app: FastAPI, runtime: Runtime, auth: Authenticator) -> Ev
             public_url=settings.public_url,
         )
 
-    @app.get("/t/o/{token}", tags=["Tracking"], summary="Open pixel", include_in_schema=False)
-    async def open_pixel(token: str, request: Request) -> Response:
-        headers = {"Cache-Control": _NO_STORE, "Pragma": "no-cache"}
-        try:
-            message_id = urls.open_message(token)
-        except InvalidToken:
-            return Response(PIXEL, status_code=404, media_type="image/gif", headers=headers)
-        agent, ip = _client(request)
-        verdict = detector.open(agent, ip)
-        detail: dict[str, Any] = {"ip": ip, "agent": agent, **verdict.to_detail()}
-        recorder.submit(TrackedEvent(uuid.uuid4().hex, message_id, EventType.OPEN, time.time(), detail))
-        return Response(PIXEL, media_type="image/gif", headers=headers)
 
-    async def click(token: str, request: Request) -> Response:
-        try:
-            target = urls.click_target(token)
-        except InvalidToken:
-            return _invalid_link()
-        agent, ip = _client(request)
-        verdict = detector.click(agent, ip, request.method)
-        detail: dict[str, Any] = {
-            "url": target.url,
-            "position": target.position,
-            "ip": ip,
-            "agent": agent,
-            **verdict.to_detail(),
-        }
-        recorder.submit(
-            TrackedEvent(uuid.uuid4().hex, target.message_id, EventType.CLICK, time.time(), detail)
-        )
-        # The target is the exact URL the MAC covers; no-referrer keeps the token out of its logs.
-        return Response(
-            status_code=302,
-            headers={"Location": target.url, "Cache-Control": _NO_STORE, "Referrer-Policy": "no-referrer"},
-        )
+def _tracking(request: Request) -> _Tracking:
+    tracking: _Tracking = request.app.state.tracking
+    return tracking
 
-    app.add_api_route(
-        "/t/c/{token}", click, methods=["GET", "HEAD"], tags=["Tracking"], include_in_schema=False
+
+TrackingDep = Annotated[_Tracking, Depends(_tracking)]
+router = APIRouter(tags=["Tracking"])
+
+
+@router.get("/t/o/{token}", summary="Open pixel", include_in_schema=False)
+async def open_pixel(token: str, request: Request, tracking: TrackingDep) -> Response:
+    headers = {"Cache-Control": _NO_STORE, "Pragma": "no-cache"}
+    try:
+        message_id = tracking.urls.open_message(token)
+    except InvalidToken:
+        return Response(PIXEL, status_code=404, media_type="image/gif", headers=headers)
+    agent, ip = _client(request)
+    verdict = tracking.detector.open(agent, ip)
+    detail: dict[str, Any] = {"ip": ip, "agent": agent, **verdict.to_detail()}
+    tracking.recorder.submit(TrackedEvent(uuid.uuid4().hex, message_id, EventType.OPEN, time.time(), detail))
+    return Response(PIXEL, media_type="image/gif", headers=headers)
+
+
+@router.api_route("/t/c/{token}", methods=["GET", "HEAD"], include_in_schema=False)
+async def click(token: str, request: Request, tracking: TrackingDep) -> Response:
+    try:
+        target = tracking.urls.click_target(token)
+    except InvalidToken:
+        return _invalid_link()
+    agent, ip = _client(request)
+    verdict = tracking.detector.click(agent, ip, request.method)
+    detail: dict[str, Any] = {
+        "url": target.url,
+        "position": target.position,
+        "ip": ip,
+        "agent": agent,
+        **verdict.to_detail(),
+    }
+    tracking.recorder.submit(
+        TrackedEvent(uuid.uuid4().hex, target.message_id, EventType.CLICK, time.time(), detail)
+    )
+    # The target is the exact URL the MAC covers; no-referrer keeps the token out of its logs.
+    return Response(
+        status_code=302,
+        headers={"Location": target.url, "Cache-Control": _NO_STORE, "Referrer-Policy": "no-referrer"},
     )
 
-    @app.get("/unsubscribe/{token}", tags=["Tracking"], summary="Unsubscribe page (asks to confirm)")
-    async def unsubscribe_page(token: str) -> Response:
-        # A GET never unsubscribes: link scanners and previews follow links on their own.
-        try:
-            urls.unsubscribe_message(token)
-        except InvalidToken:
-            return _invalid_link()
-        action = html.escape(f"/unsubscribe/{token}", quote=True)
-        return _page(
-            "Unsubscribe",
-            "<h1>Unsubscribe</h1><p>Stop receiving these emails at this address?</p>"
-            f'<form method=post action="{action}"><input type=hidden name=confirm value=yes>'
-            "<button type=submit>Unsubscribe</button></form>",
-        )
 
-    @app.post(
-        "/unsubscribe/{token}",
-        tags=["Tracking"],
-        summary="Unsubscribe: RFC 8058 one-click POST, or the page's confirmation",
+_PAGE = {"content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+@router.get(
+    "/unsubscribe/{token}",
+    summary="Unsubscribe page (asks to confirm)",
+    response_class=HTMLResponse,
+    responses={200: _PAGE, 404: {"description": "Not a valid link", **_PAGE}},
+)
+async def unsubscribe_page(token: str, tracking: TrackingDep) -> Response:
+    # A GET never unsubscribes: link scanners and previews follow links on their own.
+    try:
+        tracking.urls.unsubscribe_message(token)
+    except InvalidToken:
+        return _invalid_link()
+    action = html.escape(f"/unsubscribe/{token}", quote=True)
+    return _page(
+        "Unsubscribe",
+        "<h1>Unsubscribe</h1><p>Stop receiving these emails at this address?</p>"
+        f'<form method=post action="{action}"><input type=hidden name=confirm value=yes>'
+        "<button type=submit>Unsubscribe</button></form>",
     )
-    async def unsubscribe(token: str, request: Request) -> Response:
-        try:
-            message_id = urls.unsubscribe_message(token)
-        except InvalidToken:
-            return _invalid_link()
-        body = (await request.body())[:4096].decode("utf-8", "replace")
-        one_click = "List-Unsubscribe=One-Click" in body
-        agent, ip = _client(request)
 
-        def record() -> bool:
-            with runtime.engine.begin() as conn:
-                found = _recipient(conn, runtime.vault, message_id)
-                if found is None:
-                    return False
-                suppress_unsubscribed(
-                    conn,
-                    message_id=message_id,
-                    email=found.recipient,
-                    sender=found.sender,
-                    method="one-click" if one_click else "page",
-                    ip=ip,
-                    agent=agent,
-                    now=time.time(),
-                    vault=runtime.vault,
-                )
-            return True
 
-        if not await run_in_threadpool(record):
-            return _page("Unsubscribe", "<h1>This message is no longer known</h1>", 404)
-        if one_click:
-            # RFC 8058 clients only look at the status; no redirect, no page.
-            return Response("Unsubscribed\n", media_type="text/plain", headers={"Cache-Control": _NO_STORE})
-        return _page(
-            "Unsubscribed", "<h1>You are unsubscribed</h1><p>You will not get these emails again.</p>"
-        )
+async def _small_body(request: Request) -> str:
+    # Small: the body limit of this route (BODY_LIMITS) stops anything larger while it arrives.
+    return (await request.body()).decode("utf-8", "replace")
 
-    @app.post(
-        "/api/v1/conversions",
-        tags=["Tracking"],
-        summary="Record a conversion (e.g. a purchase) for a message",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["MessageID", "Name"],
-                            "properties": {
-                                "MessageID": {"type": "integer"},
-                                "Name": {"type": "string", "maxLength": MAX_CONVERSION_NAME},
-                                "Value": {"type": "number"},
-                                "EventID": {
-                                    "type": "string",
-                                    "maxLength": 40,
-                                    "description": "Your id for this conversion: a retry with the same "
-                                    "EventID is counted once.",
-                                },
-                            },
-                        }
-                    }
-                },
+
+@router.post(
+    "/unsubscribe/{token}",
+    summary="Unsubscribe: RFC 8058 one-click POST, or the page's confirmation",
+    response_class=HTMLResponse,
+    responses={
+        200: {
+            "content": {
+                "text/html": {"schema": {"type": "string"}},
+                "text/plain": {"schema": {"type": "string"}},
             }
         },
-    )
-    async def conversion(request: Request) -> Response:
-        api_key = await authenticate_request(auth, request, "send")
-        if isinstance(api_key, Response):
-            return api_key
-        try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            return _bad_request("The body must be a JSON object.")
-        problem, event = _parse_conversion(body)
-        if problem:
-            return _bad_request(problem)
-        assert event is not None
-        owner_key = api_key.id
-
-        def record() -> bool:
-            with runtime.engine.begin() as conn:
-                found = _recipient(conn, runtime.vault, event.message_id)
-                if found is None or found.api_key_id != owner_key:
-                    return False
-                # The caller's EventID makes a retried conversion count once (per API key).
-                uid = (
-                    "conv:" + hashlib.sha256(f"{owner_key}:{event.uid}".encode()).hexdigest()[:40]
-                    if event.uid
-                    else uuid.uuid4().hex
-                )
-                stored = TrackedEvent(uid, event.message_id, EventType.CONVERSION, time.time(), event.detail)
-                store_events(conn, [stored], vault=runtime.vault)
-            return True
-
-        if not await run_in_threadpool(record):
-            return JSONResponse(
-                {"ErrorMessage": f"Object not found: message {event.message_id}", "StatusCode": 404}, 404
+        404: {"description": "Not a valid link, or a message no longer known", **_PAGE},
+        **error_responses(413),
+    },
+)
+def unsubscribe(
+    token: str,
+    request: Request,
+    body: Annotated[str, Depends(_small_body)],
+    tracking: TrackingDep,
+    runtime: RuntimeDep,
+) -> Response:
+    try:
+        message_id = tracking.urls.unsubscribe_message(token)
+    except InvalidToken:
+        return _invalid_link()
+    one_click = "List-Unsubscribe=One-Click" in body
+    agent, ip = _client(request)
+    with runtime.engine.begin() as conn:
+        found = _recipient(conn, runtime.vault, message_id)
+        if found is not None:
+            suppress_unsubscribed(
+                conn,
+                message_id=message_id,
+                email=found.recipient,
+                sender=found.sender,
+                method="one-click" if one_click else "page",
+                ip=ip,
+                agent=agent,
+                now=time.time(),
+                vault=runtime.vault,
             )
-        return JSONResponse({"Status": "success", "MessageID": event.message_id}, 201)
+    if found is None:
+        return _page("Unsubscribe", "<h1>This message is no longer known</h1>", 404)
+    if one_click:
+        # RFC 8058 clients only look at the status; no redirect, no page.
+        return Response("Unsubscribed\n", media_type="text/plain", headers={"Cache-Control": _NO_STORE})
+    return _page("Unsubscribed", "<h1>You are unsubscribed</h1><p>You will not get these emails again.</p>")
 
-    return recorder
+
+@router.post(
+    "/api/v1/conversions",
+    summary="Record a conversion (e.g. a purchase) for a message",
+    status_code=201,
+    responses={**ERROR_RESPONSES, **error_responses(404)},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["MessageID", "Name"],
+                        "properties": {
+                            "MessageID": {"type": "integer"},
+                            "Name": {"type": "string", "maxLength": MAX_CONVERSION_NAME},
+                            "Value": {"type": "number"},
+                            "EventID": {
+                                "type": "string",
+                                "maxLength": 40,
+                                "description": "Your id for this conversion: a retry with the same "
+                                "EventID is counted once.",
+                            },
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+def conversion(
+    api_key: Annotated[ApiKeyRecord, Security(scope("send"))], body: JsonDep, runtime: RuntimeDep
+) -> Response:
+    problem, event = _parse_conversion(body.value)
+    if problem:
+        raise ApiError(400, problem)
+    assert event is not None
+    owner_key = api_key.id
+    with runtime.engine.begin() as conn:
+        found = _recipient(conn, runtime.vault, event.message_id)
+        if found is not None and found.api_key_id == owner_key:
+            # The caller's EventID makes a retried conversion count once (per API key).
+            uid = (
+                "conv:" + hashlib.sha256(f"{owner_key}:{event.uid}".encode()).hexdigest()[:40]
+                if event.uid
+                else uuid.uuid4().hex
+            )
+            stored = TrackedEvent(uid, event.message_id, EventType.CONVERSION, time.time(), event.detail)
+            store_events(conn, [stored], vault=runtime.vault)
+    if found is None or found.api_key_id != owner_key:
+        raise ApiError(404, f"Object not found: message {event.message_id}")
+    return JSONResponse({"Status": "success", "MessageID": event.message_id}, 201)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,10 +313,6 @@ class _Conversion:
     message_id: int
     uid: str
     detail: dict[str, Any]
-
-
-def _bad_request(message: str) -> JSONResponse:
-    return JSONResponse({"ErrorMessage": message, "StatusCode": 400}, 400)
 
 
 def _parse_conversion(body: object) -> tuple[str, _Conversion | None]:

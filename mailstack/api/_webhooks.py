@@ -8,20 +8,17 @@ Creating an endpoint answers with ``SigningSecret`` (hex), shown this once: rece
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request, Response
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Query, Response, Security
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from mailstack.service import Runtime
+from mailstack.storage import ApiKeyRecord
 from mailstack.storage.schema import webhook_endpoints
 from mailstack.webhooks import (
     EVENT_TYPES,
     DestinationRefusedError,
-    Dispatcher,
     check_destination,
     create_endpoint,
     delete_endpoint,
@@ -30,16 +27,16 @@ from mailstack.webhooks import (
     list_endpoints,
 )
 
-from ._auth import Authenticator, authenticate_request
-from ._lifespan import run_in_background
+from ._auth import scope
+from ._deps import JsonDep, RuntimeDep, id_path
+from ._errors import ERROR_RESPONSES, ApiError, error_responses
 
-__all__ = ["register_webhooks"]
+__all__ = ["router"]
 
 _FIELDS = {"EventType", "Url", "Version", "Status", "IsBackup"}
-
-
-def _error(message: str, status: int = 400) -> JSONResponse:
-    return JSONResponse({"ErrorInfo": "", "ErrorMessage": message, "StatusCode": status}, status)
+router = APIRouter(tags=["Webhooks"], responses=ERROR_RESPONSES)
+WebhooksKey = Annotated[ApiKeyRecord, Security(scope("webhooks"))]
+EndpointId = Annotated[int, id_path("The endpoint's ID")]
 
 
 def _parse(body: object) -> tuple[str, dict[str, Any]]:
@@ -74,156 +71,106 @@ def _parse(body: object) -> tuple[str, dict[str, Any]]:
     }
 
 
-def register_webhooks(app: FastAPI, runtime: Runtime, auth: Authenticator) -> Dispatcher:
-    """Add the webhook routes; the dispatcher thread starts and stops with the app."""
-    settings = runtime.settings
-    dispatcher = Dispatcher(
-        runtime.engine,
-        runtime.keyring,
-        settings.webhooks,
-        sent_is_delivery=not settings.delivery.relay,
-        vault=runtime.vault,
-    )
-    # A delivery in flight may take its whole timeout before the thread sees the stop.
-    run_in_background(
-        app,
-        dispatcher.run,
-        name="webhooks",
-        join_seconds=settings.webhooks.timeout_seconds + 10,
-        prepare=dispatcher.start,
-    )
-    app.state.webhooks = dispatcher
+def _not_found(endpoint_id: int) -> ApiError:
+    return ApiError(404, f"Object not found: eventcallbackurl {endpoint_id}")
 
-    @app.get("/v3/REST/eventcallbackurl", tags=["Webhooks"], summary="Your webhook endpoints")
-    async def list_route(request: Request) -> Response:
-        api_key = await authenticate_request(auth, request, "webhooks")
-        if isinstance(api_key, Response):
-            return api_key
 
-        def load() -> list[dict[str, Any]]:
-            with runtime.engine.connect() as conn:
-                return [endpoint.to_json() for endpoint in list_endpoints(conn, api_key.id)]
+@router.get("/v3/REST/eventcallbackurl", summary="Your webhook endpoints")
+def list_route(api_key: WebhooksKey, runtime: RuntimeDep) -> Response:
+    with runtime.engine.connect() as conn:
+        data = [endpoint.to_json() for endpoint in list_endpoints(conn, api_key.id)]
+    return JSONResponse({"Count": len(data), "Data": data, "Total": len(data)})
 
-        data = await run_in_threadpool(load)
-        return JSONResponse({"Count": len(data), "Data": data, "Total": len(data)})
 
-    @app.post(
-        "/v3/REST/eventcallbackurl",
-        tags=["Webhooks"],
-        summary="Add a webhook endpoint for one event type (Mailjet's Event API)",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["EventType", "Url"],
-                            "properties": {
-                                "EventType": {"type": "string", "enum": list(EVENT_TYPES)},
-                                "Url": {"type": "string", "format": "uri"},
-                                "Version": {"type": "integer", "enum": [1, 2]},
-                                "Status": {"type": "string", "enum": ["alive", "dead"]},
-                                "IsBackup": {"type": "boolean"},
-                            },
-                        }
+@router.post(
+    "/v3/REST/eventcallbackurl",
+    summary="Add a webhook endpoint for one event type (Mailjet's Event API)",
+    status_code=201,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["EventType", "Url"],
+                        "properties": {
+                            "EventType": {"type": "string", "enum": list(EVENT_TYPES)},
+                            "Url": {"type": "string", "format": "uri"},
+                            "Version": {"type": "integer", "enum": [1, 2]},
+                            "Status": {"type": "string", "enum": ["alive", "dead"]},
+                            "IsBackup": {"type": "boolean"},
+                        },
                     }
-                },
-            }
-        },
-    )
-    async def create_route(request: Request) -> Response:
-        api_key = await authenticate_request(auth, request, "webhooks")
-        if isinstance(api_key, Response):
-            return api_key
-        try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            return _error("The body must be a JSON object.")
-        problem, fields = _parse(body)
-        if problem:
-            return _error(problem)
+                }
+            },
+        }
+    },
+)
+def create_route(api_key: WebhooksKey, body: JsonDep, runtime: RuntimeDep) -> Response:
+    problem, fields = _parse(body.value)
+    if problem:
+        raise ApiError(400, problem)
+    try:
+        check_destination(fields["url"], runtime.settings.webhooks.allow_networks)
+    except DestinationRefusedError as exc:
+        raise ApiError(400, f"Url refused: {exc}.") from None
+    with runtime.engine.begin() as conn:
+        taken = conn.execute(
+            select(webhook_endpoints.c.id).where(
+                webhook_endpoints.c.api_key_id == api_key.id,
+                webhook_endpoints.c.event_type == fields["event_type"],
+                webhook_endpoints.c.is_backup.is_(fields["is_backup"]),
+            )
+        ).first()
+        if taken is not None:
+            raise ApiError(
+                400, f"A callback URL for {fields['event_type']} events already exists (ID {taken.id})."
+            )
+        record, secret = create_endpoint(conn, runtime.keyring, api_key_id=api_key.id, **fields)
+    data = {**record.to_json(), "SigningSecret": secret}
+    return JSONResponse({"Count": 1, "Data": [data], "Total": 1}, 201)
 
-        def create() -> tuple[str, dict[str, Any]]:
-            try:
-                check_destination(fields["url"], settings.webhooks.allow_networks)
-            except DestinationRefusedError as exc:
-                return f"Url refused: {exc}.", {}
-            with runtime.engine.begin() as conn:
-                taken = conn.execute(
-                    select(webhook_endpoints.c.id).where(
-                        webhook_endpoints.c.api_key_id == api_key.id,
-                        webhook_endpoints.c.event_type == fields["event_type"],
-                        webhook_endpoints.c.is_backup.is_(fields["is_backup"]),
-                    )
-                ).first()
-                if taken is not None:
-                    return (
-                        f"A callback URL for {fields['event_type']} events already exists (ID {taken.id}).",
-                        {},
-                    )
-                record, secret = create_endpoint(conn, runtime.keyring, api_key_id=api_key.id, **fields)
-            return "", {**record.to_json(), "SigningSecret": secret}
 
-        problem, data = await run_in_threadpool(create)
-        if problem:
-            return _error(problem)
-        return JSONResponse({"Count": 1, "Data": [data], "Total": 1}, 201)
+@router.get("/v3/REST/eventcallbackurl/{endpoint_id}", summary="One endpoint", responses=error_responses(404))
+def show_route(endpoint_id: EndpointId, api_key: WebhooksKey, runtime: RuntimeDep) -> Response:
+    with runtime.engine.connect() as conn:
+        record = get_endpoint(conn, api_key.id, endpoint_id)
+    if record is None:
+        raise _not_found(endpoint_id)
+    return JSONResponse({"Count": 1, "Data": [record.to_json()], "Total": 1})
 
-    @app.get("/v3/REST/eventcallbackurl/{endpoint_id:int}", tags=["Webhooks"], summary="One endpoint")
-    async def show_route(endpoint_id: int, request: Request) -> Response:
-        api_key = await authenticate_request(auth, request, "webhooks")
-        if isinstance(api_key, Response):
-            return api_key
 
-        def load() -> dict[str, Any] | None:
-            with runtime.engine.connect() as conn:
-                record = get_endpoint(conn, api_key.id, endpoint_id)
-            return None if record is None else record.to_json()
+@router.delete(
+    "/v3/REST/eventcallbackurl/{endpoint_id}",
+    summary="Remove an endpoint",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(404),
+)
+def delete_route(endpoint_id: EndpointId, api_key: WebhooksKey, runtime: RuntimeDep) -> Response:
+    with runtime.engine.begin() as conn:
+        removed = delete_endpoint(conn, api_key.id, endpoint_id)
+    if not removed:
+        raise _not_found(endpoint_id)
+    return Response(status_code=204)
 
-        data = await run_in_threadpool(load)
-        if data is None:
-            return _error(f"Object not found: eventcallbackurl {endpoint_id}", 404)
-        return JSONResponse({"Count": 1, "Data": [data], "Total": 1})
 
-    @app.delete(
-        "/v3/REST/eventcallbackurl/{endpoint_id:int}", tags=["Webhooks"], summary="Remove an endpoint"
-    )
-    async def delete_route(endpoint_id: int, request: Request) -> Response:
-        api_key = await authenticate_request(auth, request, "webhooks")
-        if isinstance(api_key, Response):
-            return api_key
-
-        def remove() -> bool:
-            with runtime.engine.begin() as conn:
-                return delete_endpoint(conn, api_key.id, endpoint_id)
-
-        if not await run_in_threadpool(remove):
-            return _error(f"Object not found: eventcallbackurl {endpoint_id}", 404)
-        return Response(status_code=204)
-
-    @app.get(
-        "/v3/REST/eventcallbackurl/{endpoint_id:int}/deliveries",
-        tags=["Webhooks"],
-        summary="The delivery log of an endpoint, newest first",
-    )
-    async def deliveries_route(endpoint_id: int, request: Request) -> Response:
-        api_key = await authenticate_request(auth, request, "webhooks")
-        if isinstance(api_key, Response):
-            return api_key
-        limit_text = request.query_params.get("Limit", request.query_params.get("limit", "50"))
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
-            return _error("Limit must be a number from 1 to 1000.")
-
-        def load() -> list[dict[str, Any]] | None:
-            with runtime.engine.connect() as conn:
-                if get_endpoint(conn, api_key.id, endpoint_id) is None:
-                    return None
-                return [d.to_json() for d in list_deliveries(conn, endpoint_id, limit=int(limit_text))]
-
-        data = await run_in_threadpool(load)
-        if data is None:
-            return _error(f"Object not found: eventcallbackurl {endpoint_id}", 404)
-        return JSONResponse({"Count": len(data), "Data": data, "Total": len(data)})
-
-    return dispatcher
+@router.get(
+    "/v3/REST/eventcallbackurl/{endpoint_id}/deliveries",
+    summary="The delivery log of an endpoint, newest first",
+    responses=error_responses(404),
+)
+def deliveries_route(
+    endpoint_id: EndpointId,
+    api_key: WebhooksKey,
+    runtime: RuntimeDep,
+    limit: Annotated[int | None, Query(alias="Limit", ge=1, le=1000)] = None,
+    lower_limit: Annotated[int | None, Query(alias="limit", ge=1, le=1000, include_in_schema=False)] = None,
+) -> Response:
+    count = limit or lower_limit or 50
+    with runtime.engine.connect() as conn:
+        if get_endpoint(conn, api_key.id, endpoint_id) is None:
+            raise _not_found(endpoint_id)
+        data = [d.to_json() for d in list_deliveries(conn, endpoint_id, limit=count)]
+    return JSONResponse({"Count": len(data), "Data": data, "Total": len(data)})

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from mailstack.automation._rules import follow_up_message
 from mailstack.observability import get_logger
 from mailstack.privacy import Vault
 from mailstack.storage import (
@@ -181,7 +182,7 @@ class AutomationEngine:
                 to: dict[str, str] = {"Email": email.decode()}
                 if name:
                     to["Name"] = name.decode()
-                message = {**run.template, "To": [to]}
+                message = follow_up_message(run.template, to)
                 key = f"automation-{run.rule_id}-{run.trigger_message_id}"
                 values = {"sent_message_id": self._send(run.api_key_id, message, key)}
             except SendFailedError as exc:
@@ -221,7 +222,7 @@ def _machine(detail: Any) -> bool:
 # parameters is converted again by psycopg for every batch, and the server cannot reuse its plan). One
 # index lookup per id (LATERAL, kept a subquery by OFFSET 0) rather than ``= ANY(...)``, whose generic
 # plan, made once while a table may be small, can be a sequential scan (see
-# mailstack.privacy._vault._PG_KEYS).
+# mailstack.storage._vault._PG_KEYS).
 _PG_MESSAGES = text(
     """
 SELECT m.id, m.api_key_id, m.campaign FROM unnest(CAST(:ids AS BIGINT[])) AS k(id)

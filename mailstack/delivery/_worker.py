@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine
 
-from mailstack.model import Envelope, EventType, MessageStatus
+from mailstack.model import FINAL_STATUSES, Envelope, EventType, MessageStatus
 from mailstack.observability import Metrics, get_logger
 from mailstack.queue import Lease, LeaseOwner, Queue
 from mailstack.storage import (
@@ -31,6 +31,7 @@ from mailstack.storage import (
 from mailstack.throttle import Request, Throttle
 
 from ._journal import Journal, JournalEntry
+from ._prepare import Undeliverable
 from ._transport import DeliveryResult, Outcome, OutgoingMail, Transport
 
 if TYPE_CHECKING:
@@ -41,20 +42,9 @@ _ENHANCED_STATUS = re.compile(r"\s*([245]\.\d{1,3}\.\d{1,3})\b")
 log = get_logger("mailstack.delivery")
 
 # Statuses of messages that must not be sent (again) when a job for them is leased.
-_DONE = frozenset(
-    {
-        MessageStatus.SENT,
-        MessageStatus.FAILED,
-        MessageStatus.BLOCKED,
-        MessageStatus.HARD_BOUNCED,
-        MessageStatus.SOFT_BOUNCED,
-        MessageStatus.SPAM,
-        MessageStatus.UNSUB,
-    }
-)
 # How many wake-up times of throttled messages one worker remembers.
 _MAX_WAKEUPS = 10000
-# Turns an envelope into signed mail; raises ValueError for a message that can never be sent.
+# Turns an envelope into signed mail (a Preparer); raises Undeliverable for a message that can never go.
 Prepare = Callable[[Envelope], OutgoingMail]
 
 
@@ -221,7 +211,7 @@ class DeliveryWorker:
             if found is None:
                 finished.append((lease, None, "message not found"))
                 continue
-            if found.status in _DONE:
+            if found.status in FINAL_STATUSES:
                 # Delivered before a crash that lost the acknowledgement (or blocked, or already bounced
                 # back according to Postfix's log): never send twice.
                 finished.append((lease, None, None))
@@ -239,8 +229,15 @@ class DeliveryWorker:
         for lease, envelope in allowed:
             try:
                 mail = self._prepare(envelope)
-            except ValueError as exc:
+            except Undeliverable as exc:
                 finished.append((lease, DeliveryResult(Outcome.FAILED, 0, f"cannot compose: {exc}"), None))
+                continue
+            except Exception as exc:
+                # A malfunction (ours or a dependency's), not a verdict on the message: retried like a
+                # temporary failure, so a bug fixed by an upgrade does not cost the mail.
+                log.exception("preparing a message failed; it will be retried", message_id=lease.message_id)
+                result = DeliveryResult(Outcome.DEFERRED, 0, f"cannot prepare: {type(exc).__name__}")
+                finished.append((lease, result, None))
                 continue
             to_send.append((lease, mail))
         results = self._deliver(to_send, routes)
@@ -340,33 +337,28 @@ class DeliveryWorker:
                 elif result is None:
                     self._queue.complete(conn, lease)
                 else:
-                    self._fail(conn, lease, result, now)
+                    self._retry_or_fail(conn, lease, result, now)
             sent: list[SentRecord] = []
             sent_leases: list[Lease] = []
             for lease, header, result in delivered:
                 if result.outcome is Outcome.SENT:
                     sent_leases.append(lease)
                     sent.append(SentRecord(lease.message_id, lease.attempts, result.summary(), header))
-                elif result.outcome is Outcome.DEFERRED and lease.attempts < self._settings.max_attempts:
-                    retry_at = now + retry_delay(lease.attempts, self._settings)
-                    self._queue.retry(conn, lease, available_at=retry_at, error=_job_error(result))
-                    detail = {"attempt": lease.attempts, "retry_at": retry_at}
-                    _settle(
-                        conn,
-                        self._vault,
-                        lease,
-                        result,
-                        MessageStatus.DEFERRED,
-                        EventType.DEFERRED,
-                        detail,
-                        now,
-                    )
                 else:
-                    self._fail(conn, lease, result, now)
+                    self._retry_or_fail(conn, lease, result, now)
             for job_id in self._queue.complete_many(conn, sent_leases):
                 log.warning("lease lost before acknowledgement", job_id=job_id)
             record_sent(conn, sent, now=now, vault=self._vault)
         self._count(delivered, now)
+
+    def _retry_or_fail(self, conn: Connection, lease: Lease, result: DeliveryResult, now: float) -> None:
+        if result.outcome is Outcome.DEFERRED and lease.attempts < self._settings.max_attempts:
+            retry_at = now + retry_delay(lease.attempts, self._settings)
+            self._queue.retry(conn, lease, available_at=retry_at, error=_job_error(result))
+            detail = {"attempt": lease.attempts, "retry_at": retry_at}
+            _settle(conn, self._vault, lease, result, MessageStatus.DEFERRED, EventType.DEFERRED, detail, now)
+        else:
+            self._fail(conn, lease, result, now)
 
     def _fail(self, conn: Connection, lease: Lease, result: DeliveryResult, now: float) -> None:
         # A temporary failure that reaches here has used up its attempts: a dead letter.

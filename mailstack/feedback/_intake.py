@@ -201,6 +201,8 @@ class _Handler:
 class IntakeServer:
     """The listener: an aiosmtpd controller on its own thread and event loop."""
 
+    name = "bounce-intake"
+
     def __init__(self, intake: BounceIntake, host: str, port: int, *, max_bytes: int, hostname: str) -> None:
         self._controller = Controller(
             _Handler(intake),

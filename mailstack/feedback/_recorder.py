@@ -20,7 +20,7 @@ from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mailstack.config import FeedbackSettings
-from mailstack.model import EventType, MessageStatus
+from mailstack.model import SETTLED_STATUSES, EventType, MessageStatus
 from mailstack.observability import get_logger
 from mailstack.privacy import Vault
 from mailstack.storage import (
@@ -40,15 +40,6 @@ __all__ = ["Bounce", "FeedbackRecorder", "MessageFacts", "StatusReport", "event_
 log = get_logger("mailstack.feedback")
 
 _DAY = 86400.0
-_SETTLED = frozenset(
-    {
-        MessageStatus.BLOCKED,
-        MessageStatus.HARD_BOUNCED,
-        MessageStatus.SOFT_BOUNCED,
-        MessageStatus.SPAM,
-        MessageStatus.UNSUB,
-    }
-)
 
 
 def event_uid(kind: str, *parts: str | bytes | int) -> str:
@@ -160,7 +151,7 @@ class FeedbackRecorder:
         inserted = set(conn.execute(stmt, rows).scalars())
         changed = []
         for report in reports:
-            if report.uid in inserted and report.message.status not in _SETTLED:
+            if report.uid in inserted and report.message.status not in SETTLED_STATUSES:
                 status = MessageStatus.SENT if report.delivered else MessageStatus.DEFERRED
                 report.message.status = status.value
                 changed.append((report, status))
@@ -176,7 +167,10 @@ class FeedbackRecorder:
             conn.execute(
                 update(messages)
                 # One != per status: an expanding NOT IN cannot be used with executemany.
-                .where(messages.c.id == bindparam("b_id"), *(messages.c.status != s.value for s in _SETTLED))
+                .where(
+                    messages.c.id == bindparam("b_id"),
+                    *(messages.c.status != s.value for s in sorted(SETTLED_STATUSES)),
+                )
                 .values(status=bindparam("b_status"), last_reply=bindparam("b_reply"), updated_at=now),
                 updates,
             )

@@ -14,12 +14,11 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from mailstack.storage import normalize_address
+from mailstack.storage import Vault, normalize_address, sealed_purpose
 from mailstack.storage.schema import consents
 from mailstack.tokens import InvalidToken, TokenSigner
 
 from ._audit import record_audit
-from ._vault import Vault
 
 __all__ = [
     "CONFIRM_TTL_SECONDS",
@@ -44,9 +43,10 @@ RESEND_AFTER_SECONDS = 3600.0
 MAX_LIST_NAME = 200
 MAX_PENDING_PER_HOUR = 3  # confirmation mails to one address in an hour, whatever the lists
 _TOKEN_PURPOSE = "consent-confirm"  # noqa: S105 - a token purpose, not a secret
-_ADDRESS = "consents.address"
-_REQUESTED_IP = "consents.requested_ip"
-_CONFIRMED_IP = "consents.confirmed_ip"
+# Vault purposes: each sealed column's own name (bound into its blobs).
+_ADDRESS = sealed_purpose(consents.c.address)
+_REQUESTED_IP = sealed_purpose(consents.c.requested_ip)
+_CONFIRMED_IP = sealed_purpose(consents.c.confirmed_ip)
 
 
 class ConsentError(ValueError):

@@ -60,7 +60,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
-from mailstack.model import MessageStatus
+from mailstack.model import PENDING_STATUSES
 from mailstack.observability import get_logger
 from mailstack.storage import schema
 
@@ -77,7 +77,7 @@ _MAX_DELAY = 900
 # How long the relay holds outbox rows it is sending; a relay that dies is replaced after this.
 OUTBOX_LEASE_SECONDS = 60.0
 # Messages not settled yet: a job for them must stay in the queue.
-_UNSETTLED = frozenset({MessageStatus.QUEUED.value, MessageStatus.DEFERRED.value})
+_UNSETTLED = frozenset(status.value for status in PENDING_STATUSES)
 _AWS_QUEUE_URL = re.compile(r"^https://sqs[.-]([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/")
 
 

@@ -513,7 +513,7 @@ def _pg_by_ids(table: Any, key: str, columns: tuple[str, ...]) -> TextClause:
     parameters is converted again by psycopg for every batch, and the server cannot reuse its plan).
     One index lookup per id (LATERAL, kept a subquery by OFFSET 0) rather than ``= ANY(...)``, whose
     generic plan, made once while the table may be small, can be a sequential scan (see
-    mailstack.privacy._vault._PG_KEYS)."""
+    mailstack.storage._vault._PG_KEYS)."""
     names = ", ".join(f"t.{c}" for c in columns)
     return text(
         f"SELECT {names} FROM unnest(CAST(:ids AS BIGINT[])) AS k(id) "  # noqa: S608

@@ -1,33 +1,32 @@
-"""Storage: the engine for each backend (SQLite, PostgreSQL), migrations and the repositories."""
+"""Storage: the engine for each backend (SQLite, PostgreSQL), migrations, the tables with their
+personal-data columns, the vault that seals those columns, and the repositories (one module per
+aggregate)."""
 
 from . import schema
+from ._api_keys import (
+    API_SCOPES,
+    DEFAULT_API_SCOPES,
+    ApiKeyRecord,
+    api_key_record,
+    create_api_key,
+    find_api_key,
+    parse_scopes,
+    secret_matches,
+    set_api_key_scopes,
+)
+from ._blind import address_index, normalize_address
 from ._details import PURPOSE_EVENT_DETAIL, is_sealed_detail, open_details, seal_details
+from ._dkim import DkimKeyRow, add_dkim_key, list_dkim_keys
 from ._engagement import PURPOSE_AUTOMATION_ERROR, PURPOSE_WEBHOOK_PAYLOAD
 from ._engine import create_storage_engine, normalize_url
 from ._errors import StorageUnavailable, is_unavailable
-from ._feedback import (
-    GLOBAL_SCOPE,
-    PURPOSE_SUPPRESSED_ADDRESS,
-    SUPPRESSION_SOURCES,
-    LogCursor,
-    Suppression,
-    active_suppressions,
-    count_suppressions,
-    forget_queue_ids,
-    get_log_cursor,
-    list_suppressions,
-    load_queue_ids,
-    normalize_address,
-    note_soft_bounce,
-    parse_scope,
-    preblocked_detail,
-    remember_queue_ids,
-    save_log_cursor,
-    suppress,
-    suppression_key,
-    unsuppress,
-    valid_address,
+from ._idempotency import (
+    PURPOSE_IDEMPOTENT_RESPONSE,
+    IdempotentResponse,
+    get_idempotent_response,
+    save_idempotent_response,
 )
+from ._key_providers import KeyProvider, KmsKeyProvider, LocalKeyProvider, provider_from_settings
 from ._links import (
     PERSONALISED_LINK,
     PURPOSE_LINK_URL,
@@ -38,56 +37,75 @@ from ._links import (
     open_link_urls,
     seal_link_urls,
 )
-from ._migrate import migrate
-from ._outage import OutageNotice
-from ._records import (
-    API_SCOPES,
-    DEFAULT_API_SCOPES,
-    PURPOSE_IDEMPOTENT_RESPONSE,
+from ._messages import (
     PURPOSE_LAST_REPLY,
-    PURPOSE_OUTBOX_DATA,
-    PURPOSE_RCPT_TO,
     PURPOSE_RECIPIENT,
     PURPOSE_RECIPIENT_NAME,
     PURPOSE_SPEC,
     AcceptedRecipient,
-    ApiKeyRecord,
-    DkimKeyRow,
-    IdempotentResponse,
     MessageRecord,
-    OutboxItem,
     PendingMessage,
     SentRecord,
-    add_dkim_key,
-    api_key_record,
-    create_api_key,
-    find_api_key,
-    get_idempotent_response,
     get_message,
     insert_messages,
-    list_dkim_keys,
     list_events,
-    list_outbox,
     load_envelopes,
     message_api_key,
-    open_json,
-    open_text,
-    parse_scopes,
     recipient_domain,
     record_event,
     record_sent,
-    save_idempotent_response,
-    seal_json,
-    secret_matches,
-    set_api_key_scopes,
-    store_outbox,
     update_message_status,
 )
+from ._migrate import migrate
+from ._outage import OutageNotice
+from ._outbox import PURPOSE_OUTBOX_DATA, PURPOSE_RCPT_TO, OutboxItem, list_outbox, store_outbox
+from ._personal import (
+    Erasure,
+    Form,
+    Kind,
+    NotPersonal,
+    Personal,
+    Retention,
+    looks_personal,
+    mark_of,
+    not_personal,
+    personal,
+    personal_columns,
+    sealed_purpose,
+)
+from ._plaintext import plaintext_values
+from ._relay_log import (
+    LogCursor,
+    forget_queue_ids,
+    get_log_cursor,
+    load_queue_ids,
+    remember_queue_ids,
+    save_log_cursor,
+)
+from ._sealing import open_json, open_text, seal_json
+from ._suppressions import (
+    GLOBAL_SCOPE,
+    PURPOSE_SUPPRESSED_ADDRESS,
+    SUPPRESSION_SOURCES,
+    Suppression,
+    active_suppressions,
+    count_suppressions,
+    list_suppressions,
+    note_soft_bounce,
+    parse_scope,
+    preblocked_detail,
+    suppress,
+    suppression_key,
+    unsuppress,
+    valid_address,
+)
 from ._tail import GAP_GRACE_SECONDS, EventTail
+from ._vault import ERASED, RotationReport, ShreddedDataError, Vault, is_sealed
 
 __all__ = [
     "API_SCOPES",
     "DEFAULT_API_SCOPES",
+    "ERASED",
     "GAP_GRACE_SECONDS",
     "GLOBAL_SCOPE",
     "PERSONALISED_LINK",
@@ -107,18 +125,31 @@ __all__ = [
     "AcceptedRecipient",
     "ApiKeyRecord",
     "DkimKeyRow",
+    "Erasure",
     "EventTail",
+    "Form",
     "IdempotentResponse",
+    "KeyProvider",
+    "Kind",
+    "KmsKeyProvider",
+    "LocalKeyProvider",
     "LogCursor",
     "MessageRecord",
+    "NotPersonal",
     "OutageNotice",
     "OutboxItem",
     "PendingMessage",
+    "Personal",
+    "Retention",
+    "RotationReport",
     "SentRecord",
+    "ShreddedDataError",
     "StorageUnavailable",
     "Suppression",
+    "Vault",
     "active_suppressions",
     "add_dkim_key",
+    "address_index",
     "api_key_record",
     "count_suppressions",
     "create_api_key",
@@ -130,6 +161,7 @@ __all__ = [
     "get_log_cursor",
     "get_message",
     "insert_messages",
+    "is_sealed",
     "is_sealed_detail",
     "is_unavailable",
     "later_click",
@@ -141,10 +173,13 @@ __all__ = [
     "list_suppressions",
     "load_envelopes",
     "load_queue_ids",
+    "looks_personal",
+    "mark_of",
     "message_api_key",
     "migrate",
     "normalize_address",
     "normalize_url",
+    "not_personal",
     "note_soft_bounce",
     "open_details",
     "open_json",
@@ -152,7 +187,11 @@ __all__ = [
     "open_text",
     "parse_scope",
     "parse_scopes",
+    "personal",
+    "personal_columns",
+    "plaintext_values",
     "preblocked_detail",
+    "provider_from_settings",
     "recipient_domain",
     "record_event",
     "record_sent",
@@ -163,6 +202,7 @@ __all__ = [
     "seal_details",
     "seal_json",
     "seal_link_urls",
+    "sealed_purpose",
     "secret_matches",
     "set_api_key_scopes",
     "store_outbox",

@@ -2,7 +2,7 @@
 
 Statistics, alarms and automation read an event's facts (its category, whether a machine opened it, the
 link position) straight from the JSON; replies that quote addresses, IPs, user agents, clicked URLs and
-anything else move into ``detail["sealed"]``, sealed under the day's shared key (mailstack.privacy.Vault).
+anything else move into ``detail["sealed"]``, sealed under the day's shared key (mailstack.storage.Vault).
 """
 
 from __future__ import annotations
@@ -10,12 +10,11 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection
 
-if TYPE_CHECKING:
-    from mailstack.privacy import Vault
+from ._vault import Vault
 
 __all__ = ["PURPOSE_EVENT_DETAIL", "is_sealed_detail", "open_details", "seal_details"]
 

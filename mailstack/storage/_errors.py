@@ -1,35 +1,59 @@
-"""Storage that is away for a while (a database restart, a lost connection, a full disk)."""
+"""Telling "the database is unavailable right now" from every other storage error.
+
+An unavailable database (PostgreSQL gone or restarting, a dropped connection, a full disk, a disk I/O
+error, a SQLite file locked past its timeout) is temporary: a client should retry later, and the HTTP API
+answers 503 with ``Retry-After``. Anything else (a constraint violation, an SQL error) is a bug or a
+conflict and must not be disguised as a transient outage.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 
 import psycopg
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import exc as sa_exc
 
 __all__ = ["StorageUnavailable", "is_unavailable"]
 
-# SQLite's messages for a full disk, a file it cannot reach and a lock held too long by another process.
-_SQLITE_UNAVAILABLE = ("disk is full", "disk i/o error", "unable to open", "database is locked")
+# SQLite reports these as OperationalError, as it does for SQL mistakes ("no such table"); only these
+# mean the file cannot be used right now.
+_SQLITE_UNAVAILABLE = (
+    "database or disk is full",
+    "disk i/o error",
+    "database is locked",
+    "unable to open database file",
+)
 
 
-class StorageUnavailable(Exception):  # noqa: N818 - the name the API maps to 503
-    """The database cannot be used right now; the same request succeeds once it is back."""
+class StorageUnavailable(Exception):  # noqa: N818 - the domain's word, as in "503 Service Unavailable"
+    """The database cannot be reached or written at the moment; retrying later may succeed."""
+
+
+def _driver_unavailable(error: BaseException) -> bool:
+    if isinstance(error, psycopg.OperationalError):
+        # Class 08 (connection), 53 (disk full, out of memory), 57 (shutdown, cancel), no SQLSTATE at all
+        # (the connection is gone): every psycopg OperationalError is about the server, not the SQL.
+        return True
+    if isinstance(error, sqlite3.OperationalError):
+        message = str(error).lower()
+        return any(fragment in message for fragment in _SQLITE_UNAVAILABLE)
+    return False
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` means the storage is away for now (retry later) rather than a bad request or bug."""
-    if isinstance(exc, StorageUnavailable):
-        return True
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
+    """Whether ``exc`` (or what caused it) says the database is unavailable rather than the query wrong."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, StorageUnavailable | sa_exc.DisconnectionError | sa_exc.TimeoutError):
+            return True  # TimeoutError: no pooled connection came free in time
+        if isinstance(error, sa_exc.DBAPIError):
+            if error.connection_invalidated:
+                return True
+            if error.orig is not None and _driver_unavailable(error.orig):
+                return True
+        elif _driver_unavailable(error):
             return True
-        exc = exc.orig if exc.orig is not None else exc
-    if isinstance(exc, psycopg.OperationalError):
-        return True  # connection refused or lost, server shutting down, too many connections
-    if isinstance(exc, sqlite3.OperationalError):
-        return any(text in str(exc).lower() for text in _SQLITE_UNAVAILABLE)
-    return isinstance(exc, OSError) and exc.errno is not None and exc.errno in _OS_UNAVAILABLE
-
-
-_OS_UNAVAILABLE = {28, 122}  # ENOSPC, EDQUOT
+        error = error.__cause__ or error.__context__
+    return False

@@ -1,7 +1,7 @@
 """Clicked links at rest: the URLs of ``link_counters`` sealed, found by a keyed HMAC.
 
 A personalised link can carry the recipient's address (``?email=ana%40example.net``) or a token naming
-them, so a URL is personal data until shown otherwise. Each one is sealed (mailstack.privacy.Vault) and the
+them, so a URL is personal data until shown otherwise. Each one is sealed (mailstack.storage.Vault) and the
 row is keyed by :func:`link_key`, an HMAC under a key derived from the master secret: equal URLs meet in one
 row, and a dump thief cannot test a guessed URL against the table. A URL quoting an address is sealed under
 that address's data key and names its blind index in ``subject``: erasing the person deletes the row
@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 from sqlalchemy import ColumnElement, Connection, case, delete
@@ -23,11 +23,9 @@ from sqlalchemy import ColumnElement, Connection, case, delete
 from mailstack.addresses import find_addresses
 from mailstack.keyring import Keyring
 
+from ._blind import normalize_address
 from ._engagement import link_counters
-from ._feedback import normalize_address
-
-if TYPE_CHECKING:
-    from mailstack.privacy import Vault
+from ._vault import Vault
 
 __all__ = [
     "PERSONALISED_LINK",

@@ -289,7 +289,7 @@ class Dispatcher:
 # parameters is converted again by psycopg for every batch, and the server cannot reuse its plan). One
 # primary-key lookup per id (LATERAL, kept a subquery by OFFSET 0) rather than ``id = ANY(...)``, whose
 # generic plan, made once while messages may be small, can be a sequential scan (see
-# mailstack.privacy._vault._PG_KEYS).
+# mailstack.storage._vault._PG_KEYS).
 _PG_API_KEYS = text(
     """
 SELECT m.id, m.api_key_id FROM unnest(CAST(:ids AS BIGINT[])) AS k(id)

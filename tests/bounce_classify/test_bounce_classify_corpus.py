@@ -1,4 +1,4 @@
-"""Accuracy of the classifier on the real bounces of ../shared/corpora/bounces (Sisimai's test set)."""
+"""Accuracy of the classifier on the real bounces vendored in tests/data/bounces (Sisimai's sample set)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 
 from mailstack.bounce_classify import classify
 
-# tests/feedback/<this file> -> the checkout is parents[2]; shared/ lives beside the checkout.
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpora" / "bounces"
+# The labelled corpus is vendored with the tests (origin and licence in its README).
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "bounces"
 
 
 def _category(label: dict[str, Any]) -> str:
@@ -29,7 +29,7 @@ def scores() -> dict[str, float]:
     if not labels_file.is_file():
         pytest.fail(
             f"the bounce corpus is missing: looked for {labels_file} "
-            "(shared/corpora/bounces beside the checkout)",
+            "(tests/data/bounces, vendored with the project)",
             pytrace=False,
         )
     labels: dict[str, list[dict[str, Any]]] = defaultdict(list)

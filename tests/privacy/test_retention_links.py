@@ -295,7 +295,7 @@ def test_the_command_passes_its_vault(tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([mailstack, *args], capture_output=True, text=True, check=False, timeout=120)
 
-    assert run("init", "--data-dir", data_dir, "--domain", "shop.test", "--json").returncode == 0
+    assert run("init", "--data-dir", data_dir, "--domain", "shop.example", "--json").returncode == 0
     result = run("privacy", "purge", "--data-dir", data_dir, "--dry-run", "--json")
     assert result.returncode == 0, result.stderr
     counted = json.loads(result.stdout)["classes"]["events"]["tables"]["link_counters"]

@@ -1,7 +1,7 @@
 """lease owner: queue leases carry the node and incarnation that hold them
 
 Revision ID: 0012_lease_owner
-Revises: 0009_link_last_click
+Revises: 0010_login_attempts
 Create Date: 2026-12-10 10:00:00
 
 A restarted node takes back the leases of its previous incarnation at start instead of waiting for them
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_lease_owner"
-down_revision = "0009_link_last_click"
+down_revision = "0010_login_attempts"
 branch_labels = None
 depends_on = None
 
