@@ -20,7 +20,15 @@ from fastapi import FastAPI
 from mailstack.api import create_app, make_sender
 from mailstack.automation import AutomationEngine
 from mailstack.config import ConfigError, Settings, parse_hostport
-from mailstack.delivery import DeliveryWorker, Transport
+from mailstack.delivery import (
+    DeliveryWorker,
+    Journal,
+    JournalDirectory,
+    LeaseKeeper,
+    Transport,
+    node_owner,
+    recover,
+)
 from mailstack.feedback import feedback_services
 from mailstack.lifecycle import Lifecycle, Loop, LoopGroup, Service
 from mailstack.observability import get_logger
@@ -68,27 +76,43 @@ class Node:
         self.runtime.close()
 
 
-def _delivery(runtime: Runtime) -> tuple[LoopGroup, list[Transport]]:
+def _delivery(runtime: Runtime) -> tuple[list[Service], list[Transport]]:
     if runtime.settings.delivery.workers == 0:
-        return LoopGroup("delivery", []), []  # an accepting node: the fleet's other nodes deliver
+        return [], []  # an accepting node: the fleet's other nodes deliver
     relay = runtime.relay()
     ip_relays = runtime.ip_relays()
-    workers = []
-    for index in range(runtime.settings.delivery.workers):
-        worker = DeliveryWorker(
+    settings = runtime.worker_settings()
+    owner = node_owner(runtime.settings.data_dir)
+    journals = JournalDirectory(runtime.settings.data_dir / "journal")
+
+    def worker(journal: Journal | None) -> DeliveryWorker:
+        return DeliveryWorker(
             runtime.engine,
             runtime.queue,
             runtime.preparer,
             relay,
-            runtime.worker_settings(),
+            settings,
             runtime.metrics,
             throttle=runtime.throttle,
             ip_transports=ip_relays,
             vault=runtime.vault,
+            journal=journal,
+            owner=owner,
         )
-        run = functools.partial(worker.run, wake=runtime.wake)
+
+    workers = []
+    for index in range(runtime.settings.delivery.workers):
+        run = functools.partial(worker(journals.for_worker(index)).run, wake=runtime.wake)
         workers.append(Loop(f"delivery-{index}", run, join_seconds=DRAIN_SECONDS, wake=runtime.wake))
-    return LoopGroup("delivery", workers), [relay, *ip_relays.values()]
+    # Started before the workers (and stopped after them): it first records what the previous run
+    # journaled and takes back its leases, then renews this run's leases while they work.
+    keeper = LeaseKeeper(runtime.queue, owner, settings.lease_seconds)
+    recovery = functools.partial(recover, worker(None), journals, runtime.queue, owner)
+    services: list[Service] = [
+        Loop("lease-keeper", keeper.run, prepare=recovery, daemon=True, join_seconds=5.0),
+        LoopGroup("delivery", workers),
+    ]
+    return services, [relay, *ip_relays.values()]
 
 
 def _recorder(runtime: Runtime) -> EventRecorder:
@@ -134,7 +158,7 @@ def assemble(settings: Settings, runtime: Runtime, retention: RetentionPolicy | 
         # A daemon: a publish cut short by the exit rolls back, and its events go out with the next one.
         services.append(Loop("cloudwatch-metrics", publish, daemon=True, join_seconds=5.0))
     delivery, transports = _delivery(runtime)
-    services.append(delivery)
+    services.extend(delivery)
     # What reads the events: stopped after the HTTP API and the feedback loop, so nothing they wrote waits.
     aggregator = _aggregator(runtime)
     services.append(Loop("stats-aggregator", aggregator.run, daemon=True))

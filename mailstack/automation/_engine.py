@@ -28,7 +28,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from mailstack.automation._rules import follow_up_message
 from mailstack.observability import get_logger
 from mailstack.privacy import Vault
-from mailstack.storage import PURPOSE_AUTOMATION_ERROR, PURPOSE_RECIPIENT, PURPOSE_RECIPIENT_NAME, EventTail
+from mailstack.storage import (
+    PURPOSE_AUTOMATION_ERROR,
+    PURPOSE_RECIPIENT,
+    PURPOSE_RECIPIENT_NAME,
+    EventTail,
+    OutageNotice,
+)
 from mailstack.storage.schema import automation_rules, automation_runs, events, messages
 
 __all__ = ["CURSOR", "TRIGGER_EVENTS", "AutomationEngine", "SendFailedError", "Sender"]
@@ -96,11 +102,13 @@ class AutomationEngine:
             self._tail.read(conn, 0)
 
     def run(self, stop: threading.Event) -> None:
+        outage = OutageNotice(log, "automation round")
         while not stop.is_set():
             try:
                 worked = self.run_once()
-            except Exception:  # keep going; what failed is retried next round
-                log.exception("automation round failed")
+                outage.succeeded()
+            except Exception as exc:  # the thread must not die; what failed is retried next round
+                outage.failed(exc)
                 worked = 0
             if not worked:
                 stop.wait(self._poll)

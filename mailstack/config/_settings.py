@@ -86,7 +86,8 @@ class DeliverySettings(Section):
 
 
 class QueueSettings(Section):
-    lease_seconds: Annotated[float, Field(gt=0)] = 300.0
+    # Renewed every third of it while the work goes on: a dead node's jobs are taken over after this.
+    lease_seconds: Annotated[float, Field(gt=0)] = 30.0
     # "sql": the database's own queue (SQLite/PostgreSQL); "sqs": Amazon SQS with a database outbox.
     backend: Literal["sql", "sqs"] = "sql"
     sqs_url: str = ""
@@ -464,7 +465,7 @@ workers = 4
 # relay_ca_file = ""                 # CA bundle for that check (data-dir relative); empty = the system's
 
 [queue]
-# lease_seconds = 300                # a crashed worker's messages are retried after this
+# lease_seconds = 30                 # renewed while working; a dead node's jobs are taken over after this
 # backend = "sql"                    # or "sqs" (AWS): Amazon SQS, jobs relayed from a database outbox
 # sqs_url = "https://sqs.eu-west-1.amazonaws.com/123456789012/mailstack-prod"
 

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import contextlib
+import functools
 import heapq
 import random
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -13,8 +15,9 @@ from sqlalchemy import Connection, Engine
 
 from mailstack.model import FINAL_STATUSES, Envelope, EventType, MessageStatus
 from mailstack.observability import Metrics, get_logger
-from mailstack.queue import Lease, Queue
+from mailstack.queue import Lease, LeaseOwner, Queue
 from mailstack.storage import (
+    OutageNotice,
     SentRecord,
     Suppression,
     active_suppressions,
@@ -27,6 +30,7 @@ from mailstack.storage import (
 )
 from mailstack.throttle import Request, Throttle
 
+from ._journal import Journal, JournalEntry
 from ._prepare import Undeliverable
 from ._transport import DeliveryResult, Outcome, OutgoingMail, Transport
 
@@ -42,6 +46,16 @@ log = get_logger("mailstack.delivery")
 _MAX_WAKEUPS = 10000
 # Turns an envelope into signed mail (a Preparer); raises Undeliverable for a message that can never go.
 Prepare = Callable[[Envelope], OutgoingMail]
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """A batch's outcomes between the relay's replies and their commit."""
+
+    finished: list[tuple[Lease, DeliveryResult | None, str | None]]
+    delivered: list[tuple[Lease, str | None, DeliveryResult]]
+    blocked: list[tuple[Lease, Suppression]]
+    created_at: dict[int, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +95,14 @@ class DeliveryWorker:
         throttle: Throttle | None = None,
         ip_transports: Mapping[str, Transport] | None = None,
         vault: Vault,
+        journal: Journal | None = None,
+        owner: LeaseOwner | None = None,
     ) -> None:
         """``throttle`` paces delivery; ``ip_transports`` maps a sending IP the throttle picks to the relay
         that sends from it (IPs not in it, and messages without one, use ``transport``); ``vault`` opens
-        the sealed recipients and contents and seals the relay's replies."""
+        the sealed recipients and contents and seals the relay's replies; ``journal`` keeps each relay
+        outcome from the moment it arrives until its batch is committed (see :mod:`._journal`); ``owner``
+        is the node and incarnation its leases are held by (see :mod:`._recovery`)."""
         self._engine = engine
         self._vault = vault
         self._queue = queue
@@ -95,6 +113,11 @@ class DeliveryWorker:
         self._clock = clock
         self._throttle = throttle
         self._ip_transports = dict(ip_transports or {})
+        self._journal = journal
+        self._owner = owner
+        self._outage = OutageNotice(log, "delivery batch")
+        self._pending: _Batch | None = None  # delivered, not yet recorded (the database was away)
+        self._abandoned: list[Lease] = []  # leased, not worked on, not yet given back
         # When the messages this worker put back come due (a heap): an idle worker wakes for each.
         self._due: list[float] = []
 
@@ -103,8 +126,9 @@ class DeliveryWorker:
         while not stop.is_set():
             try:
                 worked = self.run_once()
-            except Exception:
-                log.exception("delivery batch failed; its leases will expire and be retried")
+                self._outage.succeeded()
+            except Exception as exc:  # the outcomes in hand are kept and recorded next round
+                self._outage.failed(exc)
                 worked = 0
             if worked == 0:
                 idle = self._idle_seconds()
@@ -126,10 +150,49 @@ class DeliveryWorker:
         return min(self._settings.poll_seconds, max(0.01, self._due[0] - now))
 
     def run_once(self) -> int:
-        """Lease, deliver and record one batch; returns how many jobs it handled."""
-        leases = self._queue.lease(self._settings.batch_size, self._settings.lease_seconds, now=self._clock())
+        """Lease, deliver and record one batch; returns how many jobs it handled.
+
+        Outcomes that cannot be written (the database is away) are kept, with their journal, and written
+        before anything else is leased; leases that could not be worked on are given back.
+        """
+        self._settle_pending()
+        if self._abandoned:
+            self._queue.release(self._abandoned, now=self._clock())
+            self._abandoned = []
+        leases = self._queue.lease(
+            self._settings.batch_size, self._settings.lease_seconds, now=self._clock(), owner=self._owner
+        )
         if not leases:
             return 0
+        try:
+            self._pending = self._work(leases)
+        except BaseException:
+            # Nothing was sent (the relay never raises): give the jobs back now rather than leaving them
+            # leased (the keeper would renew them) — later if the database is away.
+            self._abandoned = leases
+            with contextlib.suppress(Exception):
+                self._queue.release(leases, now=self._clock())
+                self._abandoned = []
+            raise
+        self._settle_pending()
+        return len(leases)
+
+    def _settle_pending(self) -> None:
+        batch = self._pending
+        if batch is None:
+            return
+        self._record(batch.finished, batch.delivered, batch.blocked)
+        self._pending = None
+        if self._journal is not None:
+            self._journal.clear()
+        if self._metrics is not None:
+            now = self._clock()
+            for lease, _header, result in batch.delivered:
+                if result.outcome is Outcome.SENT:
+                    self._metrics.delivery_latency.observe(now - batch.created_at[lease.message_id])
+
+    def _work(self, leases: list[Lease]) -> _Batch:
+        """Check, throttle, compose, sign and deliver ``leases``; the outcomes are not recorded yet."""
         now = self._clock()
         with self._engine.connect() as conn:
             envelopes = load_envelopes(conn, [lease.message_id for lease in leases], vault=self._vault)
@@ -178,14 +241,12 @@ class DeliveryWorker:
                 continue
             to_send.append((lease, mail))
         results = self._deliver(to_send, routes)
-        delivered = [(lease, mail, result) for (lease, mail), result in zip(to_send, results, strict=True)]
-        self._record(finished, delivered, blocked)
-        if self._metrics is not None:
-            now = self._clock()
-            for lease, _mail, result in delivered:
-                if result.outcome is Outcome.SENT:
-                    self._metrics.delivery_latency.observe(now - envelopes[lease.message_id].created_at)
-        return len(leases)
+        delivered = [
+            (lease, _message_id_header(mail), result)
+            for (lease, mail), result in zip(to_send, results, strict=True)
+        ]
+        created_at = {message_id: found.created_at for message_id, found in envelopes.items()}
+        return _Batch(finished, delivered, blocked, created_at)
 
     def _throttled(
         self, candidates: list[tuple[Lease, Envelope]]
@@ -227,14 +288,32 @@ class DeliveryWorker:
         results: dict[int, DeliveryResult] = {}
         for ip, indexes in groups.items():
             transport = self._ip_transports.get(ip, self._transport)
-            outcomes = transport.deliver([to_send[index][1] for index in indexes])
+            on_result = None
+            if self._journal is not None:
+                on_result = functools.partial(self._journaled, self._journal, to_send, indexes)
+            outcomes = transport.deliver([to_send[index][1] for index in indexes], on_result)
             results.update(zip(indexes, outcomes, strict=True))
         return [results[index] for index in range(len(to_send))]
+
+    @staticmethod
+    def _journaled(
+        journal: Journal,
+        to_send: list[tuple[Lease, OutgoingMail]],
+        indexes: list[int],
+        position: int,
+        result: DeliveryResult,
+    ) -> None:
+        # Written the moment the relay answers: a crash from here on does not send it again.
+        lease, mail = to_send[indexes[position]]
+        header = _message_id_header(mail)
+        journal.append(
+            JournalEntry(lease.job_id, lease.token, lease.message_id, lease.attempts, result, header)
+        )
 
     def _record(
         self,
         finished: list[tuple[Lease, DeliveryResult | None, str | None]],
-        delivered: list[tuple[Lease, OutgoingMail, DeliveryResult]],
+        delivered: list[tuple[Lease, str | None, DeliveryResult]],
         blocked: list[tuple[Lease, Suppression]],
     ) -> None:
         now = self._clock()
@@ -264,14 +343,10 @@ class DeliveryWorker:
                     failed += 1
             sent: list[SentRecord] = []
             sent_leases: list[Lease] = []
-            for lease, mail, result in delivered:
+            for lease, header, result in delivered:
                 if result.outcome is Outcome.SENT:
                     sent_leases.append(lease)
-                    sent.append(
-                        SentRecord(
-                            lease.message_id, lease.attempts, result.summary(), _message_id_header(mail)
-                        )
-                    )
+                    sent.append(SentRecord(lease.message_id, lease.attempts, result.summary(), header))
                 elif self._retry_or_fail(conn, lease, result, now) is MessageStatus.DEFERRED:
                     deferred += 1
                 else:
@@ -308,6 +383,25 @@ class DeliveryWorker:
             self._queue.complete(conn, lease)
         detail = {"attempts": lease.attempts, "dead_letter": exhausted}
         _settle(conn, self._vault, lease, result, MessageStatus.FAILED, EventType.FAILED, detail, now)
+
+    def replay(self, entries: Sequence[JournalEntry]) -> int:
+        """Record the outcomes a previous run journaled but did not commit; returns how many were new.
+
+        Only jobs still leased under the journaled token are recorded: the others were committed before
+        the crash (or taken over by another worker, which then owns their outcome).
+        """
+        if not entries:
+            return 0
+        now = self._clock()
+        leases = [
+            (Lease(e.job_id, e.message_id, e.attempts, e.token, now), e.message_id_header, e.result)
+            for e in entries
+        ]
+        with self._engine.connect() as conn:
+            owned = self._queue.owned(conn, [lease for lease, _header, _result in leases])
+        delivered = [item for item in leases if item[0].job_id in owned]
+        self._record([], delivered, [])
+        return len(delivered)
 
 
 def _settle(

@@ -30,7 +30,7 @@ from mailstack.keyring import DecryptionError
 from mailstack.model import EventType
 from mailstack.observability import get_logger
 from mailstack.providers import ProviderClassifier
-from mailstack.storage import GAP_GRACE_SECONDS, EventTail, Store, later_click
+from mailstack.storage import GAP_GRACE_SECONDS, EventTail, OutageNotice, Store, later_click
 from mailstack.storage.schema import (
     COUNTER_COLUMNS,
     events,
@@ -190,11 +190,13 @@ class Aggregator:
 
     def run(self, stop: threading.Event) -> None:
         """Aggregate until ``stop`` is set; catches up in full batches, then polls."""
+        outage = OutageNotice(log, "statistics batch")
         while not stop.is_set():
             try:
                 done = self.run_once()
-            except Exception:  # a bad batch is retried; the thread must not die
-                log.exception("statistics batch failed; retrying")
+                outage.succeeded()
+            except Exception as exc:  # the thread must not die; what failed is retried next round
+                outage.failed(exc)
                 done = 0
             if done < self._batch_size:
                 stop.wait(self._poll_seconds)

@@ -71,6 +71,7 @@ from ._messages import (
     update_statuses_unless,
 )
 from ._migrate import migrate
+from ._outage import OutageNotice
 from ._outbox import PURPOSE_OUTBOX_DATA, PURPOSE_RCPT_TO, Outbox, OutboxItem, list_outbox, store_outbox
 from ._personal import (
     Erasure,
@@ -164,6 +165,7 @@ __all__ = [
     "MessageRecord",
     "Messages",
     "NotPersonal",
+    "OutageNotice",
     "Outbox",
     "OutboxItem",
     "PendingMessage",

@@ -450,7 +450,10 @@ def record_sent(conn: Connection, sent: Sequence[SentRecord], *, now: float, vau
             for s, reply in zip(sent, replies, strict=True)
         ],
     )
-    details = seal_details(conn, vault, [{"smtp_reply": s.reply} for s in sent], shared_key=shared)
+    # The attempt shows a re-send after a crash (the same Message-ID went out twice) in the history.
+    details = seal_details(
+        conn, vault, [{"smtp_reply": s.reply, "attempt": s.attempts} for s in sent], shared_key=shared
+    )
     _insert_events(
         conn,
         [

@@ -228,6 +228,17 @@ queue_jobs = Table(
             why="the job goes when it finishes; a dead letter's goes when its message is anonymised",
         ),
     ),
+    # Who holds a leased job: the node (its data directory's identity) and that node's incarnation (one
+    # per start). A restarted node takes back its previous incarnations' leases at once; it renews its own
+    # while it works, so the leases of a node that died expire within one lease time.
+    Column("lease_node", String(64)),
+    Column("lease_incarnation", BigInteger),
+)
+Index(
+    "ix_queue_jobs_lease_node",
+    queue_jobs.c.lease_node,
+    postgresql_where=queue_jobs.c.state == "leased",
+    sqlite_where=queue_jobs.c.state == "leased",
 )
 Index(
     "ix_queue_jobs_due",
