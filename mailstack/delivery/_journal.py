@@ -125,8 +125,9 @@ class JournalDirectory:
         return list(entries.values())
 
     def discard(self) -> None:
-        """Forget the previous run's journals once their outcomes are in the database."""
+        """Forget the previous run's journals once their outcomes are in the database. Emptied, not
+        removed: this run's workers may have opened theirs already (appends go on at the new end)."""
         if not self.directory.is_dir():
             return
         for path in self.directory.glob(f"*{_SUFFIX}"):
-            path.unlink(missing_ok=True)
+            os.truncate(path, 0)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 __all__ = ["create_storage_engine", "normalize_url"]
 
@@ -76,8 +78,13 @@ def _configure_sqlite(engine: Engine) -> None:
             return
         try:
             dbapi_connection.commit()
-        except Exception:  # raised again, wrapped, by SQLAlchemy's commit
-            return
+        except sqlite3.Error as exc:
+            if dbapi_connection.in_transaction:
+                return  # raised again, wrapped, by SQLAlchemy's commit
+            # SQLite rolled the transaction back itself (a full disk, an I/O error): SQLAlchemy's commit
+            # would find no transaction and report success for writes that are gone. Wrapped as
+            # SQLAlchemy wraps what the driver raises, so callers see the same kind of error.
+            raise DBAPIError.instance("COMMIT", None, exc, sqlite3.Error) from exc
         turns.leave(dbapi_connection)
 
     @event.listens_for(engine, "rollback")

@@ -127,6 +127,7 @@ class Node:
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     extra_args: tuple[str, ...] = ()
+    wrapper: tuple[str, ...] = ()  # a command serve runs under (e.g. unshare), given serve's as arguments
 
     @classmethod
     def initialise(cls, data_dir: Path, relay: str, database_url: str | None, **config: str) -> Node:
@@ -179,7 +180,7 @@ class Node:
         log = (self.data_dir.parent / f"serve-{self.data_dir.name}-{self.starts}.log").open("wb")
         command = [MAILSTACK, "serve", "--data-dir", str(self.data_dir), "--http", self.http]
         self.process = subprocess.Popen(
-            [*command, "--relay", self.relay, *self.extra_args],
+            [*self.wrapper, *command, "--relay", self.relay, *self.extra_args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self.env,

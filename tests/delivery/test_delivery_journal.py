@@ -104,3 +104,16 @@ def test_worker_clears_its_journal_once_the_batch_is_committed(
     assert worker.run_once() == 2
     assert journals.pending() == []
     assert len(smtp_sink.received) == 2
+
+
+def test_journals_opened_before_the_previous_run_is_discarded_keep_what_they_write(tmp_path: Path) -> None:
+    journals = JournalDirectory(tmp_path / "journal")
+    previous = journals.for_worker(0)
+    sent = DeliveryResult(Outcome.SENT, 250, "ok")
+    previous.append(JournalEntry(1, "a" * 32, 1, 1, sent, None))
+    previous.close()
+    current = journals.for_worker(0)  # this run's worker, built before the recovery ran
+    journals.discard()
+    assert journals.pending() == []
+    current.append(JournalEntry(2, "b" * 32, 2, 1, sent, None))
+    assert [entry.job_id for entry in journals.pending()] == [2]  # a crash now finds it
