@@ -18,7 +18,7 @@ from ._blind import address_index, normalize_address
 from ._details import PURPOSE_EVENT_DETAIL, is_sealed_detail, open_details, seal_details
 from ._dkim import DkimKeyRow, add_dkim_key, list_dkim_keys
 from ._engagement import PURPOSE_AUTOMATION_ERROR, PURPOSE_WEBHOOK_PAYLOAD
-from ._engine import create_storage_engine, normalize_url
+from ._engine import create_storage_engine, normalize_url, urgent_writes
 from ._idempotency import (
     PURPOSE_IDEMPOTENT_RESPONSE,
     IdempotentResponse,
@@ -177,5 +177,6 @@ __all__ = [
     "suppression_key",
     "unsuppress",
     "update_message_status",
+    "urgent_writes",
     "valid_address",
 ]
