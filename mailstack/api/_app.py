@@ -25,6 +25,7 @@ from mailstack.storage import (
 )
 
 from ._accept import accept_send_request, malformed_json_error
+from ._admission import add_admission
 from ._auth import Authenticator, authenticate_request
 from ._automation import register_automation
 from ._consent import register_consent
@@ -63,6 +64,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     # One authenticator for every route: one cache of key records, one database read per key and 30 s.
     auth = Authenticator(runtime.engine)
     settings = runtime.settings
+    add_admission(app, settings.server, runtime.metrics.registry)  # 429 beyond [server] limits
     if settings.public_url.startswith("https://"):
         # Served over https (directly or behind a TLS proxy): browsers must never fall back to http,
         # where a session cookie or an API secret could be read or a page altered on the way.
