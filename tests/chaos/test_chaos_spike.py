@@ -84,10 +84,6 @@ def instance_on(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Inst
         yield instance
 
 
-def _delivered(sink: SmtpSink, wanted: set[str]) -> set[str]:
-    return sink.wait_for_recipients(wanted, timeout=180)
-
-
 def test_a_spike_is_accepted_without_errors_and_all_of_it_delivered(
     instance_on: Instance, smtp_sink: SmtpSink
 ) -> None:
@@ -96,7 +92,7 @@ def test_a_spike_is_accepted_without_errors_and_all_of_it_delivered(
     spike = asyncio.run(_spike(instance_on))
     assert spike.problems == [], spike.problems[:10]
     assert spike.codes == Counter({200: REQUESTS})  # no limit configured: nothing is shed
-    delivered = _delivered(smtp_sink, spike.accepted)
+    delivered = smtp_sink.wait_for_recipients(spike.accepted, timeout=180)
     assert spike.accepted - delivered == set(), f"lost: {sorted(spike.accepted - delivered)[:10]}"
     assert instance_on.stop() == 0
 
@@ -112,7 +108,7 @@ def test_a_spike_beyond_the_configured_limit_is_shed_with_429_and_retry_after(
     assert spike.problems == [], spike.problems[:10]
     assert set(spike.codes) <= {200, 429}, spike.codes
     assert spike.codes[429] > 0 and spike.codes[200] > 0, spike.codes
-    delivered = _delivered(smtp_sink, spike.accepted)
+    delivered = smtp_sink.wait_for_recipients(spike.accepted, timeout=180)
     assert spike.accepted - delivered == set(), f"lost: {sorted(spike.accepted - delivered)[:10]}"
     assert instance_on.stop() == 0
     received = {rcpt for mail in smtp_sink.received for rcpt in mail.rcpt_tos}
