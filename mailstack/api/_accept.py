@@ -15,6 +15,7 @@ from mailstack.storage import (
     ApiKeyRecord,
     get_idempotent_response,
     save_idempotent_response,
+    urgent_writes,
 )
 
 from ._sendv31 import (
@@ -129,7 +130,8 @@ def accept_send_request(
         return status, send_response_json(entries), False
     now = time.time()
     try:
-        with runtime.engine.begin() as conn:
+        # A client waits on this transaction: it goes before the background writers (delivery).
+        with urgent_writes(), runtime.engine.begin() as conn:
             accepted = runtime.acceptor.accept(conn, api_key.id, valid, now=now)
             entries = []
             position = 0

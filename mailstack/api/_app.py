@@ -27,6 +27,7 @@ from mailstack.tracking import EventRecorder
 
 from . import _automation, _consent, _dashboard, _privacy, _stats, _suppressions, _tracking, _webhooks
 from ._accept import accept_send_request
+from ._admission import add_admission
 from ._auth import Authenticator, scope
 from ._deps import JsonDep, RuntimeDep, id_path
 from ._errors import ERROR_RESPONSES, ApiError, ApiErrorBody, error_responses, install_error_handler
@@ -265,6 +266,7 @@ def create_app(runtime: Runtime, recorder: EventRecorder) -> FastAPI:
         default=settings.server.max_body_bytes,
         routes=[*_tracking.BODY_LIMITS, *_consent.BODY_LIMITS, *_dashboard.BODY_LIMITS],
     )
+    add_admission(app, settings.server, runtime.metrics.registry)  # 429 beyond [server] limits
     if settings.public_url.startswith("https://"):
         # Served over https (directly or behind a TLS proxy): browsers must never fall back to http,
         # where a session cookie or an API secret could be read or a page altered on the way.

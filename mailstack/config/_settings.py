@@ -42,6 +42,11 @@ class ServerSettings(Section):
     # Base URL printed in MessageHref and used for tracking/unsubscribe links.
     public_url: str = ""
     max_body_bytes: Annotated[int, Field(gt=0)] = 30 * 1024 * 1024
+    # Admission to the API (/v3…, /api/…) of this process; 0 = no limit. Beyond a limit: 429 with
+    # Retry-After, before any work. Rates admit a second's worth at once (at least one request).
+    max_requests_per_second: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    max_requests_per_second_per_key: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    max_concurrent_requests: Annotated[int, Field(ge=0)] = 0
 
     @field_validator("http")
     @classmethod
@@ -451,6 +456,10 @@ domain = "{domain}"                  # required: the sending domain (DKIM d=)
 [server]
 http = "127.0.0.1:8800"              # API listen address (HOST:PORT)
 # public_url = "https://api.{domain}" # base of MessageHref and tracking links
+# Load shedding (0 = off): API requests over a limit get 429 with Retry-After, before any work is done.
+# max_requests_per_second = 0        # all API keys together, per serve process
+# max_requests_per_second_per_key = 0 # each API key (its credentials)
+# max_concurrent_requests = 0        # API requests being handled at once
 
 [database]
 url = "sqlite:///mailstack.db"       # relative to the data directory; MAILSTACK_DATABASE_URL overrides

@@ -11,6 +11,7 @@ from mailstack.addresses import SendingDomainError, sending_domain
 from mailstack.compose import ComposeError, Submission, parse_submission
 from mailstack.model import Address, MessageSpec
 from mailstack.runtime import Runtime
+from mailstack.storage import urgent_writes
 
 from . import replies
 
@@ -72,7 +73,7 @@ def accept_submission(runtime: Runtime, api_key_id: int, recipients: Sequence[st
         f" {email.utils.format_datetime(datetime.fromtimestamp(now, UTC))}\r\n"
     ).encode("ascii")
     spec = _spec(submission, recipients, trace + submission.data)
-    with runtime.engine.begin() as conn:
+    with urgent_writes(), runtime.engine.begin() as conn:  # a client waits: before background writers
         (accepted,) = runtime.acceptor.accept(conn, api_key_id, [spec], now=now)
     runtime.acceptor.notify([accepted])
     by_address = {r.email: r.message_id for r in accepted}

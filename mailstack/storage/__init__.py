@@ -19,7 +19,7 @@ from ._blind import address_index, normalize_address
 from ._details import PURPOSE_EVENT_DETAIL, EventDetails, is_sealed_detail, open_details, seal_details
 from ._dkim import DkimKeyRow, DkimKeys, add_dkim_key, list_dkim_keys
 from ._engagement import PURPOSE_AUTOMATION_ERROR, PURPOSE_WEBHOOK_PAYLOAD
-from ._engine import create_storage_engine, normalize_url
+from ._engine import create_storage_engine, normalize_url, urgent_writes
 from ._errors import StorageUnavailable, is_unavailable
 from ._idempotency import (
     PURPOSE_IDEMPOTENT_RESPONSE,
@@ -250,6 +250,7 @@ __all__ = [
     "unsuppress",
     "update_message_status",
     "update_statuses_unless",
+    "urgent_writes",
     "valid_address",
     "valid_expiry",
 ]
