@@ -1172,6 +1172,7 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
         rf"re:{_HOST}.{{0,30}}\b(?:unknown|not found|does ?n[o']t exist|not exist)\b",
         rf"re:\b(?:unknown|no such|non-?existent|invalid)\b.{{0,10}}{_HOST}",
         r"re:\bnxdomain\b",
+        rf"re:\b(?:couldn'?t|could not|can'?t|cannot|unable to) find (?:any |the |a )?{_HOST}",
     ),
     "mailboxfull": (
         r"re:\b(?:mailbox|inbox|mail ?box|quota|disk|storage|mail ?folder)\b.{0,30}\bfull\b",
