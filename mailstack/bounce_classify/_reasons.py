@@ -1070,9 +1070,10 @@ _PHRASES: dict[str, tuple[str, ...]] = {
         "no mx record found for domain=",
         "smtp protocol returned a permanent error",
         "null mx",
-        "does not accept mail",
+        # A host that takes no mail at all, not one refusing some mail ("... with attachments").
+        "re:does not accept mail(?! with| from| containing| that)",
         "system not accepting network messages",
-        "not accepting mail",
+        "re:not accepting mail(?! with| from| containing| that)",
     ),
     "mailererror": (
         "re:^procmail: ",
@@ -1255,7 +1256,7 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
     "notaccept": (
         r"re:\bnull mx\b",
         r"re:\bno mx\b",
-        r"re:\b(?:does ?n[o']t|does not|not) (?:accept|receive) (?:e-?)?mail\b",
+        r"re:\b(?:does ?n[o']t|not) (?:accept|receive) (?:e-?)?mail\b(?! with| from| containing| that)",
     ),
     "mailererror": (r"re:\b(?:pipe to|procmail|maildrop)\b", r"re:\bexit (?:code|status)\b"),
     "syntaxerror": (
