@@ -1223,7 +1223,10 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
         r"re:\bnot accepting (?:connections|mail from)\b",
         r"re:\bconnection (?:refused|reset|dropped|closed)\b",
     ),
-    "policyviolation": (r"re:\bpolic(?:y|ies)\b",),
+    "policyviolation": (
+        r"re:\bpolic(?:y|ies)\b",
+        r"re:\bnot accept(?:ing|ed)? (?:mail|messages?|e-?mails?) (?:with|containing)\b",
+    ),
     "toomanyconn": (
         r"re:\btoo many (?:connections|concurrent|sessions|recipients|simultaneous)\b",
         r"re:\bconnection (?:rate|frequency|count|limit)",
