@@ -52,6 +52,7 @@ _SERVICE_LOCALS = frozenset(
     {"postmaster", "mailer-daemon", "mailerdaemon", "double-bounce", "mailer_daemon", "mdaemon"}
 )
 _MESSAGE_ID = re.compile(r"<([^<>\s@]+@[^<>\s]+)>")
+_RECIPIENT_LINE = re.compile(r"[ \t]*<([^<>\s@]{1,64}@[^<>\s@]{1,255})>:(?:\s|$)")
 _MAX_RECIPIENTS = 500
 _HEADER_PARSER = HeaderParser(policy=email.policy.compat32)
 _MAX_BLOCK_LINES = 30
@@ -649,6 +650,14 @@ def _classify(raw: bytes, envelope_recipient: str | None, rules: Rules = ALL_RUL
     if failed:
         positions = {a.lower(): i for a, i in _text_recipients(note, set())}
         found = [(a, positions.get(a.lower(), -1)) for a in dict.fromkeys(failed)]
+    if not found:
+        # "<address>:" opening a line is how qmail and Postfix name the failed recipient, even when it
+        # is also the sender's own address (mail to oneself).
+        found = [
+            (m.group(1), i)
+            for i, line in enumerate(lines[:2000])
+            if (m := _RECIPIENT_LINE.match(line)) is not None
+        ][:_MAX_RECIPIENTS]
     if not found:
         fallback = [a for a in returned_to if a.lower() not in sender_side and not _is_service(a)]
         found = [(a, -1) for a in dict.fromkeys(fallback)]

@@ -1070,9 +1070,10 @@ _PHRASES: dict[str, tuple[str, ...]] = {
         "no mx record found for domain=",
         "smtp protocol returned a permanent error",
         "null mx",
-        "does not accept mail",
+        # A host that takes no mail at all, not one refusing some mail ("... with attachments").
+        "re:does not accept mail(?! with| from| containing| that)",
         "system not accepting network messages",
-        "not accepting mail",
+        "re:not accepting mail(?! with| from| containing| that)",
     ),
     "mailererror": (
         "re:^procmail: ",
@@ -1172,6 +1173,7 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
         rf"re:{_HOST}.{{0,30}}\b(?:unknown|not found|does ?n[o']t exist|not exist)\b",
         rf"re:\b(?:unknown|no such|non-?existent|invalid)\b.{{0,10}}{_HOST}",
         r"re:\bnxdomain\b",
+        rf"re:\b(?:couldn'?t|could not|can'?t|cannot|unable to) find (?:any |the |a )?{_HOST}",
     ),
     "mailboxfull": (
         r"re:\b(?:mailbox|inbox|mail ?box|quota|disk|storage|mail ?folder)\b.{0,30}\bfull\b",
@@ -1221,7 +1223,10 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
         r"re:\bnot accepting (?:connections|mail from)\b",
         r"re:\bconnection (?:refused|reset|dropped|closed)\b",
     ),
-    "policyviolation": (r"re:\bpolic(?:y|ies)\b",),
+    "policyviolation": (
+        r"re:\bpolic(?:y|ies)\b",
+        r"re:\bnot accept(?:ing|ed)? (?:mail|messages?|e-?mails?) (?:with|containing)\b",
+    ),
     "toomanyconn": (
         r"re:\btoo many (?:connections|concurrent|sessions|recipients|simultaneous)\b",
         r"re:\bconnection (?:rate|frequency|count|limit)",
@@ -1254,7 +1259,7 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
     "notaccept": (
         r"re:\bnull mx\b",
         r"re:\bno mx\b",
-        r"re:\b(?:does ?n[o']t|does not|not) (?:accept|receive) (?:e-?)?mail\b",
+        r"re:\b(?:does ?n[o']t|not) (?:accept|receive) (?:e-?)?mail\b(?! with| from| containing| that)",
     ),
     "mailererror": (r"re:\b(?:pipe to|procmail|maildrop)\b", r"re:\bexit (?:code|status)\b"),
     "syntaxerror": (
