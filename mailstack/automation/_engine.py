@@ -26,8 +26,13 @@ from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mailstack.observability import get_logger
-from mailstack.privacy import Vault
-from mailstack.storage import PURPOSE_AUTOMATION_ERROR, PURPOSE_RECIPIENT, PURPOSE_RECIPIENT_NAME, EventTail
+from mailstack.storage import (
+    PURPOSE_AUTOMATION_ERROR,
+    PURPOSE_RECIPIENT,
+    PURPOSE_RECIPIENT_NAME,
+    EventTail,
+    Vault,
+)
 from mailstack.storage.schema import automation_rules, automation_runs, events, messages
 
 __all__ = ["CURSOR", "TRIGGER_EVENTS", "AutomationEngine", "SendFailedError", "Sender"]

@@ -7,7 +7,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine
 
@@ -17,6 +16,7 @@ from mailstack.queue import Lease, Queue
 from mailstack.storage import (
     SentRecord,
     Suppression,
+    Vault,
     active_suppressions,
     load_envelopes,
     preblocked_detail,
@@ -28,9 +28,6 @@ from mailstack.storage import (
 from mailstack.throttle import Request, Throttle
 
 from ._transport import DeliveryResult, Outcome, OutgoingMail, Transport
-
-if TYPE_CHECKING:
-    from mailstack.privacy import Vault
 
 _ENHANCED_STATUS = re.compile(r"\s*([245]\.\d{1,3}\.\d{1,3})\b")
 
