@@ -27,13 +27,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from mailstack.automation._rules import follow_up_message
 from mailstack.observability import get_logger
-from mailstack.privacy import Vault
 from mailstack.storage import (
     PURPOSE_AUTOMATION_ERROR,
     PURPOSE_RECIPIENT,
     PURPOSE_RECIPIENT_NAME,
     EventTail,
     OutageNotice,
+    Vault,
 )
 from mailstack.storage.schema import automation_rules, automation_runs, events, messages
 

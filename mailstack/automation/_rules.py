@@ -5,15 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select
 
-from mailstack.storage import PURPOSE_AUTOMATION_ERROR
+from mailstack.storage import PURPOSE_AUTOMATION_ERROR, Vault
 from mailstack.storage.schema import automation_rules, automation_runs
-
-if TYPE_CHECKING:
-    from mailstack.privacy import Vault
 
 __all__ = [
     "RuleRecord",

@@ -29,9 +29,9 @@ from mailstack.privacy import Vault, convert_plaintext
 from mailstack.storage import (
     API_SCOPES,
     DEFAULT_API_SCOPES,
+    Store,
     create_api_key,
     create_storage_engine,
-    list_outbox,
     migrate,
     parse_scopes,
     set_api_key_scopes,
@@ -390,8 +390,9 @@ def outbox_list(
     settings = _settings(data_dir)
     engine = create_storage_engine(settings.database_url)
     try:
-        with engine.connect() as conn:
-            items = list_outbox(conn, limit=limit, vault=open_vault(settings, engine))
+        store = Store(engine, open_vault(settings, engine))
+        with store.connect() as conn:
+            items = store.outbox.list(conn, limit=limit)
     finally:
         engine.dispose()
     if as_json:
@@ -426,10 +427,9 @@ def outbox_show(data_dir: DataDir, message_id: Annotated[int, typer.Argument(hel
     settings = _settings(data_dir)
     engine = create_storage_engine(settings.database_url)
     try:
-        with engine.connect() as conn:
-            items = list_outbox(
-                conn, message_id=message_id, limit=1, with_data=True, vault=open_vault(settings, engine)
-            )
+        store = Store(engine, open_vault(settings, engine))
+        with store.connect() as conn:
+            items = store.outbox.list(conn, message_id=message_id, limit=1, with_data=True)
     finally:
         engine.dispose()
     if not items or items[0].data is None:

@@ -9,12 +9,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.markup import escape
-from sqlalchemy import Engine
 
 from mailstack.config import ConfigError, load_settings
 from mailstack.keyring import Keyring
-from mailstack.privacy import Vault
-from mailstack.storage import create_storage_engine
+from mailstack.storage import Store, create_storage_engine
 
 __all__ = ["fail", "open_storage"]
 
@@ -28,8 +26,8 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 @contextmanager
-def open_storage(data_dir: Path) -> Iterator[tuple[Engine, Keyring, Vault]]:
-    """The database of ``data_dir`` with its keyring and vault (addresses are sealed and looked up by
+def open_storage(data_dir: Path) -> Iterator[Store]:
+    """The database of ``data_dir`` with its vault and keyring (addresses are sealed and looked up by
     blind index: both need them); a configuration error exits with its message."""
     try:
         settings = load_settings(data_dir)
@@ -38,6 +36,6 @@ def open_storage(data_dir: Path) -> Iterator[tuple[Engine, Keyring, Vault]]:
         raise fail(str(exc)) from None
     engine = create_storage_engine(settings.database_url)
     try:
-        yield engine, keyring, Vault.from_settings(engine, keyring, settings.privacy)
+        yield Store.open(engine, keyring, settings.privacy)
     finally:
         engine.dispose()

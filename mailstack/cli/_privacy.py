@@ -52,8 +52,8 @@ def _address(value: str) -> str:
 def export_command(address: Address, data_dir: DataDir) -> None:
     """Print everything held about ADDRESS as JSON (messages with events, suppressions, consents...)."""
     email = _address(address)
-    with open_storage(data_dir) as (engine, keyring, vault), engine.begin() as conn:
-        data = export_subject(conn, vault, keyring, email, actor=_actor())
+    with open_storage(data_dir) as store, store.begin() as conn:
+        data = export_subject(conn, store.vault, store.keyring, email, actor=_actor())
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
 
@@ -67,11 +67,11 @@ def erase_command(
     email = _address(address)
     if not yes and not typer.confirm(f"Erase everything about {email}? This cannot be undone"):
         raise fail("nothing erased", code=1)
-    with open_storage(data_dir) as (engine, keyring, vault):
-        with engine.begin() as conn:
-            report = erase_subject(conn, vault, keyring, email, actor=_actor())
+    with open_storage(data_dir) as store:
+        with store.begin() as conn:
+            report = erase_subject(conn, store.vault, store.keyring, email, actor=_actor())
         # After the commit: the old row versions the database still holds on disk are reclaimed.
-        vacuumed = vacuum_erased(engine)
+        vacuumed = vacuum_erased(store.engine)
     print(json.dumps({**report.as_dict(), "vacuumed": vacuumed}))
 
 
@@ -81,8 +81,8 @@ def rotate_command(
     batch: Annotated[int, typer.Option(min=1, help="Data keys re-wrapped per transaction.")] = 500,
 ) -> None:
     """Make a new key-encryption key and re-wrap every data key under it (sending continues meanwhile)."""
-    with open_storage(data_dir) as (engine, _keyring, vault), engine.connect() as conn:
-        report = vault.rotate(conn, batch=batch)
+    with open_storage(data_dir) as store, store.connect() as conn:
+        report = store.vault.rotate(conn, batch=batch)
         record_audit(conn, actor=_actor(), action="rotate-keys", detail=report.as_dict())
         conn.commit()
     print(json.dumps(report.as_dict()))

@@ -16,10 +16,7 @@ from rich.table import Table
 from mailstack.cli._common import fail, open_storage
 from mailstack.storage import (
     Suppression,
-    list_suppressions,
     parse_scope,
-    suppress,
-    unsuppress,
     valid_address,
     valid_expiry,
 )
@@ -79,14 +76,9 @@ def list_command(
     as_json: AsJson = False,
 ) -> None:
     """Suppressed addresses, newest first."""
-    with open_storage(data_dir) as (engine, _keyring, vault), engine.connect() as conn:
-        entries = list_suppressions(
-            conn,
-            address=email,
-            scope=_scope(scope, None),
-            include_expired=include_expired,
-            limit=limit,
-            vault=vault,
+    with open_storage(data_dir) as store, store.connect() as conn:
+        entries = store.suppressions.list(
+            conn, address=email, scope=_scope(scope, None), include_expired=include_expired, limit=limit
         )
     if as_json:
         for entry in entries:
@@ -137,8 +129,8 @@ def add_command(
         valid_expiry(expires_at)
     except ValueError as exc:
         raise fail(f"--expires-in-days: {exc}") from None
-    with open_storage(data_dir) as (engine, _keyring, vault), engine.begin() as conn:
-        suppress(
+    with open_storage(data_dir) as store, store.begin() as conn:
+        store.suppressions.suppress(
             conn,
             address,
             scope=chosen,
@@ -147,11 +139,8 @@ def add_command(
             now=now,
             expires_at=expires_at,
             replace=True,
-            vault=vault,
         )
-        (entry,) = list_suppressions(
-            conn, address=address, scope=chosen, include_expired=True, limit=1, vault=vault
-        )
+        (entry,) = store.suppressions.list(conn, address=address, scope=chosen, include_expired=True, limit=1)
     print(_json(entry) if as_json else f"suppressed {entry.address} ({entry.scope})")
 
 
@@ -165,8 +154,8 @@ def remove_command(
     address = valid_address(email)
     if address is None:
         raise fail(f"{email!r} is not an email address")
-    with open_storage(data_dir) as (engine, _keyring, vault), engine.begin() as conn:
-        removed = unsuppress(conn, address, scope=_scope(scope, None), vault=vault)
+    with open_storage(data_dir) as store, store.begin() as conn:
+        removed = store.suppressions.unsuppress(conn, address, scope=_scope(scope, None))
     if not removed:
         raise fail(f"{address} is not suppressed", code=1)
     print(f"removed {removed} entr{'y' if removed == 1 else 'ies'} for {address}")

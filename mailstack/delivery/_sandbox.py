@@ -2,16 +2,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from mailstack.storage import store_outbox
+from mailstack.storage import Vault, store_outbox
 
 from ._transport import DeliveryResult, Outcome, OutgoingMail, ResultCallback
-
-if TYPE_CHECKING:
-    from mailstack.privacy import Vault
 
 
 class SandboxOutbox:

@@ -9,7 +9,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine
 
@@ -20,6 +19,7 @@ from mailstack.storage import (
     OutageNotice,
     SentRecord,
     Suppression,
+    Vault,
     active_suppressions,
     load_envelopes,
     preblocked_detail,
@@ -33,9 +33,6 @@ from mailstack.throttle import Request, Throttle
 from ._journal import Journal, JournalEntry
 from ._prepare import Undeliverable
 from ._transport import DeliveryResult, Outcome, OutgoingMail, Transport
-
-if TYPE_CHECKING:
-    from mailstack.privacy import Vault
 
 _ENHANCED_STATUS = re.compile(r"\s*([245]\.\d{1,3}\.\d{1,3})\b")
 

@@ -30,18 +30,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mailstack.keyring import DecryptionError, Keyring
 from mailstack.observability import get_logger
-from mailstack.storage import seal_details
+from mailstack.storage import Vault, seal_details
 from mailstack.storage.schema import events, messages
-
-if TYPE_CHECKING:
-    from mailstack.privacy import Vault
 
 __all__ = [
     "SPOOL_PURPOSE",

@@ -24,13 +24,13 @@ from sqlalchemy import Connection, Engine, insert, select, text, update
 from mailstack.config import WebhookSettings
 from mailstack.keyring import Keyring
 from mailstack.observability import get_logger
-from mailstack.privacy import Vault
 from mailstack.storage import (
     PURPOSE_RECIPIENT,
     PURPOSE_SPEC,
     PURPOSE_WEBHOOK_PAYLOAD,
     EventTail,
     OutageNotice,
+    Vault,
     open_details,
     open_json,
     seal_json,
