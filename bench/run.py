@@ -26,6 +26,7 @@ MODULES = {
     "bench_templates": ("templates-1mb",),
     "bench_classify": ("bounce-classify", "bounce-generalisation"),
     "bench_throttle": ("throttle-sqlite", "throttle-postgres"),
+    "bench_spike": ("spike-sqlite", "spike-postgres"),
 }
 
 
