@@ -1,13 +1,12 @@
-"""Durability and load-spike benchmarks, against ``mailstack serve`` subprocesses and a recording SMTP sink.
+"""Durability benchmarks, against ``mailstack serve`` subprocesses and a recording SMTP sink.
 
-Usage: .venv/bin/python bench/bench_chaos.py [--only chaos|chaos-postgres|spike] [--messages N]
+Usage: .venv/bin/python bench/bench_chaos.py [--only chaos|chaos-postgres] [--messages N]
 
 chaos: N messages (8 clients x 20 per request, lost answers retried with the same Idempotency-Key) while
 serve is SIGKILLed three times at random moments and restarted; prints lost, duplicated (% of N), the drain
 time, and the drain time of the same load without kills measured in the same run (the ratio).
 
-spike: the API's p50/p99 latency for one-message requests at a normal rate (5 requests/s, idle workers)
-and at 20x that rate (100 requests/s, workers busy delivering what it accepts), in the same run.
+The load spike is bench_spike.py's.
 """
 
 from __future__ import annotations
@@ -16,16 +15,12 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
-import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "chaos"))
@@ -97,80 +92,7 @@ def chaos(backend: str, messages: int) -> dict[str, Any]:
     }
 
 
-def _paced(url: str, auth: tuple[str, str], rate: float, seconds: float, tag: str) -> list[float]:
-    """One client thread sending one-message requests at ``rate`` per second; the latencies."""
-    latencies: list[float] = []
-    with httpx.Client(auth=auth, timeout=30) as session:
-        started = time.perf_counter()
-        for index in range(int(rate * seconds)):
-            time.sleep(max(0.0, started + index / rate - time.perf_counter()))
-            body = {
-                "Messages": [
-                    {
-                        "From": {"Email": "news@example.com"},
-                        "To": [{"Email": f"{tag}{index}@example.net"}],
-                        "Subject": "Spike",
-                        "TextPart": "Hello",
-                        "HTMLPart": "<p>Hello</p>",
-                    }
-                ]
-            }
-            sent = time.perf_counter()
-            response = session.post(f"{url}/v3.1/send", json=body)
-            if response.status_code not in (200, 429):
-                raise RuntimeError(f"{response.status_code} {response.text}")
-            latencies.append(time.perf_counter() - sent)
-    return latencies
-
-
-def _percentiles(latencies: list[float]) -> tuple[float, float]:
-    ordered = sorted(latencies)
-    return statistics.median(ordered) * 1000, ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
-
-
-def spike(normal_rate: float = 5.0, factor: int = 20, seconds: float = 20.0) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix="mailstack-spike-"))
-    sink = RecordingSink().start()
-    node = Node.initialise(workdir / "data", sink.address, None)
-    try:
-        node.start()
-        idle = _paced(node.url, node.auth, normal_rate, seconds / 2, "idle")
-        results: list[list[float]] = []
-        threads = [
-            threading.Thread(
-                target=lambda n=n: results.append(_paced(node.url, node.auth, normal_rate, seconds, f"s{n}-"))
-            )
-            for n in range(factor)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        loaded = [latency for part in results for latency in part]
-        idle_p50, idle_p99 = _percentiles(idle)
-        p50, p99 = _percentiles(loaded)
-        assert node.terminate() == 0
-        return {
-            "name": "spike",
-            "unit": "ms (API p99 at 20x the normal request rate)",
-            "value": round(p99, 1),
-            "baseline_name": "API p99 at the normal rate",
-            "baseline_value": round(idle_p99, 1),
-            "ratio": round(p99 / idle_p99, 3),
-            "p50_ms": round(p50, 1),
-            "idle_p50_ms": round(idle_p50, 1),
-            "normal_rate_per_s": normal_rate,
-            "spike_rate_per_s": normal_rate * factor,
-            "requests": len(loaded),
-            "achieved_rate_per_s": round(len(loaded) / seconds, 1),
-        }
-    finally:
-        node.kill()
-        sink.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-BENCHMARKS = ("chaos", "chaos-postgres", "spike")
+BENCHMARKS = ("chaos", "chaos-postgres")
 
 
 def run(only: str | None = None, messages: int = 5000) -> list[dict[str, Any]]:
@@ -179,8 +101,6 @@ def run(only: str | None = None, messages: int = 5000) -> list[dict[str, Any]]:
         results.append(chaos("sqlite", messages))
     if only == "chaos-postgres":  # not in the default run: the SQLite one already takes minutes
         results.append(chaos("postgres", messages))
-    if only in (None, "spike"):
-        results.append(spike())
     return results
 
 

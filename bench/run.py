@@ -26,8 +26,9 @@ MODULES = {
     "bench_templates": ("templates-1mb",),
     "bench_classify": ("bounce-classify", "bounce-generalisation"),
     "bench_throttle": ("throttle-sqlite", "throttle-postgres"),
-    "bench_chaos": ("chaos", "chaos-postgres", "spike"),
+    "bench_chaos": ("chaos", "chaos-postgres"),
     "bench_body_limit": ("body-limit-rss",),
+    "bench_spike": ("spike-sqlite", "spike-postgres"),
 }
 
 
