@@ -49,7 +49,7 @@ from mailstack.stats import (
     esp_json,
     statcounter_json,
 )
-from mailstack.storage import create_api_key, create_storage_engine, migrate
+from mailstack.storage import Store, create_api_key, create_storage_engine, migrate
 
 BENCHMARKS = ("stats-aggregate", "stats-query")
 DEFAULT_EVENTS = 10_000_000
@@ -170,7 +170,9 @@ def run(only: str | None = None, events: int = DEFAULT_EVENTS) -> list[dict[str,
         engine, insert_rate = _populate(path, events)
         keyring = Keyring(os.urandom(32))  # opens clicked URLs and seals them for the link counters
         vault = Vault(engine, keyring, LocalKeyProvider(keyring))
-        aggregator = Aggregator(engine, vault=vault, batch_size=5000, providers=ProviderClassifier().classify)
+        aggregator = Aggregator(
+            Store(engine, vault), batch_size=5000, providers=ProviderClassifier().classify
+        )
         started = time.perf_counter()
         folded = aggregator.catch_up()
         aggregate_rate = folded / (time.perf_counter() - started)

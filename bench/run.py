@@ -22,9 +22,11 @@ MODULES = {
     "bench_pipeline": ("pipeline-sqlite", "pipeline-postgres"),
     "bench_postfix": ("postfix-e2e",),
     "bench_stats": ("stats-aggregate", "stats-query"),
-    "bench_tracking": ("tracking-pixel",),
-    "bench_classify": ("bounce-classify",),
+    "bench_tracking": ("tracking-pixel", "tracking-links"),
+    "bench_templates": ("templates-1mb",),
+    "bench_classify": ("bounce-classify", "bounce-generalisation"),
     "bench_throttle": ("throttle-sqlite", "throttle-postgres"),
+    "bench_chaos": ("chaos", "chaos-postgres", "spike"),
     "bench_body_limit": ("body-limit-rss",),
 }
 
@@ -34,6 +36,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=known, help="run one benchmark")
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
+    parser.add_argument("--table", action="store_true", help="also print the tables benchmarks provide")
     args = parser.parse_args()
     results: list[dict[str, Any]] = []
     for module_name, names in MODULES.items():
@@ -42,6 +45,8 @@ def main() -> int:
         module = importlib.import_module(module_name)
         for result in module.run(args.only):
             print(json.dumps(result), flush=True)
+            if args.table and hasattr(module, "table") and "families" in result:
+                print(module.table(result), flush=True)
             results.append(result)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.output}")

@@ -7,7 +7,7 @@ import json
 import shlex
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import pulumi
 import pulumi_command as command
@@ -19,10 +19,28 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOK_INPUTS = ("site.yml", "ansible.cfg", "roles", "group_vars", "host_vars")
 
 
-def inventory(config: BaremetalConfig) -> dict[str, Any]:
+class HostVars(TypedDict):
+    ansible_host: str
+    ansible_user: str
+    mailstack_private_address: str
+
+
+class InventoryGroup(TypedDict):
+    hosts: dict[str, HostVars]
+
+
+class InventoryChildren(TypedDict):
+    children: dict[str, InventoryGroup]
+
+
+class Inventory(TypedDict):
+    all: InventoryChildren
+
+
+def inventory(config: BaremetalConfig) -> Inventory:
     """An Ansible YAML/JSON inventory: each host under its groups (``senders``, ``db``), with the
     address the roles bind and allow between hosts (``mailstack_private_address``)."""
-    groups: dict[str, dict[str, Any]] = {}
+    groups: dict[str, InventoryGroup] = {}
     for host in config.hosts:
         for group in host.groups:
             hosts = groups.setdefault(group, {"hosts": {}})["hosts"]

@@ -28,7 +28,24 @@ import random
 import sys
 import time
 import urllib.request
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the types live beside: this script rides in the 16 KB of EC2 user data
+    from .boot_types import (
+        AddressDescription,
+        ApiKeySecret,
+        Claim,
+        CloudVars,
+        DatabaseSecret,
+        DkimSecret,
+        Ec2Client,
+        Identity,
+        IpVars,
+        MasterKeySecret,
+        SecretsManagerClient,
+        SecretVars,
+    )
 
 POOL_TAG = "mailstack:ip-pool"
 HOSTNAME_TAG = "mailstack:hostname"
@@ -42,13 +59,19 @@ class NoFreeAddressError(RuntimeError):
     """Every address of the pool is taken; the fleet is larger than its pool."""
 
 
-def _tags(address: dict[str, Any]) -> dict[str, str]:
+def _tags(address: AddressDescription) -> dict[str, str]:
     return {tag["Key"]: tag["Value"] for tag in address.get("Tags", [])}
 
 
 def claim(
-    ec2: Any, pool: str, instance_id: str, *, today: datetime.date, attempts: int = 30, pause: float = 10.0
-) -> dict[str, str]:
+    ec2: Ec2Client,
+    pool: str,
+    instance_id: str,
+    *,
+    today: datetime.date,
+    attempts: int = 30,
+    pause: float = 10.0,
+) -> Claim:
     """Associate a free address of ``pool`` with ``instance_id`` (or keep the one it has); returns
     ``{"address", "allocation_id", "hostname", "warmup_start"}``.
 
@@ -93,7 +116,7 @@ def claim(
     raise NoFreeAddressError(f"no free Elastic IP in pool {pool!r}: raise fleet.ipPoolSize")
 
 
-def ip_variables(claimed: dict[str, str], private_address: str) -> dict[str, Any]:
+def ip_variables(claimed: Claim, private_address: str) -> IpVars:
     """The playbook variables for the claimed address and the instance's private address (the roles'
     names, plus the whole claim)."""
     try:
@@ -111,16 +134,17 @@ def ip_variables(claimed: dict[str, str], private_address: str) -> dict[str, Any
     }
 
 
-def _secret(secretsmanager: Any, arn: str) -> Any:
+def _secret(secretsmanager: SecretsManagerClient, arn: str) -> Any:
+    # The JSON documents the program wrote (the *Secret types above).
     return json.loads(secretsmanager.get_secret_value(SecretId=arn)["SecretString"])
 
 
-def fetch_secrets(secretsmanager: Any, cloud: dict[str, Any]) -> dict[str, Any]:
+def fetch_secrets(secretsmanager: SecretsManagerClient, cloud: CloudVars[str]) -> SecretVars:
     """The playbook variables holding the fleet's secrets, read from Secrets Manager."""
-    master = _secret(secretsmanager, cloud["master_key_secret_arn"])
-    database = _secret(secretsmanager, cloud["database"]["password_secret_arn"])
-    api = _secret(secretsmanager, cloud["api_key_secret_arn"])
-    dkim = [_secret(secretsmanager, key["secret_arn"]) for key in cloud["dkim"]]
+    master: MasterKeySecret[str] = _secret(secretsmanager, cloud["master_key_secret_arn"])
+    database: DatabaseSecret[str] = _secret(secretsmanager, cloud["database"]["password_secret_arn"])
+    api: ApiKeySecret[str] = _secret(secretsmanager, cloud["api_key_secret_arn"])
+    dkim: list[DkimSecret[str]] = [_secret(secretsmanager, key["secret_arn"]) for key in cloud["dkim"]]
     return {
         "mailstack_secret_key": master["secret_key"],
         "mailstack_database_password": database["password"],
@@ -150,7 +174,7 @@ def _imds_token() -> str:
         return str(response.read().decode())
 
 
-def instance_identity() -> dict[str, str]:
+def instance_identity() -> Identity:
     """This instance's ``region``, ``instance_id`` and ``private_address``, from the metadata (IMDSv2)."""
     token = _imds_token()
     return {
@@ -160,7 +184,7 @@ def instance_identity() -> dict[str, str]:
     }
 
 
-def _write_private(path: str, document: dict[str, Any]) -> None:
+def _write_private(path: str, document: Mapping[str, object]) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         json.dump(document, handle)
@@ -175,7 +199,7 @@ def main(argv: list[str]) -> int:
         return 2
     command, vars_path, out_path = argv[1:4]
     with open(vars_path) as handle:
-        cloud = json.load(handle)["mailstack_cloud"]
+        cloud: CloudVars[str] = json.load(handle)["mailstack_cloud"]
     identity = instance_identity()
     region = identity["region"]
     if command == "fetch-secrets":

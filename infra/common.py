@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Literal, Required, TypedDict
 
 import pulumi
 
@@ -55,12 +55,24 @@ def prefix() -> str:
     return f"mailstack-{pulumi.get_stack()}"
 
 
-def to_json(value: Any) -> pulumi.Output[str]:
+class PolicyStatement(TypedDict, total=False):
+    """One statement of an IAM or KMS key policy (the elements these policies use)."""
+
+    Sid: str
+    Effect: Required[Literal["Allow", "Deny"]]
+    Principal: Literal["*"] | Mapping[Literal["AWS", "Service"], str]
+    Action: Required[str | list[str]]
+    Resource: pulumi.Input[str] | Sequence[pulumi.Input[str]]  # none in a trust policy
+    # operator -> condition key -> value(s), e.g. {"StringEquals": {"kms:ViaService": "..."}}
+    Condition: Mapping[str, Mapping[str, pulumi.Input[str] | list[str]]]
+
+
+def to_json(value: object) -> pulumi.Output[str]:
     """JSON text of a structure that may contain Outputs (policies, redrive settings, variables)."""
     return pulumi.Output.from_input(value).apply(lambda resolved: json.dumps(resolved, sort_keys=True))
 
 
-def policy_document(statements: Sequence[Mapping[str, Any]]) -> pulumi.Output[str]:
+def policy_document(statements: Sequence[PolicyStatement]) -> pulumi.Output[str]:
     """An IAM (or KMS key) policy document from statements that may contain Outputs."""
     return to_json({"Version": "2012-10-17", "Statement": statements})
 

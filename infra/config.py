@@ -12,16 +12,25 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, cast
+from typing import Literal, TypeVar
 
 import pulumi
 
+from .database import RDS_MAX_STORAGE_GB
+
 T = TypeVar("T")
+Choice = TypeVar("Choice", bound=str)
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 Target = Literal["aws", "baremetal"]
+Architecture = Literal["amd64", "arm64"]
+DmarcPolicy = Literal["none", "quarantine", "reject"]
+MtaStsMode = Literal["testing", "enforce"]
+ARCHITECTURES: tuple[Architecture, ...] = ("amd64", "arm64")
+DMARC_POLICIES: tuple[DmarcPolicy, ...] = ("none", "quarantine", "reject")
+MTA_STS_MODES: tuple[MtaStsMode, ...] = ("testing", "enforce")
 
 
 class StackConfigError(pulumi.RunError):
@@ -46,7 +55,7 @@ class WarmupConfig:
 @dataclass(frozen=True)
 class FleetConfig:
     instance_type: str = "t3.small"
-    architecture: Literal["amd64", "arm64"] = "amd64"
+    architecture: Architecture = "amd64"
     min_size: int = 1
     max_size: int = 2
     volume_size_gb: int = 20
@@ -77,9 +86,9 @@ class DnsConfig:
     zone_id: str
     dkim_rsa_selector: str
     dkim_ed25519_selector: str
-    dmarc_policy: Literal["none", "quarantine", "reject"]
+    dmarc_policy: DmarcPolicy
     dmarc_reports: str
-    mta_sts_mode: Literal["testing", "enforce"]
+    mta_sts_mode: MtaStsMode
     tls_reports: str
     api_host: str
     tracking_host: str
@@ -134,7 +143,7 @@ class BaremetalConfig:
     hosts: tuple[BaremetalHost, ...]
     playbook: str
     ssh_private_key_file: str
-    extra_vars: Mapping[str, Any]
+    extra_vars: Mapping[str, object]
 
 
 @dataclass(frozen=True)
@@ -151,7 +160,7 @@ class _Object:
         if not isinstance(raw, dict):
             raise StackConfigError(f"{key}: expected an object (a YAML mapping), got {_show(raw)}")
         self.key = key
-        self._raw = cast(dict[str, Any], raw)
+        self._raw: dict[str, object] = raw  # JSON: the keys are text
         self._read: set[str] = set()
 
     def _get(self, name: str, check: Callable[[object], T | None], expected: str, default: T | None) -> T:
@@ -167,8 +176,9 @@ class _Object:
 
     def integer(self, name: str, default: int | None = None, *, low: int = 0, high: int = 10**9) -> int:
         def check(value: object) -> int | None:
-            ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-            return cast(int, value) if ok else None
+            if isinstance(value, bool) or not isinstance(value, int):
+                return None
+            return value if low <= value <= high else None
 
         return self._get(name, check, f"a whole number from {low} to {high}", default)
 
@@ -200,28 +210,39 @@ class _Object:
         def check(value: object) -> str | None:
             if not isinstance(value, str):
                 return None
+            if not value:
+                # Empty means unset only where unset is allowed (default ""); elsewhere it is no value.
+                return value if default == "" else None
             if choices and value not in choices:
                 return None
-            if pattern is not None and value and not pattern.match(value):
+            if pattern is not None and not pattern.match(value):
                 return None
             return value
 
         label = f"one of {', '.join(choices)}" if choices else expected
         return self._get(name, check, label, default)
 
+    def choice(self, name: str, default: Choice, choices: tuple[Choice, ...]) -> Choice:
+        """One of ``choices`` (a Literal type's values), typed as that Literal."""
+        text = self.string(name, default, choices=choices)
+        return next(option for option in choices if option == text)
+
     def strings(
         self, name: str, default: list[str] | None = None, *, expected: str = "a list of strings"
     ) -> list[str]:
         def check(value: object) -> list[str] | None:
-            if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+            if not isinstance(value, list):
                 return None
-            return cast(list[str], value)
+            items = [item for item in value if isinstance(item, str) and item]
+            return items if len(items) == len(value) else None
 
         return self._get(name, check, expected, default)
 
     def obj(self, name: str) -> _Object:
         self._read.add(name)
-        return _Object(f"{self.key}.{name}", self._raw.get(name) or {})
+        value = self._raw.get(name)
+        # Only an absent (or null) object is empty: `false`, `0`, `[]` or `""` are mistakes to name.
+        return _Object(f"{self.key}.{name}", {} if value is None else value)
 
     def list_of_objects(self, name: str) -> list[_Object]:
         self._read.add(name)
@@ -314,9 +335,7 @@ def _aws(config: pulumi.Config, domain: str) -> AwsConfig:
     defaults = FleetConfig()
     fleet = FleetConfig(
         instance_type=fleet_cfg.string("instanceType", defaults.instance_type),
-        architecture=cast(
-            Literal["amd64", "arm64"], fleet_cfg.string("architecture", "amd64", choices=("amd64", "arm64"))
-        ),
+        architecture=fleet_cfg.choice("architecture", defaults.architecture, ARCHITECTURES),
         min_size=fleet_cfg.integer("minSize", defaults.min_size, low=1, high=100),
         max_size=fleet_cfg.integer("maxSize", defaults.max_size, low=1, high=100),
         volume_size_gb=fleet_cfg.integer("volumeSizeGb", defaults.volume_size_gb, low=8, high=1000),
@@ -360,7 +379,7 @@ def _aws(config: pulumi.Config, domain: str) -> AwsConfig:
     database = DatabaseConfig(
         instance_class=db_cfg.string("instanceClass", db_defaults.instance_class),
         allocated_storage_gb=db_cfg.integer(
-            "allocatedStorageGb", db_defaults.allocated_storage_gb, low=20, high=65536
+            "allocatedStorageGb", db_defaults.allocated_storage_gb, low=20, high=RDS_MAX_STORAGE_GB
         ),
         multi_az=db_cfg.boolean("multiAz", db_defaults.multi_az),
         engine_version=db_cfg.string("engineVersion", db_defaults.engine_version, choices=("15", "16", "17")),
@@ -381,17 +400,11 @@ def _aws(config: pulumi.Config, domain: str) -> AwsConfig:
         dkim_ed25519_selector=dns_cfg.string(
             "dkimEd25519Selector", "ms-ed1", pattern=_LABEL, expected="a DNS label"
         ),
-        dmarc_policy=cast(
-            Literal["none", "quarantine", "reject"],
-            dns_cfg.string("dmarcPolicy", "none", choices=("none", "quarantine", "reject")),
-        ),
+        dmarc_policy=dns_cfg.choice("dmarcPolicy", "none", DMARC_POLICIES),
         dmarc_reports=dns_cfg.string(
             "dmarcReports", f"dmarc-reports@{domain}", pattern=_EMAIL, expected="an address"
         ),
-        mta_sts_mode=cast(
-            Literal["testing", "enforce"],
-            dns_cfg.string("mtaStsMode", "testing", choices=("testing", "enforce")),
-        ),
+        mta_sts_mode=dns_cfg.choice("mtaStsMode", "testing", MTA_STS_MODES),
         tls_reports=dns_cfg.string(
             "tlsReports", f"tls-reports@{domain}", pattern=_EMAIL, expected="an address"
         ),
@@ -402,6 +415,24 @@ def _aws(config: pulumi.Config, domain: str) -> AwsConfig:
     dns_cfg.done()
     if dns.dkim_rsa_selector == dns.dkim_ed25519_selector:
         raise StackConfigError(f"{dns_cfg.key}.dkimEd25519Selector: must differ from dkimRsaSelector")
+    if not dns.zone_id:
+        # Every record goes into the one zone; a new zone is the domain's, and Route53 refuses names
+        # outside it only at `pulumi up`, halfway through.
+        for key, host in (
+            ("apiHost", dns.api_host),
+            ("trackingHost", dns.tracking_host),
+            ("bounceDomain", dns.bounce_domain),
+        ):
+            if host != domain and not host.endswith(f".{domain}"):
+                raise StackConfigError(
+                    f"{dns_cfg.key}.{key}: {host} is outside {domain}, the zone this stack creates; "
+                    "use a name under it, or set dns.zoneId to a zone that holds every name"
+                )
+    if len({dns.api_host, dns.tracking_host, f"mta-sts.{dns.bounce_domain}"}) < 3:
+        raise StackConfigError(
+            f"{dns_cfg.key}.trackingHost: the API, tracking and MTA-STS hosts must differ (each gets its "
+            "own record and certificate name)"
+        )
 
     alerts_cfg = _structured(config, "alerts")
     alerts = AlertsConfig(
@@ -497,10 +528,11 @@ def _baremetal(config: pulumi.Config, domain: str) -> BaremetalConfig:
         raise StackConfigError(f"{cfg.key}.hosts: at least one host must be in the senders group")
     playbook = cfg.string("playbook", "site.yml")
     key_file = cfg.string("sshPrivateKeyFile", "")
-    extra = cfg.raw("extraVars") or {}
+    extra = cfg.raw("extraVars")
+    extra = {} if extra is None else extra
     if not isinstance(extra, dict):
         raise StackConfigError(
             f"{cfg.key}.extraVars: expected an object of Ansible variables, got {_show(extra)}"
         )
     cfg.done()
-    return BaremetalConfig(domain, tuple(hosts), playbook, key_file, cast(dict[str, Any], extra))
+    return BaremetalConfig(domain, tuple(hosts), playbook, key_file, extra)

@@ -6,10 +6,12 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from .boot_types import DatabaseSecret
 from .common import data_tags, prefix, stack_tags, to_json
 
-# RDS keeps automated backups for at most 35 days.
+# RDS keeps automated backups for at most 35 days, and PostgreSQL storage grows to at most 64 TiB.
 RDS_MAX_BACKUP_DAYS = 35
+RDS_MAX_STORAGE_GB = 65_536
 
 
 def backup_retention_days(policy_max_days: int) -> int:
@@ -73,9 +75,11 @@ class Database(pulumi.ComponentResource):
             tags=data_tags("database", "confidential"),
             opts=child,
         )
-        document: pulumi.Output[str] = pulumi.Output.secret(
-            to_json({"username": "mailstack", "password": password.result})
-        )
+        credentials: DatabaseSecret[pulumi.Input[str]] = {
+            "username": "mailstack",
+            "password": password.result,
+        }
+        document: pulumi.Output[str] = pulumi.Output.secret(to_json(credentials))
         aws.secretsmanager.SecretVersion(
             f"{name}-password",
             secret_id=self.password_secret.id,
@@ -89,7 +93,7 @@ class Database(pulumi.ComponentResource):
             engine_version=engine_version,
             instance_class=instance_class,
             allocated_storage=allocated_storage_gb,
-            max_allocated_storage=allocated_storage_gb * 5,
+            max_allocated_storage=min(allocated_storage_gb * 5, RDS_MAX_STORAGE_GB),
             storage_type="gp3",
             storage_encrypted=True,
             kms_key_id=storage_key_arn,

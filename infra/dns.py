@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from .common import stack_tags
+from .config import DmarcPolicy
 from .secrets import DkimKey
 
 TTL = 300
@@ -28,7 +29,7 @@ def spf_record(addresses: list[str]) -> str:
     return "v=spf1 " + " ".join(f"ip4:{address}" for address in sorted(addresses)) + " -all"
 
 
-def dmarc_record(policy: str, reports: str) -> str:
+def dmarc_record(policy: DmarcPolicy, reports: str) -> str:
     """DMARC, relaxed alignment: From example.com, DKIM d=example.com, Return-Path bounces.example.com."""
     return f"v=DMARC1; p={policy}; rua=mailto:{reports}; adkim=r; aspf=r; fo=1"
 
@@ -58,7 +59,7 @@ class MailDns(pulumi.ComponentResource):
         hostnames: list[str],
         addresses: list[aws.ec2.Eip],
         dkim: list[DkimKey],
-        dmarc_policy: str,
+        dmarc_policy: DmarcPolicy,
         dmarc_reports: str,
         tls_reports: str,
         mta_sts_id: str,

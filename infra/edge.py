@@ -8,6 +8,7 @@ import pulumi
 import pulumi_aws as aws
 
 from .common import prefix, stack_tags
+from .config import MtaStsMode
 
 # TLS 1.2 and 1.3 only, forward-secret ciphers.
 SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
@@ -16,7 +17,7 @@ MTA_STS_PATH = "/.well-known/mta-sts.txt"
 MAX_FIXED_RESPONSE = 1024
 
 
-def mta_sts_policy(mode: str, mx_hosts: list[str], max_age: int = 604_800) -> str:
+def mta_sts_policy(mode: MtaStsMode, mx_hosts: list[str], max_age: int = 604_800) -> str:
     """The RFC 8461 policy file: which MX hosts senders must reach over verified TLS."""
     lines = ["version: STSv1", f"mode: {mode}", *[f"mx: {host}" for host in mx_hosts], f"max_age: {max_age}"]
     return "\r\n".join(lines) + "\r\n"

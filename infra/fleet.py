@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import cast
 
 import pulumi
 import pulumi_aws as aws
 
+from .boot_types import CloudVars
 from .common import (
     HOSTNAME_TAG,
     METRICS_NAMESPACE,
     POOL_TAG,
     ROLE_TAG,
     WARMUP_TAG,
+    PolicyStatement,
     b64,
     policy_document,
     prefix,
@@ -48,7 +50,7 @@ class SenderAccess:
     ip_pool: str
 
 
-def sender_policy_statements(access: SenderAccess, *, region: str, account_id: str) -> list[dict[str, Any]]:
+def sender_policy_statements(access: SenderAccess, *, region: str, account_id: str) -> list[PolicyStatement]:
     """Least privilege for a sender: its queues, its secrets, its bucket, its log groups, its IP pool."""
     stack = pulumi.get_stack()
     return [
@@ -177,8 +179,8 @@ class SenderFleet(pulumi.ComponentResource):
         target_group_arn: pulumi.Input[str],
         queue_name: pulumi.Input[str],
         access: SenderAccess,
-        cloud_vars: Mapping[str, Any],
-        role_vars: Mapping[str, Any],
+        cloud_vars: CloudVars[pulumi.Input[str]],
+        role_vars: Mapping[str, pulumi.Input[object]],
         repository: str,
         ref: str,
         hostnames: list[str],
@@ -241,9 +243,17 @@ class SenderFleet(pulumi.ComponentResource):
             ],
             opts=invoke,
         )
-        user_data = pulumi.Output.all(
-            pulumi.Output.from_input(cloud_vars), pulumi.Output.from_input(role_vars)
-        ).apply(lambda both: render_user_data(both[0], repository=repository, ref=ref, role_vars=both[1]))
+        # from_input resolves nested Inputs (the Outputs in the variables become their values), which
+        # Pulumi's types cannot say.
+        resolved_cloud = cast(pulumi.Output[CloudVars[str]], pulumi.Output.from_input(cloud_vars))
+        resolved_roles = cast(pulumi.Output[Mapping[str, object]], pulumi.Output.from_input(role_vars))
+
+        def boot_script(cloud: CloudVars[str]) -> pulumi.Output[str]:
+            return resolved_roles.apply(
+                lambda roles: render_user_data(cloud, repository=repository, ref=ref, role_vars=roles)
+            )
+
+        user_data: pulumi.Output[str] = resolved_cloud.apply(boot_script)
         instance_tags = stack_tags("fleet", Name=f"{prefix()}-sender", **{ROLE_TAG: "sender"})
         self.launch_template = aws.ec2.LaunchTemplate(
             f"{name}-template",

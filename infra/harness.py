@@ -23,10 +23,11 @@ from typing import Any
 
 import pulumi
 import pulumi.runtime
-import yaml  # type: ignore[import-untyped]
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from pulumi.runtime.mocks import MockMonitor
+from pulumi.runtime.proto import resource_pb2
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENTRY_POINT = REPO_ROOT / "infra" / "__main__.py"
@@ -195,8 +196,11 @@ class MailstackMocks(pulumi.runtime.Mocks):
             state.setdefault(key, value)
         return rid, state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
-        """Answer data-source calls (AMI, zones, identity, region)."""
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        """Answer data-source calls (AMI, zones, identity, region), with no check failures."""
+        return self._call_result(args), []
+
+    def _call_result(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
         kind = args.token
         if kind == "aws:ec2/getAmi:getAmi":
             names = [f["values"][0] for f in args.args.get("filters", []) if f.get("name") == "name"]
@@ -245,9 +249,12 @@ class RecordingMonitor(MockMonitor):
         super().__init__(mocks)
         self.recorded: list[RecordedResource] = []
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
+    def RegisterResource(  # noqa: N802 - the gRPC method name
+        self, request: resource_pb2.RegisterResourceRequest
+    ) -> resource_pb2.RegisterResourceResponse:
         """Register through the mocks, then keep the result."""
-        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        # pulumi's MockMonitor is unannotated; its answer is the response its gRPC method promises.
+        response: resource_pb2.RegisterResourceResponse = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack" and not request.type.startswith("pulumi:providers:"):
             registration = self.resources.get(response.urn)
             state = dict(registration.state) if registration is not None else {}
@@ -271,12 +278,17 @@ class RecordingMonitor(MockMonitor):
 def config_from_stack_file(path: Path, project: str = "mailstack") -> dict[str, str]:
     """The config map Pulumi would hand the program for ``Pulumi.<stack>.yaml``: objects as JSON text,
     scalars as text. Encrypted (``secure:``) values cannot be read offline and are refused."""
-    document = yaml.safe_load(path.read_text()) or {}
-    raw = document.get("config") or {}
+    document: object = yaml.safe_load(path.read_text())
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: a stack file is a mapping (with a 'config' key)")
+    raw: object = document.get("config") or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: 'config' must be a mapping")
     config: dict[str, str] = {}
-    for key, value in raw.items():
+    for name, value in raw.items():
+        key = str(name)  # YAML keys may be numbers
         full = key if ":" in key else f"{project}:{key}"
         if isinstance(value, dict) and set(value) == {"secure"}:
             raise ValueError(f"{path}: {key} is encrypted; example stacks must not hold secrets")
@@ -329,6 +341,7 @@ def run_program(
             if await output.is_secret():
                 run.secret_outputs.add(name)
 
+    # pulumi.runtime.test is unannotated: it runs the function and awaits what it returns.
     @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def execute() -> Coroutine[Any, Any, None]:
         (program or _run_entry_point)()

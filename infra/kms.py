@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
 import pulumi
 import pulumi_aws as aws
 
-from .common import policy_document, prefix, stack_tags
+from .common import PolicyStatement, policy_document, prefix, stack_tags
+
+# What each key protects; KmsKeys.arn takes only these names.
+KeyName = Literal["storage", "queue", "secrets", "observability"]
 
 
 @dataclass(frozen=True)
 class KeyPurpose:
     """What a key protects and which AWS services (besides IAM principals of the account) may use it."""
 
-    name: str
+    name: KeyName
     description: str
     services: tuple[str, ...] = ()
 
@@ -38,7 +41,7 @@ PURPOSES = (
 def key_policy(account_id: str, region: str, services: tuple[str, ...]) -> pulumi.Output[str]:
     """The account administers the key through IAM (so roles need explicit grants); listed services may
     encrypt and decrypt with it, for resources of this account only."""
-    statements: list[dict[str, Any]] = [
+    statements: list[PolicyStatement] = [
         {
             "Sid": "AccountAdministersThroughIam",
             "Effect": "Allow",
@@ -76,7 +79,7 @@ class KmsKeys(pulumi.ComponentResource):
         invoke = pulumi.InvokeOptions(parent=self)
         account_id = aws.get_caller_identity(opts=invoke).account_id
         region = aws.get_region(opts=invoke).region
-        self.keys: dict[str, aws.kms.Key] = {}
+        self.keys: dict[KeyName, aws.kms.Key] = {}
         for purpose in PURPOSES:
             key = aws.kms.Key(
                 f"{name}-{purpose.name}",
@@ -96,6 +99,6 @@ class KmsKeys(pulumi.ComponentResource):
             self.keys[purpose.name] = key
         self.register_outputs({purpose: key.arn for purpose, key in self.keys.items()})
 
-    def arn(self, purpose: str) -> pulumi.Output[str]:
+    def arn(self, purpose: KeyName) -> pulumi.Output[str]:
         """The ARN of the key for ``purpose``."""
         return self.keys[purpose].arn

@@ -3,8 +3,9 @@ operator must hear about (stuck queue, dead letters, bounce and complaint rates,
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import NotRequired, TypedDict, Unpack
 
 import pulumi
 import pulumi_aws as aws
@@ -47,7 +48,23 @@ class AlarmTargets:
     target_group_arn_suffix: pulumi.Input[str]
 
 
-def _rate(name: str, numerator: str) -> list[dict[str, Any]]:
+class AlarmSettings(TypedDict):
+    """What sets one alarm apart (actions, tags and naming are common to them all): a metric, or
+    ``metric_queries`` for metric math."""
+
+    evaluation_periods: int
+    threshold: float
+    comparison_operator: str
+    treat_missing_data: str
+    namespace: NotRequired[str]
+    metric_name: NotRequired[str]
+    dimensions: NotRequired[Mapping[str, pulumi.Input[str]]]
+    statistic: NotRequired[str]
+    period: NotRequired[int]
+    metric_queries: NotRequired[Sequence[aws.cloudwatch.MetricAlarmMetricQueryArgsDict]]
+
+
+def _rate(name: str, numerator: str) -> list[aws.cloudwatch.MetricAlarmMetricQueryArgsDict]:
     """Metric math: ``numerator`` as a percentage of sent mail over an hour, 0 below :data:`MIN_SAMPLE`.
 
     The sums are the fleet's: one publisher per fleet sends each event's count once, with only the
@@ -55,7 +72,7 @@ def _rate(name: str, numerator: str) -> list[dict[str, Any]]:
     """
     dimensions = {METRICS_DIMENSION: pulumi.get_stack()}
 
-    def metric(metric_id: str, metric_name: str) -> dict[str, Any]:
+    def metric(metric_id: str, metric_name: str) -> aws.cloudwatch.MetricAlarmMetricQueryArgsDict:
         return {
             "id": metric_id,
             "return_data": False,
@@ -131,7 +148,9 @@ class Monitoring(pulumi.ComponentResource):
             )
         actions = [self.topic.arn]
 
-        def alarm(label: str, description: str, **settings: Any) -> aws.cloudwatch.MetricAlarm:
+        def alarm(
+            label: str, description: str, **settings: Unpack[AlarmSettings]
+        ) -> aws.cloudwatch.MetricAlarm:
             return aws.cloudwatch.MetricAlarm(
                 f"{name}-{label}",
                 name=f"{prefix()}-{label}",

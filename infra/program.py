@@ -9,6 +9,7 @@ from policies.retention import load_retention
 
 from .archive import ArchiveBucket
 from .baremetal import Baremetal
+from .boot_types import CloudVars
 from .common import METRICS_NAMESPACE, prefix
 from .config import AwsConfig, BaremetalConfig, StackConfigError, load_stack_config
 from .database import Database
@@ -126,7 +127,7 @@ def build_aws(config: AwsConfig) -> None:
     )
     ip_pool = prefix()
     region = aws.get_region().region
-    cloud_vars = {
+    cloud_vars: CloudVars[pulumi.Input[str]] = {
         "stack": pulumi.get_stack(),
         "region": region,
         "domain": config.domain,

@@ -12,6 +12,7 @@ import pulumi_aws as aws
 import pulumi_random as random
 import pulumi_tls as tls
 
+from .boot_types import ApiKeySecret, DkimSecret, MasterKeySecret
 from .common import data_tags, prefix, to_json
 
 
@@ -84,17 +85,17 @@ class MailSecrets(pulumi.ComponentResource):
                 tags=data_tags("secrets", "confidential"),
                 opts=child,
             )
+            # What the boot script hands the dkim_keys role as a provided key.
+            document: DkimSecret[pulumi.Input[str]] = {
+                "domain": domain,
+                "selector": selector,
+                "algorithm": signing,
+                "private_key_pem": key.private_key_pem_pkcs8,
+            }
             aws.secretsmanager.SecretVersion(
                 f"{name}-dkim-{selector}",
                 secret_id=secret.id,
-                secret_string=to_json(
-                    {
-                        "domain": domain,
-                        "selector": selector,
-                        "algorithm": signing,
-                        "private_key_pem": key.private_key_pem_pkcs8,
-                    }
-                ),
+                secret_string=to_json(document),
                 opts=child,
             )
             self.dkim.append(
@@ -112,8 +113,11 @@ class MailSecrets(pulumi.ComponentResource):
         secret_bytes = random.RandomBytes(f"{name}-api-secret", length=32, opts=child)
         self.api_key = public.hex
         self.api_secret: pulumi.Output[str] = pulumi.Output.secret(secret_bytes.hex)
-        api_document: pulumi.Output[str] = to_json({"api_key": self.api_key, "api_secret": self.api_secret})
-        sealed: pulumi.Output[str] = pulumi.Output.secret(api_document)
+        api_document: ApiKeySecret[pulumi.Input[str]] = {
+            "api_key": self.api_key,
+            "api_secret": self.api_secret,
+        }
+        sealed: pulumi.Output[str] = pulumi.Output.secret(to_json(api_document))
         api = aws.secretsmanager.Secret(
             f"{name}-api",
             name=f"{prefix()}/api-key",
@@ -141,7 +145,8 @@ class MailSecrets(pulumi.ComponentResource):
             tags=data_tags("secrets", "confidential"),
             opts=child,
         )
-        master_document: pulumi.Output[str] = pulumi.Output.secret(to_json({"secret_key": master.hex}))
+        master_key: MasterKeySecret[pulumi.Input[str]] = {"secret_key": master.hex}
+        master_document: pulumi.Output[str] = pulumi.Output.secret(to_json(master_key))
         aws.secretsmanager.SecretVersion(
             f"{name}-master-key",
             secret_id=master_secret.id,

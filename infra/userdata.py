@@ -8,7 +8,8 @@ import re
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+
+from .boot_types import CloudVars
 
 BOOT_SCRIPT = Path(__file__).with_name("boot.py")
 INVENTORY = "/etc/mailstack/inventory.ini"
@@ -24,7 +25,7 @@ MAX_USER_DATA = 16 * 1024
 
 
 def render_user_data(
-    cloud_vars: Mapping[str, Any], *, repository: str, ref: str, role_vars: Mapping[str, Any] | None = None
+    cloud_vars: CloudVars[str], *, repository: str, ref: str, role_vars: Mapping[str, object] | None = None
 ) -> str:
     """The cloud-init shell script. ``cloud_vars`` reach the playbook as ``mailstack_cloud``, ``role_vars``
     (the roles' own inventory variables: ``mailstack_domain`` ...) as they are.

@@ -199,6 +199,17 @@ class MessageStatus(StrEnum):
     UNSUB = "unsub"
 
 
+# Status precedence, defined once. Delivery works on PENDING messages only; a FINAL one is never sent
+# again. What came back after delivery (FEEDBACK) is never overwritten by the delivery path, and a
+# delivery report from Postfix's log never overwrites a SETTLED status (feedback, or blocked).
+PENDING_STATUSES = frozenset({MessageStatus.QUEUED, MessageStatus.DEFERRED})
+FINAL_STATUSES = frozenset(MessageStatus) - PENDING_STATUSES
+FEEDBACK_STATUSES = frozenset(
+    {MessageStatus.HARD_BOUNCED, MessageStatus.SOFT_BOUNCED, MessageStatus.SPAM, MessageStatus.UNSUB}
+)
+SETTLED_STATUSES = FEEDBACK_STATUSES | {MessageStatus.BLOCKED}
+
+
 class EventType(StrEnum):
     QUEUED = "queued"
     SENT = "sent"

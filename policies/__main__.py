@@ -10,12 +10,12 @@ from pathlib import Path
 # The Pulumi CLI runs this file by path; make the repository root importable (policies, infra).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pulumi_policy import EnforcementLevel, PolicyPack
+from pulumi_policy import PolicyPack
 
-from policies.rules import RULES
+from policies.rules import PACK_ENFORCEMENT, RULES
 
 PolicyPack(
     name="mailstack",
-    enforcement_level=EnforcementLevel.MANDATORY,
+    enforcement_level=PACK_ENFORCEMENT,
     policies=[rule.policy for rule in RULES],
 )

@@ -23,19 +23,20 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pulumi_policy import (
     EnforcementLevel,
     PolicyCustomTimeouts,
     PolicyResource,
     PolicyResourceOptions,
+    ReportViolation,
     ResourceValidationArgs,
-    ResourceValidationPolicy,
     StackValidationArgs,
+    StackValidationPolicy,
 )
 from pulumi_policy.proxy import unknown_checking_proxy
 
@@ -109,7 +110,7 @@ def policy_resources(run: ProgramRun) -> list[PolicyResource]:
     return list(by_urn.values())
 
 
-def _collector(into: list[tuple[str, str | None]]) -> Callable[..., None]:
+def _collector(into: list[tuple[str, str | None]]) -> ReportViolation:
     """A report_violation callback that keeps (message, urn) pairs."""
 
     def report(message: str, urn: str | None = None) -> None:
@@ -128,16 +129,15 @@ def evaluate(run: ProgramRun, rules: Sequence[Rule]) -> list[Finding]:
         if not applicable:
             findings.append(Finding(run.stack, rule.name, level, "(none)", "n/a", "no resource of its types"))
             continue
-        if rule.is_stack_rule:
+        if isinstance(rule.policy, StackValidationPolicy):
             messages: list[tuple[str, str | None]] = []
-            rule.policy.validate(StackValidationArgs(policy_resources(run)), _collector(messages))  # type: ignore[arg-type]
+            rule.policy.validate(StackValidationArgs(policy_resources(run)), _collector(messages))
             if not messages:
                 findings.extend(Finding(run.stack, rule.name, level, _label(r), "pass") for r in applicable)
             for message, urn in messages:
                 where = labels.get(urn or "", "(stack)")
                 findings.append(Finding(run.stack, rule.name, level, where, "fail", message, remedy))
             continue
-        assert isinstance(rule.policy, ResourceValidationPolicy)
         for resource in applicable:
             problems: list[tuple[str, str | None]] = []
             args = ResourceValidationArgs(
@@ -173,7 +173,15 @@ def check_secrets_at_rest(workdir: Path) -> list[Finding]:
     data_dir = workdir / "data"
     env = {key: value for key, value in os.environ.items() if not key.startswith("MAILSTACK_")}
     result = subprocess.run(
-        [*_mailstack_command(), "init", "--data-dir", str(data_dir), "--domain", "compliance.test", "--json"],
+        [
+            *_mailstack_command(),
+            "init",
+            "--data-dir",
+            str(data_dir),
+            "--domain",
+            "compliance.example",
+            "--json",
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -253,11 +261,19 @@ PURGE_RULE = "mailstack-purges-by-itself"
 PURGE_INTERVAL_SHARE = 0.1
 
 
-def judge_purge(report: dict[str, Any], retention: RetentionPolicy, where: str) -> list[Finding]:
+def _mapping(value: object) -> Mapping[str, object]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def judge_purge(report: object, retention: RetentionPolicy, where: str) -> list[Finding]:
     """mailstack's own account of its purge (``mailstack privacy purge --dry-run --json``) against the
-    policy: enabled, enforcing this very policy file, every class covered, and run often enough."""
+    policy: enabled, enforcing this very policy file, every class covered, and run often enough.
+
+    ``report`` is the command's JSON as parsed: a part missing or of another shape (another mailstack
+    version) fails the checks that need it, never the whole run."""
     mandatory = EnforcementLevel.MANDATORY
-    settings = report.get("settings", {})
+    document = _mapping(report)
+    settings = _mapping(document.get("settings"))
     findings: list[Finding] = []
 
     def verdict(name: str, ok: bool, problem: str, remedy: str) -> None:
@@ -280,7 +296,7 @@ def judge_purge(report: dict[str, Any], retention: RetentionPolicy, where: str) 
         "Leave [retention] policy_file unset (the shipped policy is policies/retention.yaml), or point it "
         "at a copy of the same file.",
     )
-    reported = set(report.get("classes", {}))
+    reported = set(_mapping(document.get("classes")))
     missing = sorted(set(retention.classes) - reported)
     verdict(
         "classes",
@@ -294,7 +310,7 @@ def judge_purge(report: dict[str, Any], retention: RetentionPolicy, where: str) 
     interval = settings.get("interval_seconds")
     verdict(
         "interval",
-        isinstance(interval, int | float) and 0 < interval <= limit,
+        isinstance(interval, int | float) and not isinstance(interval, bool) and 0 < interval <= limit,
         f"the purge runs every {interval} s: rows of the {smallest}-day class may outlive it by more "
         f"than a tenth ({limit:.0f} s)",
         f"Set [retention] interval_seconds to at most {limit:.0f}.",

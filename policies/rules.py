@@ -11,9 +11,9 @@ Pulumi's camelCase names, as CrossGuard passes them.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from pulumi_policy import (
     EnforcementLevel,
@@ -75,6 +75,10 @@ TLS_POLICY_MARKERS = ("TLS13", "TLS-1-2", "FS-1-2")
 WORLD = ("0.0.0.0/0", "::/0")
 
 
+# The policy pack's level (policies/__main__.py): what a rule without a level of its own enforces.
+PACK_ENFORCEMENT = EnforcementLevel.MANDATORY
+
+
 @dataclass(frozen=True)
 class Rule:
     """A CrossGuard policy and the resource types it judges (a stack rule needs at least one of them in
@@ -90,8 +94,9 @@ class Rule:
 
     @property
     def enforcement(self) -> EnforcementLevel:
-        """Mandatory rules block ``pulumi up`` (and fail ``make compliance``); advisory ones warn."""
-        return self.policy.enforcement_level or EnforcementLevel.ADVISORY
+        """Mandatory rules block ``pulumi up`` (and fail ``make compliance``); advisory ones warn. A rule
+        without its own level has the pack's (:data:`PACK_ENFORCEMENT`), as under the Pulumi CLI."""
+        return self.policy.enforcement_level or PACK_ENFORCEMENT
 
     @property
     def remediation(self) -> str:
@@ -113,17 +118,24 @@ def _truthy(value: object) -> bool:
 
 
 def _number(value: object) -> float | None:
-    if isinstance(value, bool) or value is None:
+    """A finite number from a property (numbers may come as text); None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        number = float(value)
+    except ValueError:
         return None
+    # "NaN" compares false with every limit, so it would pass them all.
+    return number if math.isfinite(number) else None
 
 
-def _tags(props: Mapping[str, Any]) -> dict[str, str]:
-    tags = props.get("tags") or {}
-    return dict(tags) if isinstance(tags, Mapping) else {}
+def _mapping(value: object) -> Mapping[str, object]:
+    """An object property; anything else counts as an empty object (so its checks find nothing set)."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _tags(props: Mapping[str, object]) -> dict[str, str]:
+    return {str(key): str(value) for key, value in _mapping(props.get("tags")).items()}
 
 
 def _label(resource: PolicyResource) -> str:
@@ -135,12 +147,12 @@ def _of(resources: Iterable[PolicyResource], types: str | Sequence[str]) -> list
     return [resource for resource in resources if resource.resource_type in wanted]
 
 
-def _bucket_name(props: Mapping[str, Any]) -> str | None:
+def _bucket_name(props: Mapping[str, object]) -> str | None:
     name = props.get("bucket") or props.get("id")
     return str(name) if name else None
 
 
-def _as_list(value: object) -> list[Any]:
+def _as_list(value: object) -> list[object]:
     # CrossGuard hands lists over as read-only Sequence proxies, not lists.
     if value is None:
         return []
@@ -149,17 +161,23 @@ def _as_list(value: object) -> list[Any]:
     return [value]
 
 
-def _document(value: object) -> dict[str, Any]:
+def _objects(value: object) -> list[Mapping[str, object]]:
+    """The items of a list of objects (block device mappings, rules, actions); an item of another shape
+    counts as an empty object, which sets nothing, so every check fails closed on it."""
+    return [_mapping(item) for item in _as_list(value)]
+
+
+def _document(value: object) -> Mapping[str, object]:
     if isinstance(value, str):
         try:
-            parsed = json.loads(value)
+            parsed: object = json.loads(value)
         except json.JSONDecodeError:
             return {}
-        return parsed if isinstance(parsed, dict) else {}
-    return dict(value) if isinstance(value, Mapping) else {}
+        return _mapping(parsed)
+    return _mapping(value)
 
 
-def _covers_port(rule: Mapping[str, Any], port: int) -> bool:
+def _covers_port(rule: Mapping[str, object], port: int) -> bool:
     protocol = str(rule.get("protocol", rule.get("ipProtocol", "tcp"))).lower()
     if protocol in ("-1", "all"):
         return True
@@ -171,13 +189,13 @@ def _covers_port(rule: Mapping[str, Any], port: int) -> bool:
     return low <= port <= high
 
 
-def _open_to_world(rule: Mapping[str, Any]) -> bool:
+def _open_to_world(rule: Mapping[str, object]) -> bool:
     blocks = [*_as_list(rule.get("cidrBlocks")), *_as_list(rule.get("ipv6CidrBlocks"))]
     single = [rule.get("cidrIpv4"), rule.get("cidrIpv6")]
     return any(block in WORLD for block in [*blocks, *single])
 
 
-def _ports(rule: Mapping[str, Any]) -> tuple[int, int] | None:
+def _ports(rule: Mapping[str, object]) -> tuple[int, int] | None:
     protocol = str(rule.get("protocol", rule.get("ipProtocol", "tcp"))).lower()
     if protocol in ("-1", "all"):
         return (0, 65535)
@@ -193,7 +211,7 @@ def _resource_rule(
     enforcement: EnforcementLevel,
     remediation: str,
     types: Iterable[str],
-    check: Callable[[str, Mapping[str, Any], ReportViolation], None],
+    check: Callable[[str, Mapping[str, object], ReportViolation], None],
 ) -> Rule:
     wanted = frozenset(types)
 
@@ -242,7 +260,7 @@ MANDATORY = EnforcementLevel.MANDATORY
 ADVISORY = EnforcementLevel.ADVISORY
 
 
-def _check_kms_at_rest(resource_type: str, props: Mapping[str, Any], report: ReportViolation) -> None:
+def _check_kms_at_rest(resource_type: str, props: Mapping[str, object], report: ReportViolation) -> None:
     if resource_type == RDS_INSTANCE:
         if not _truthy(props.get("storageEncrypted")) or not props.get("kmsKeyId"):
             report("the database is not encrypted with a customer-managed KMS key", None)
@@ -256,38 +274,38 @@ def _check_kms_at_rest(resource_type: str, props: Mapping[str, Any], report: Rep
         if not _truthy(props.get("encrypted")) or not props.get("kmsKeyId"):
             report("the volume is not encrypted with a customer-managed KMS key", None)
     elif resource_type == LAUNCH_TEMPLATE:
-        mappings = _as_list(props.get("blockDeviceMappings"))
+        mappings = _objects(props.get("blockDeviceMappings"))
         if not mappings:
             report("no block device mappings: the root volume would not be encrypted", None)
         for mapping in mappings:
-            ebs = mapping.get("ebs") or {}
+            ebs = _mapping(mapping.get("ebs"))
             if not _truthy(ebs.get("encrypted")) or not ebs.get("kmsKeyId"):
                 report(f"volume {mapping.get('deviceName', '?')} is not encrypted with a KMS key", None)
     elif resource_type in SSE:
-        for rule in _as_list(props.get("rules")):
-            default = rule.get("applyServerSideEncryptionByDefault") or {}
+        for rule in _objects(props.get("rules")):
+            default = _mapping(rule.get("applyServerSideEncryptionByDefault"))
             if default.get("sseAlgorithm") not in ("aws:kms", "aws:kms:dsse") or not default.get(
                 "kmsMasterKeyId"
             ):
                 report("bucket default encryption is not SSE-KMS with a customer-managed key", None)
 
 
-def _check_rotation(resource_type: str, props: Mapping[str, Any], report: ReportViolation) -> None:
+def _check_rotation(resource_type: str, props: Mapping[str, object], report: ReportViolation) -> None:
     spec = props.get("customerMasterKeySpec") or props.get("keySpec") or "SYMMETRIC_DEFAULT"
     if spec == "SYMMETRIC_DEFAULT" and not _truthy(props.get("enableKeyRotation")):
         report("automatic key rotation is off (enableKeyRotation)", None)
 
 
-def _check_imdsv2(resource_type: str, props: Mapping[str, Any], report: ReportViolation) -> None:
-    options = props.get("metadataOptions") or {}
+def _check_imdsv2(resource_type: str, props: Mapping[str, object], report: ReportViolation) -> None:
+    options = _mapping(props.get("metadataOptions"))
     if options.get("httpEndpoint") == "disabled":
         return  # no metadata service at all: nothing to steal credentials from
     if options.get("httpTokens") != "required":
         report("IMDSv1 is allowed: metadataOptions.httpTokens must be 'required'", None)
 
 
-def _check_tags(retention: RetentionPolicy) -> Callable[[str, Mapping[str, Any], ReportViolation], None]:
-    def check(resource_type: str, props: Mapping[str, Any], report: ReportViolation) -> None:
+def _check_tags(retention: RetentionPolicy) -> Callable[[str, Mapping[str, object], ReportViolation], None]:
+    def check(resource_type: str, props: Mapping[str, object], report: ReportViolation) -> None:
         tags = _tags(props)
         level = tags.get(CLASSIFICATION_TAG)
         if level not in CLASSIFICATIONS:
@@ -308,8 +326,8 @@ def _check_tags(retention: RetentionPolicy) -> Callable[[str, Mapping[str, Any],
 
 def _check_log_retention(
     retention: RetentionPolicy,
-) -> Callable[[str, Mapping[str, Any], ReportViolation], None]:
-    def check(resource_type: str, props: Mapping[str, Any], report: ReportViolation) -> None:
+) -> Callable[[str, Mapping[str, object], ReportViolation], None]:
+    def check(resource_type: str, props: Mapping[str, object], report: ReportViolation) -> None:
         data_class = _tags(props).get(RETENTION_TAG)
         days = _number(props.get("retentionInDays"))
         if not days:
@@ -325,10 +343,10 @@ def _check_log_retention(
     return check
 
 
-def _check_rds(retention: RetentionPolicy) -> Callable[[str, Mapping[str, Any], ReportViolation], None]:
+def _check_rds(retention: RetentionPolicy) -> Callable[[str, Mapping[str, object], ReportViolation], None]:
     limit = retention.max_age("backups")
 
-    def check(resource_type: str, props: Mapping[str, Any], report: ReportViolation) -> None:
+    def check(resource_type: str, props: Mapping[str, object], report: ReportViolation) -> None:
         if _truthy(props.get("publiclyAccessible")):
             report("the database is publicly accessible", None)
         if not _truthy(props.get("storageEncrypted")):
@@ -342,19 +360,19 @@ def _check_rds(retention: RetentionPolicy) -> Callable[[str, Mapping[str, Any], 
     return check
 
 
-def _check_multi_az(resource_type: str, props: Mapping[str, Any], report: ReportViolation) -> None:
+def _check_multi_az(resource_type: str, props: Mapping[str, object], report: ReportViolation) -> None:
     if not _truthy(props.get("multiAz")):
         report("single availability zone: an AZ outage stops sending until the database is restored", None)
 
 
-def _statements(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def _statements(document: Mapping[str, object]) -> list[Mapping[str, object]]:
     return [s for s in _as_list(document.get("Statement")) if isinstance(s, Mapping)]
 
 
-def _check_iam(resource_type: str, props: Mapping[str, Any], report: ReportViolation) -> None:
+def _check_iam(resource_type: str, props: Mapping[str, object], report: ReportViolation) -> None:
     documents = [props.get("policy")]
     if resource_type == IAM_ROLE:
-        documents = [inline.get("policy") for inline in _as_list(props.get("inlinePolicies"))]
+        documents = [inline.get("policy") for inline in _objects(props.get("inlinePolicies"))]
     for raw in documents:
         for statement in _statements(_document(raw)):
             if statement.get("Effect") != "Allow":
@@ -376,20 +394,21 @@ def _check_iam(resource_type: str, props: Mapping[str, Any], report: ReportViola
 def _check_s3_encryption(resources: list[PolicyResource], report: ReportViolation) -> None:
     encrypted: set[str] = set()
     for config in _of(resources, SSE):
-        rules = _as_list(config.props.get("rules"))
-        if rules and all(
-            (rule.get("applyServerSideEncryptionByDefault") or {}).get("sseAlgorithm")
-            in ("aws:kms", "aws:kms:dsse")
-            and (rule.get("applyServerSideEncryptionByDefault") or {}).get("kmsMasterKeyId")
-            for rule in rules
+        defaults = [
+            _mapping(rule.get("applyServerSideEncryptionByDefault"))
+            for rule in _objects(config.props.get("rules"))
+        ]
+        if defaults and all(
+            default.get("sseAlgorithm") in ("aws:kms", "aws:kms:dsse") and default.get("kmsMasterKeyId")
+            for default in defaults
         ):
             name = _bucket_name(config.props)
             if name:
                 encrypted.add(name)
     for bucket in _of(resources, (BUCKET, BUCKET_V2)):
         name = _bucket_name(bucket.props)
-        inline = bucket.props.get("serverSideEncryptionConfiguration") or {}
-        inline_default = ((inline.get("rule") or {}).get("applyServerSideEncryptionByDefault")) or {}
+        inline = _mapping(bucket.props.get("serverSideEncryptionConfiguration"))
+        inline_default = _mapping(_mapping(inline.get("rule")).get("applyServerSideEncryptionByDefault"))
         if name in encrypted or (
             inline_default.get("sseAlgorithm") == "aws:kms" and inline_default.get("kmsMasterKeyId")
         ):
@@ -425,7 +444,7 @@ def _check_s3_public(resources: list[PolicyResource], report: ReportViolation) -
                 report(f"{_label(policy)}: allows anyone (Principal '*') without a condition", policy.urn)
 
 
-def _rule_prefix(rule: Mapping[str, Any]) -> str | None:
+def _rule_prefix(rule: Mapping[str, object]) -> str | None:
     """The key prefix a lifecycle rule applies to ('' = every object); None for narrower filters."""
     flt = rule.get("filter")
     if flt is None:
@@ -445,7 +464,7 @@ def _check_lifecycle(retention: RetentionPolicy) -> Callable[[list[PolicyResourc
         versioned = {
             _bucket_name(v.props)
             for v in _of(resources, VERSIONING)
-            if (v.props.get("versioningConfiguration") or {}).get("status") == "Enabled"
+            if _mapping(v.props.get("versioningConfiguration")).get("status") == "Enabled"
         }
         for bucket in _of(resources, (BUCKET, BUCKET_V2)):
             name = _bucket_name(bucket.props) or ""
@@ -460,7 +479,7 @@ def _check_lifecycle(retention: RetentionPolicy) -> Callable[[list[PolicyResourc
             rules = [
                 rule
                 for lifecycle in lifecycles.get(name, [])
-                for rule in _as_list(lifecycle.props.get("rules"))
+                for rule in _objects(lifecycle.props.get("rules"))
                 if rule.get("status") == "Enabled"
             ]
             if not rules:
@@ -471,8 +490,8 @@ def _check_lifecycle(retention: RetentionPolicy) -> Callable[[list[PolicyResourc
                 rule_id = str(rule.get("id", ""))
                 rule_class = rule_id if rule_id in retention.classes else data_class
                 limit = retention.max_age(rule_class)
-                days = _number((rule.get("expiration") or {}).get("days"))
-                noncurrent = _number((rule.get("noncurrentVersionExpiration") or {}).get("noncurrentDays"))
+                days = _number(_mapping(rule.get("expiration")).get("days"))
+                noncurrent = _number(_mapping(rule.get("noncurrentVersionExpiration")).get("noncurrentDays"))
                 if days is None:
                     report(f"{label}: lifecycle rule {rule_id!r} has no expiration in days", bucket.urn)
                     continue
@@ -509,17 +528,20 @@ def _check_port25(resources: list[PolicyResource], report: ReportViolation) -> N
     for group in groups:
         if _tags(group.props).get(ROLE_TAG) == "sender":
             continue
-        for rule in _as_list(group.props.get("egress")):
+        for rule in _objects(group.props.get("egress")):
             if _covers_port(rule, 25):
                 report(f"{_label(group)}: allows port 25 out but is not the sender security group", group.urn)
-    for rule in [*_of(resources, SG_RULE), *_of(resources, SG_EGRESS_RULE)]:
-        if rule.resource_type == SG_RULE and rule.props.get("type") != "egress":
+    for standalone in [*_of(resources, SG_RULE), *_of(resources, SG_EGRESS_RULE)]:
+        if standalone.resource_type == SG_RULE and standalone.props.get("type") != "egress":
             continue
-        if not _covers_port(rule.props, 25):
+        if not _covers_port(standalone.props, 25):
             continue
-        owner = str(rule.props.get("securityGroupId"))
+        owner = str(standalone.props.get("securityGroupId"))
         if role_by_id.get(owner) != "sender":
-            report(f"{_label(rule)}: opens port 25 out on {owner}, which is not the sender group", rule.urn)
+            report(
+                f"{_label(standalone)}: opens port 25 out on {owner}, which is not the sender group",
+                standalone.urn,
+            )
 
 
 def _check_sqs(resources: list[PolicyResource], report: ReportViolation) -> None:
@@ -543,16 +565,16 @@ def _check_sqs(resources: list[PolicyResource], report: ReportViolation) -> None
             report(f"{label}: its dead-letter queue {target} is not part of this stack", queue.urn)
 
 
-def _secure_listener(props: Mapping[str, Any]) -> str | None:
+def _secure_listener(props: Mapping[str, object]) -> str | None:
     protocol = str(props.get("protocol", "")).upper()
     if protocol in ("HTTPS", "TLS"):
         policy = str(props.get("sslPolicy") or "")
         if not any(marker in policy for marker in TLS_POLICY_MARKERS):
             return f"TLS policy {policy or '(default)'} allows TLS versions older than 1.2"
         return None
-    actions = _as_list(props.get("defaultActions"))
+    actions = _objects(props.get("defaultActions"))
     redirects = [a for a in actions if a.get("type") == "redirect"]
-    to_https = all(str((a.get("redirect") or {}).get("protocol", "")).upper() == "HTTPS" for a in redirects)
+    to_https = all(str(_mapping(a.get("redirect")).get("protocol", "")).upper() == "HTTPS" for a in redirects)
     if actions and len(redirects) == len(actions) and to_https:
         return None
     return f"{protocol or 'plain'} listener serves without TLS (only a redirect to HTTPS is allowed)"
@@ -567,10 +589,10 @@ def _check_api_tls(resources: list[PolicyResource], report: ReportViolation) -> 
     allowed = {"sender": {(25, 25)}, "load-balancer": {(443, 443), (80, 80)}}
     groups = _of(resources, SECURITY_GROUP)
     role_by_id = {str(g.props.get("id")): _tags(g.props).get(ROLE_TAG) for g in groups if g.props.get("id")}
-    found: list[tuple[PolicyResource, str | None, Mapping[str, Any]]] = [
+    found: list[tuple[PolicyResource, str | None, Mapping[str, object]]] = [
         (group, _tags(group.props).get(ROLE_TAG), rule)
         for group in groups
-        for rule in _as_list(group.props.get("ingress"))
+        for rule in _objects(group.props.get("ingress"))
     ]
     for standalone in _of(resources, SG_RULE):
         if standalone.props.get("type") == "ingress":
@@ -591,10 +613,10 @@ def _check_api_tls(resources: list[PolicyResource], report: ReportViolation) -> 
             )
 
 
-def _alarm_names(props: Mapping[str, Any]) -> list[str]:
+def _alarm_names(props: Mapping[str, object]) -> list[str]:
     names = [str(props.get("metricName") or "")]
-    for query in _as_list(props.get("metricQueries")):
-        metric = query.get("metric") or {}
+    for query in _objects(props.get("metricQueries")):
+        metric = _mapping(query.get("metric"))
         names.append(str(metric.get("metricName") or ""))
     return [name.lower() for name in names if name]
 

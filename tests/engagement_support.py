@@ -22,10 +22,11 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from mailstack.api import create_app
 from mailstack.config import load_settings, render_default_config
 from mailstack.delivery import DeliveryWorker, SandboxOutbox
-from mailstack.service import Runtime, create_domain_keys
+from mailstack.domains import create_domain_keys
+from mailstack.runtime import Runtime
+from mailstack.serve import Node, assemble
 from mailstack.storage import create_api_key, list_events, list_outbox
 
 DOMAIN = "example.com"
@@ -38,6 +39,7 @@ class Stack:
     api_key: str
     api_secret: str
     worker: DeliveryWorker
+    node: Node
 
     @property
     def auth(self) -> tuple[str, str]:
@@ -66,7 +68,7 @@ class Stack:
 
     def flush_tracking(self) -> None:
         """Write what the tracking recorder holds now (the background thread would, a moment later)."""
-        self.client.app.state.recorder.flush()
+        self.node.recorder.flush()
 
     def outbox_message(self, message_id: int) -> EmailMessage:
         with self.runtime.engine.connect() as conn:
@@ -111,6 +113,7 @@ def make_stack(
         "database": {"url": db_url},
         "server": {"public_url": "https://track.example.com"},
         "stats": {"mx_lookup": False},
+        "delivery": {"workers": 0},
     }
     for section, values in (overrides or {}).items():
         merged[section] = {**merged.get(section, {}), **values}
@@ -123,15 +126,20 @@ def make_stack(
         worker = DeliveryWorker(
             runtime.engine,
             runtime.queue,
-            runtime.prepare,
+            runtime.preparer,
             SandboxOutbox(runtime.engine, runtime.vault),
             runtime.worker_settings(),
             runtime.metrics,
             vault=runtime.vault,
         )
-        app = create_app(runtime)
-        with TestClient(app, base_url="https://track.example.com") as client:
-            yield Stack(runtime, client, api_key, api_secret, worker)
+        # The node as `mailstack serve` assembles it, without delivery workers: tests drive `worker`.
+        node = assemble(runtime.settings, runtime, None)
+        node.lifecycle.start()
+        try:
+            with TestClient(node.app, base_url="https://track.example.com") as client:
+                yield Stack(runtime, client, api_key, api_secret, worker, node)
+        finally:
+            node.lifecycle.stop()
     finally:
         runtime.close()
 

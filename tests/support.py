@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from mailstack.keyring import Keyring
-from mailstack.privacy import LocalKeyProvider, Vault
+from mailstack.storage import LocalKeyProvider, Store, Vault
 
 
 @dataclass
@@ -93,6 +93,11 @@ def make_vault(engine: Engine, secret: bytes = TEST_MASTER_SECRET) -> Vault:
     """A vault (local key provider) for tests that call storage functions directly."""
     keyring = Keyring(secret)
     return Vault(engine, keyring, LocalKeyProvider(keyring))
+
+
+def make_store(engine: Engine, secret: bytes = TEST_MASTER_SECRET) -> Store:
+    """The store of ``engine`` with :func:`make_vault`'s vault, for tests of the parts that take one."""
+    return Store(engine, make_vault(engine, secret))
 
 
 def stored_bytes(engine: Engine, *, dead_rows: bool = False) -> bytes:

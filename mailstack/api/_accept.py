@@ -8,12 +8,14 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from mailstack.accept import Acceptor
 from mailstack.model import MessageSpec, RecipientKind
-from mailstack.service import Runtime
+from mailstack.runtime import Runtime
 from mailstack.storage import (
     ApiKeyRecord,
     get_idempotent_response,
     save_idempotent_response,
+    urgent_writes,
 )
 
 from ._sendv31 import (
@@ -52,10 +54,10 @@ def malformed_json_error() -> RequestError:
     return _global_error(400, "mj-0002", "Malformed JSON, please review the syntax and properties types.")
 
 
-def _check_senders(results: list[ParsedMessage | MessageErrors], domains: frozenset[str]) -> None:
+def check_senders(results: list[ParsedMessage | MessageErrors], acceptor: Acceptor) -> None:
     # Mail is only sent for domains whose DKIM keys we hold: never unsigned mail, never a stranger's domain.
     for index, result in enumerate(results):
-        if isinstance(result, ParsedMessage) and result.spec.sender.domain not in domains:
+        if isinstance(result, ParsedMessage) and not acceptor.may_send_from(result.spec.sender.domain):
             results[index] = MessageErrors(
                 (
                     SendError(
@@ -113,7 +115,7 @@ def accept_send_request(
         body, max_recipients=settings.mail.max_recipients, max_message_bytes=settings.mail.max_message_bytes
     )
     results = list(request.results)
-    _check_senders(results, runtime.signers.get().domains)
+    check_senders(results, runtime.acceptor)
     status = overall_status(results, advance_error_handling=request.advance_error_handling)
     base_url = settings.public_url
     valid = [r.spec for r in results if isinstance(r, ParsedMessage)]
@@ -128,8 +130,9 @@ def accept_send_request(
         return status, send_response_json(entries), False
     now = time.time()
     try:
-        with runtime.engine.begin() as conn:
-            accepted = runtime.accept_messages(conn, api_key.id, valid, now=now)
+        # A client waits on this transaction: it goes before the background writers (delivery).
+        with urgent_writes(), runtime.engine.begin() as conn:
+            accepted = runtime.acceptor.accept(conn, api_key.id, valid, now=now)
             entries = []
             position = 0
             for result in results:
@@ -158,7 +161,7 @@ def accept_send_request(
         if replay is None:
             raise
         return replay
-    runtime.notify(accepted)
+    runtime.acceptor.notify(accepted)
     if len(valid) < len(results):
         runtime.metrics.rejected.inc(len(results) - len(valid))
     return status, payload, False

@@ -21,11 +21,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from mailstack import __version__
-from mailstack.service import Runtime
+from mailstack.runtime import Runtime
 from mailstack.storage import ApiKeyRecord, get_message, list_events, list_outbox
+from mailstack.tracking import EventRecorder
 
 from . import _automation, _consent, _dashboard, _privacy, _stats, _suppressions, _tracking, _webhooks
 from ._accept import accept_send_request
+from ._admission import add_admission
 from ._auth import Authenticator, scope
 from ._deps import JsonDep, RuntimeDep, id_path
 from ._errors import ERROR_RESPONSES, ApiError, ApiErrorBody, error_responses, install_error_handler
@@ -244,8 +246,11 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return document
 
 
-def create_app(runtime: Runtime) -> FastAPI:
-    """Build the application around a running :class:`Runtime`."""
+def create_app(runtime: Runtime, recorder: EventRecorder) -> FastAPI:
+    """Build the application around a :class:`Runtime`; ``recorder`` takes the tracking events.
+
+    The app starts no background service: the composition root (:mod:`mailstack.serve`) runs them.
+    """
     app = FastAPI(
         title="mailstack",
         version=__version__,
@@ -261,6 +266,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         default=settings.server.max_body_bytes,
         routes=[*_tracking.BODY_LIMITS, *_consent.BODY_LIMITS, *_dashboard.BODY_LIMITS],
     )
+    add_admission(app, settings.server, runtime.metrics.registry)  # 429 beyond [server] limits
     if settings.public_url.startswith("https://"):
         # Served over https (directly or behind a TLS proxy): browsers must never fall back to http,
         # where a session cookie or an API secret could be read or a page altered on the way.
@@ -273,11 +279,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             response.headers.setdefault("Strict-Transport-Security", HSTS)
             return response
 
-    # Background services that run with the app (their threads start and stop with its lifespan).
-    _tracking.register_tracking(app, runtime)
-    _stats.register_stats(app, runtime)
-    _webhooks.register_webhooks(app, runtime)
-    _automation.register_automation(app, runtime)
+    _tracking.register_tracking(app, runtime, recorder)
     app.include_router(router)
     for module_router in (
         _tracking.router,

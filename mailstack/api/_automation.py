@@ -13,20 +13,20 @@ import hashlib
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Query, Response, Security
+from fastapi import APIRouter, Query, Response, Security
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from mailstack.automation import (
     TRIGGER_EVENTS,
-    AutomationEngine,
     SendFailedError,
     create_rule,
     delete_rule,
     list_rules,
     list_runs,
+    recipient_properties,
 )
-from mailstack.service import Runtime
+from mailstack.runtime import Runtime
 from mailstack.storage import ApiKeyRecord, api_key_record
 from mailstack.storage.schema import api_keys
 
@@ -34,13 +34,11 @@ from ._accept import accept_send_request
 from ._auth import scope
 from ._deps import MAX_ID, JsonDep, RuntimeDep, id_path
 from ._errors import ERROR_RESPONSES, ApiError, error_responses
-from ._lifespan import run_in_background
 from ._sendv31 import MessageErrors, RequestError, parse_send_request
 
-__all__ = ["register_automation", "router"]
+__all__ = ["make_sender", "router"]
 
 _FIELDS = {"Name", "EventType", "CustomCampaign", "Template"}
-_RECIPIENT_FIELDS = ("To", "Cc", "Bcc")
 _PROBE = {"Email": "recipient@example.com"}  # stands in for the recipient while validating a template
 router = APIRouter(tags=["Automation"], responses=ERROR_RESPONSES)
 SendKey = Annotated[ApiKeyRecord, Security(scope("send"))]
@@ -85,7 +83,7 @@ def make_sender(runtime: Runtime) -> Any:
 def _check_template(runtime: Runtime, template: object) -> tuple[str, list[Any]]:
     if not isinstance(template, dict):
         return "Template must be a Send API message object.", []
-    present = [name for name in _RECIPIENT_FIELDS if name in template]
+    present = recipient_properties(template)
     if present:
         return (
             f"Template must not name recipients ({', '.join(present)}): the trigger's recipient is used.",
@@ -104,22 +102,9 @@ def _check_template(runtime: Runtime, template: object) -> tuple[str, list[Any]]
     if isinstance(result, MessageErrors):
         return "Template is not a valid message.", [error.to_json() for error in result.errors]
     domain = result.spec.sender.domain
-    if domain not in runtime.signers.get().domains:
+    if not runtime.acceptor.may_send_from(domain):
         return f"Template's From domain {domain} has no DKIM key on this server.", []
     return "", []
-
-
-def register_automation(app: FastAPI, runtime: Runtime) -> AutomationEngine:
-    """The engine thread starts and stops with the app."""
-    engine = AutomationEngine(
-        runtime.engine,
-        make_sender(runtime),
-        vault=runtime.vault,
-        poll_seconds=runtime.settings.automation.poll_seconds,
-    )
-    run_in_background(app, engine.run, name="automation", prepare=engine.start)
-    app.state.automation = engine
-    return engine
 
 
 @router.get("/api/v1/automations", summary="Your automation rules")

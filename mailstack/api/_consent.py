@@ -1,6 +1,8 @@
 """Consent routes: ``/api/v1/consents`` (double opt-in requests, look-ups, withdrawals; the ``consents``
 scope) and the public confirmation page ``/consent/confirm``.
 
+Each API key has its own lists: it sees, withdraws and is rate-limited on its own records only.
+
 A request stores a pending record and sends the confirmation mail through the Send API's own path (DKIM,
 suppression list, queue) in one transaction: either both happen or neither. The link in the mail opens a
 page whose button confirms: a GET never confirms, because mail scanners and link previews follow links on
@@ -28,10 +30,10 @@ from mailstack.privacy import (
     request_consent,
     withdraw_consent,
 )
-from mailstack.service import Runtime
+from mailstack.runtime import Runtime
 from mailstack.storage import ApiKeyRecord, valid_address
 
-from ._accept import _check_senders
+from ._accept import check_senders
 from ._auth import scope
 from ._deps import EmailPath, JsonDep, RuntimeDep
 from ._errors import ERROR_RESPONSES, ApiError, error_responses
@@ -161,7 +163,7 @@ def _store_request(
     settings = runtime.settings
     now = time.time()
     accepted: list[Any] = []
-    domains = runtime.signers.get().domains  # before the transaction: it may read the database
+    runtime.signers.get()  # the sender rule may load keys: before the transaction, not inside it
     try:
         with runtime.engine.begin() as conn:
             outcome = request_consent(
@@ -185,11 +187,11 @@ def _store_request(
                     max_message_bytes=settings.mail.max_message_bytes,
                 )
                 results = list(parsed.results)
-                _check_senders(results, domains)
+                check_senders(results, runtime.acceptor)
                 if not isinstance(results[0], ParsedMessage):
                     assert isinstance(results[0], MessageErrors)
                     raise _MailRefusedError(results[0])
-                accepted = runtime.accept_messages(conn, api_key.id, [results[0].spec], now=now)
+                accepted = runtime.acceptor.accept(conn, api_key.id, [results[0].spec], now=now)
     except ConsentThrottledError as exc:
         raise ApiError(429, str(exc)) from None
     except ConsentError as exc:
@@ -197,7 +199,7 @@ def _store_request(
     except _MailRefusedError as refused:
         error = error_message_json(refused.errors)
         raise ApiError(400, "The confirmation mail cannot be sent.", Errors=error.get("Errors", [])) from None
-    runtime.notify(accepted)
+    runtime.acceptor.notify(accepted)
     data: dict[str, Any] = {"Count": 1, "Data": [consent_json(outcome.record)]}
     if accepted:
         data["MessageID"] = accepted[0][0].message_id
@@ -207,15 +209,15 @@ def _store_request(
 
 @router.get(
     "/api/v1/consents/{email}",
-    summary="An address's consent records, every list",
+    summary="An address's consent records, every list of this API key",
     responses={**ERROR_RESPONSES, **error_responses(404)},
 )
-def show_route(email: EmailPath, _api_key: ConsentsKey, runtime: RuntimeDep) -> Response:
+def show_route(email: EmailPath, api_key: ConsentsKey, runtime: RuntimeDep) -> Response:
     address = valid_address(email)
     if address is None:
         raise ApiError(404, "Object not found: not an email address")
     with runtime.engine.connect() as conn:
-        records = list_consents(conn, runtime.vault, address)
+        records = list_consents(conn, runtime.vault, address, api_key_id=api_key.id)
     if not records:
         raise ApiError(404, f"Object not found: consent of {address}")
     data = [consent_json(record) for record in records]
@@ -239,7 +241,12 @@ def withdraw_route(
     try:
         with runtime.engine.begin() as conn:
             records = withdraw_consent(
-                conn, runtime.vault, address, list_name, actor=f"api:{api_key.public_key}"
+                conn,
+                runtime.vault,
+                address,
+                list_name,
+                api_key_id=api_key.id,
+                actor=f"api:{api_key.public_key}",
             )
     except ConsentError as exc:
         raise ApiError(400, str(exc)) from None

@@ -3,7 +3,7 @@ whose data comes from ``/dashboard/api/...``.
 
 The session cookie is HttpOnly and SameSite=Strict (Secure behind https), which with the Origin check on
 the two POST forms (login, logout) keeps other sites from acting for a signed-in user; the JSON routes
-only read. Failed logins are throttled per client address.
+only read. Sign-in attempts are throttled per client address and per user name.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from mailstack.dashboard import (
     search_messages,
     suppression_list,
 )
-from mailstack.service import Runtime
+from mailstack.runtime import Runtime
 from mailstack.tokens import TokenSigner
 
 from ._deps import MAX_ID, RuntimeDep, id_path
@@ -135,12 +135,12 @@ def login(
     username = form.get("username", [""])[0]
     password = form.get("password", [""])[0]
     throttle = dashboard.throttle
-    if not throttle.allowed(client, username):
+    # The attempt is counted before the password is checked: simultaneous guesses cannot all pass.
+    if not throttle.take(client, username):
         return _page(login_page("Too many failed sign-ins; try again in a few minutes."), 429)
     with runtime.engine.begin() as conn:
         user = authenticate(conn, username, password)
     if user is None:
-        throttle.failed(client, username)
         return _page(login_page("Wrong user name or password."), 401)
     throttle.succeeded(client, username)
     response = RedirectResponse("/dashboard", status_code=303, headers={"Cache-Control": "no-store"})
@@ -235,7 +235,7 @@ def overview_route(
         api_key_id = _key(conn, key_id)
         if api_key_id is None:
             return None
-        return overview(conn, api_key_id, days=days, now=time.time(), vault=runtime.vault)
+        return overview(conn, api_key_id, days=days, now=time.time(), store=runtime.store)
 
     return _data(runtime, key, load)
 
@@ -252,7 +252,7 @@ def messages_route(
         return (
             None
             if api_key_id is None
-            else {"Data": search_messages(conn, api_key_id, query, vault=runtime.vault)}
+            else {"Data": search_messages(conn, api_key_id, query, store=runtime.store)}
         )
 
     return _data(runtime, key, load)
@@ -270,7 +270,7 @@ def timeline_route(
         found = (
             None
             if api_key_id is None
-            else message_timeline(conn, api_key_id, message_id, vault=runtime.vault)
+            else message_timeline(conn, api_key_id, message_id, store=runtime.store)
         )
         return None if found is None else {"Data": found}
 
@@ -285,5 +285,5 @@ def suppressions_route(
     query: Annotated[str, Query(alias="q", max_length=1000)] = "",
 ) -> Response:
     return _data(
-        runtime, key, lambda conn, _key_id: {"Data": suppression_list(conn, query, vault=runtime.vault)}
+        runtime, key, lambda conn, _key_id: {"Data": suppression_list(conn, query, store=runtime.store)}
     )

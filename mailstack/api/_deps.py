@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 
-from mailstack.service import Runtime
+from mailstack.runtime import Runtime
 
 from ._errors import MALFORMED_JSON, ApiError
 

@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 
 from mailstack.privacy import AuditEntry, list_audit
 from mailstack.privacy._subject import erase_subject, export_subject, vacuum_erased
-from mailstack.service import Runtime
+from mailstack.runtime import Runtime
 from mailstack.storage import ApiKeyRecord, valid_address
 
 from ._auth import scope

@@ -29,8 +29,15 @@ Decisions where the documentation is silent (see the module's tests for the exac
 * ``Reply-To`` may be given in ``Headers`` (Mailjet does not forbid it) and becomes the reply-to
   address; ``List-Unsubscribe``/``List-Unsubscribe-Post`` may be set by the caller only on
   non-campaign mail, since campaign mail gets ours;
+* user headers also pass the composer's own policy (``mailstack.compose.header_problems``): Content-*,
+  ARC-*, repeats of a once-only field in another letter case... are refused here rather than failing
+  at delivery;
 * a recipient listed twice (To, Cc, Bcc) is counted once, as Mailjet documents, and kept once (first
-  occurrence).
+  occurrence);
+* a request whose templates would take more rendering than
+  :data:`~mailstack.templates.MAX_RENDER_WORK` (templates' size times their recipients, see
+  :func:`~mailstack.templates.render_work`) is refused whole with ``send-0901``. Codes ``send-09xx``
+  are mailstack's own, for rules Mailjet does not have.
 """
 
 from __future__ import annotations
@@ -47,7 +54,10 @@ from typing import Any, Final
 
 from email_validator import EmailNotValidError, validate_email
 
+from mailstack.addresses import SendingDomainError, sending_domain
+from mailstack.compose import header_problems
 from mailstack.model import Address, Attachment, MessageSpec
+from mailstack.templates import MAX_RENDER_WORK, PARSE_WEIGHT, render_work
 
 from ._errors import ApiError
 
@@ -92,6 +102,8 @@ SEND_FORBIDDEN_HEADER: Final = "send-0011"
 SEND_DEDUPLICATE_WITHOUT_CAMPAIGN: Final = "send-0012"
 SEND_TOO_MANY_RECIPIENTS: Final = "send-0015"
 SEND_TEMPLATE_LANGUAGE_MISSING: Final = "send-0016"
+# mailstack's own sending rules are numbered from send-0901, clear of Mailjet's codes.
+SEND_RENDER_BUDGET: Final = "send-0901"
 MJ_MALFORMED: Final = "mj-0002"
 MJ_MISSING: Final = "mj-0003"
 MJ_TYPE_MISMATCH: Final = "mj-0004"
@@ -499,25 +511,46 @@ def _integer(errs: _Errors, value: object, path: str) -> int | None:
     return None
 
 
-def _email(errs: _Errors, value: object, path: str) -> str | None:
+def _email(errs: _Errors, value: object, path: str, *, sending: bool = False) -> str | None:
+    """A valid address; with ``sending``, one whose domain may send (``sending_domain``'s message)."""
     raw = _string(errs, value, path, header=False, required=True)
     if raw is None:
         return None
     if len(raw) <= MAX_EMAIL_CHARS and not _HEADER_UNSAFE_RE.search(raw):
         try:
-            return validate_email(raw, check_deliverability=False).normalized
+            checked = validate_email(raw, check_deliverability=False)
+            if sending:
+                sending_domain(checked.ascii_domain)
+            return checked.normalized
+        except SendingDomainError as exc:
+            errs.add(MJ_INVALID_EMAIL, str(exc), path)
+            return None
         except (EmailNotValidError, UnicodeError, ValueError):
-            pass
+            if sending and _domain_refused(errs, raw, path):
+                return None
     errs.add(MJ_INVALID_EMAIL, f'"{_echo(raw)}" is an invalid email address.', path)
     return None
 
 
-def _address(errs: _Errors, value: object, path: str) -> Address | None:
+def _domain_refused(errs: _Errors, raw: str, path: str) -> bool:
+    # A sender refused for its domain (special-use, say) is told so in the words init and SMTP use.
+    local, at, domain = raw.rpartition("@")
+    if not (local and at and domain):
+        return False
+    try:
+        sending_domain(domain)
+    except SendingDomainError as exc:
+        errs.add(MJ_INVALID_EMAIL, str(exc), path)
+        return True
+    return False
+
+
+def _address(errs: _Errors, value: object, path: str, *, sending: bool = False) -> Address | None:
     if not isinstance(value, dict):
         errs.mismatch(path, "emailIn")
         return None
     props = _canonical(value, _ADDRESS_FOLD)
-    email_ = _email(errs, props.get("Email"), f"{path}.Email")
+    email_ = _email(errs, props.get("Email"), f"{path}.Email", sending=sending)
     name = _string(errs, props.get("Name"), f"{path}.Name", header=True)
     if email_ is None:
         return None
@@ -575,9 +608,10 @@ def _recipients(errs: _Errors, props: Mapping[str, object], max_recipients: int)
 
 
 def _headers(
-    errs: _Errors, value: object, *, campaign: bool, reply_to_property: bool
+    errs: _Errors, value: object, *, campaign: bool, subject: bool, reply_to_property: bool
 ) -> tuple[list[tuple[str, str]], Address | None]:
     headers: list[tuple[str, str]] = []
+    given: list[tuple[str, str]] = []
     reply_to: Address | None = None
     if not isinstance(value, dict):
         errs.mismatch("Headers", "object")
@@ -599,18 +633,30 @@ def _headers(
         text = _string(errs, raw, path, header=True)
         if text is None:
             continue
-        if lowered == "reply-to":
-            if reply_to_property:
-                errs.add(
-                    SEND_FORBIDDEN_HEADER,
-                    'Reply-To is given both as the "ReplyTo" property and in Headers; keep only one.',
-                    path,
-                    "ReplyTo",
-                )
-                continue
-            reply_to = _reply_to_header(errs, text, path)
+        if lowered == "reply-to" and reply_to_property:
+            errs.add(
+                SEND_FORBIDDEN_HEADER,
+                'Reply-To is given both as the "ReplyTo" property and in Headers; keep only one.',
+                path,
+                "ReplyTo",
+            )
             continue
-        headers.append((name, text))
+        given.append((name, text))
+    # The composer's own header policy, so that what is accepted here composes at delivery.
+    problems = header_problems(
+        given, bulk=campaign, subject=subject, label=lambda _index, name: _quoted_path("Headers", name)
+    )
+    for problem in problems:
+        code = MJ_NOT_ALLOWED if problem.kind in ("name", "value") else SEND_FORBIDDEN_HEADER
+        errs.add(code, problem.message, _quoted_path("Headers", problem.name))
+    refused = {problem.index for problem in problems}
+    for index, (name, text) in enumerate(given):
+        if index in refused:
+            continue
+        if name.lower() == "reply-to":
+            reply_to = _reply_to_header(errs, text, _quoted_path("Headers", name))
+        else:
+            headers.append((name, text))
     return headers, reply_to
 
 
@@ -774,7 +820,7 @@ def _parse_message(
 
     sender: Address | None = None
     if get("From") is not None:
-        sender = _address(errs, get("From"), "From")
+        sender = _address(errs, get("From"), "From", sending=True)
     elif not template_given:  # a stored template may carry its own From
         errs.missing("From")
     envelope_sender = _address(errs, get("Sender"), "Sender") if get("Sender") is not None else None
@@ -824,7 +870,11 @@ def _parse_message(
     headers: list[tuple[str, str]] = []
     if get("Headers") is not None:
         headers, header_reply_to = _headers(
-            errs, get("Headers"), campaign=bool(campaign), reply_to_property=get("ReplyTo") is not None
+            errs,
+            get("Headers"),
+            campaign=bool(campaign),
+            subject=bool(subject),
+            reply_to_property=get("ReplyTo") is not None,
         )
         reply_to = reply_to or header_reply_to
 
@@ -906,7 +956,11 @@ def _root_flag(root: Mapping[str, object], name: str) -> bool:
 
 
 def parse_send_request(
-    body: object, *, max_recipients: int = MAX_RECIPIENTS, max_message_bytes: int = MAX_MESSAGE_BYTES
+    body: object,
+    *,
+    max_recipients: int = MAX_RECIPIENTS,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
+    max_render_work: int = MAX_RENDER_WORK,
 ) -> SendRequest:
     """Validate a JSON-decoded ``POST /v3.1/send`` body.
 
@@ -962,4 +1016,14 @@ def parse_send_request(
             continue
         props = _merge_globals(globals_, _canonical(raw, _MESSAGE_FOLD))
         results.append(_parse_message(props, limits, decode))
+    work = render_work(r.spec for r in results if isinstance(r, ParsedMessage))
+    if work > max_render_work:
+        raise _global_error(
+            SEND_RENDER_BUDGET,
+            f"The request's templates would take {work} units of rendering, over the limit of"
+            f" {max_render_work}: each recipient's copy counts the characters of its message's Subject,"
+            f" TextPart and HTMLPart, and each distinct template {PARSE_WEIGHT} times its characters."
+            " Send fewer recipients per request, or smaller templates.",
+            "Messages",
+        )
     return SendRequest(sandbox=sandbox, advance_error_handling=advance, results=tuple(results))

@@ -10,15 +10,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request, Response, Security
+from fastapi import APIRouter, Request, Response, Security
 from fastapi.responses import JSONResponse
 
-from mailstack.providers import ProviderClassifier, dns_mx_resolver
-from mailstack.service import Runtime
 from mailstack.stats import (
     DAY,
     HOUR,
-    Aggregator,
     StatsQuery,
     counters,
     counters_by_provider,
@@ -32,14 +29,12 @@ from mailstack.storage import LAST_TIMESTAMP, ApiKeyRecord
 from ._auth import scope
 from ._deps import RuntimeDep
 from ._errors import ERROR_RESPONSES, ApiError
-from ._lifespan import run_in_background
 
 __all__ = [
     "TIMESTAMP_SCHEMA",
     "StatsParamError",
     "parse_statcounters",
     "parse_timestamp",
-    "register_stats",
     "router",
 ]
 
@@ -132,23 +127,6 @@ def _listing(data: list[dict[str, Any]]) -> JSONResponse:
     return JSONResponse({"Count": len(data), "Data": data, "Total": len(data)})
 
 
-def register_stats(app: FastAPI, runtime: Runtime) -> Aggregator:
-    """The aggregator thread starts and stops with the app."""
-    settings = runtime.settings
-    classifier = ProviderClassifier(resolver=dns_mx_resolver() if settings.stats.mx_lookup else None)
-    aggregator = Aggregator(
-        runtime.engine,
-        vault=runtime.vault,
-        batch_size=settings.stats.batch_size,
-        providers=classifier.classify,
-        poll_seconds=settings.stats.poll_seconds,
-        sent_is_delivery=not settings.delivery.relay,
-    )
-    run_in_background(app, aggregator.run, name="stats-aggregator")
-    app.state.aggregator = aggregator
-    return aggregator
-
-
 router = APIRouter(tags=["Statistics"], responses=ERROR_RESPONSES)
 ReadKey = Annotated[ApiKeyRecord, Security(scope("read"))]
 
@@ -234,4 +212,4 @@ def recipient_esp(request: Request, api_key: ReadKey, runtime: RuntimeDep) -> Re
 def link_click(request: Request, api_key: ReadKey, runtime: RuntimeDep) -> Response:
     campaign = _params(request).get("campaignid", "")[:255]
     with runtime.engine.connect() as conn:
-        return _listing(link_clicks(conn, api_key.id, campaign, vault=runtime.vault))
+        return _listing(link_clicks(conn, api_key.id, campaign, store=runtime.store))

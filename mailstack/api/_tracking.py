@@ -22,7 +22,7 @@ from sqlalchemy import Connection, select
 from mailstack.model import EventType
 from mailstack.observability import get_logger
 from mailstack.privacy import Vault
-from mailstack.service import Runtime
+from mailstack.runtime import Runtime
 from mailstack.storage import PURPOSE_RECIPIENT, ApiKeyRecord
 from mailstack.storage.schema import messages
 from mailstack.tokens import InvalidToken
@@ -31,7 +31,6 @@ from mailstack.tracking import Detector, EventRecorder, TrackedEvent, TrackingUr
 from ._auth import scope
 from ._deps import MAX_ID, JsonDep, RuntimeDep
 from ._errors import ERROR_RESPONSES, ApiError, error_responses
-from ._lifespan import on_lifespan
 from ._unsubscribe import suppress_unsubscribed
 
 __all__ = ["BODY_LIMITS", "register_tracking", "router"]
@@ -111,19 +110,10 @@ class _Tracking:
     recorder: EventRecorder
 
 
-def register_tracking(app: FastAPI, runtime: Runtime) -> EventRecorder:
-    """The recorder starts and stops with the app; the routes find it (and the token codec) in its state."""
+def register_tracking(app: FastAPI, runtime: Runtime, recorder: EventRecorder) -> None:
+    """The routes find the recorder (started and stopped by the lifecycle) and the token codec in the
+    app's state."""
     settings = runtime.settings
-    recorder = EventRecorder(
-        runtime.engine,
-        capacity=settings.tracking.queue_size,
-        batch_size=settings.tracking.batch_size,
-        flush_seconds=settings.tracking.flush_seconds,
-        spool_dir=settings.data_dir / "spool",
-        vault=runtime.vault,
-    )
-    on_lifespan(app, recorder.start, recorder.stop)
-    app.state.recorder = recorder
     app.state.tracking = _Tracking(
         TrackingUrls(runtime.compose_settings.tokens, settings.public_url),
         Detector(settings.tracking.proxy_networks, settings.tracking.scanner_networks),
@@ -135,7 +125,6 @@ def register_tracking(app: FastAPI, runtime: Runtime) -> EventRecorder:
             "tracking and unsubscribe links point at the listen address; set server.public_url",
             public_url=settings.public_url,
         )
-    return recorder
 
 
 def _tracking(request: Request) -> _Tracking:

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Query, Response, Security
+from fastapi import APIRouter, Query, Response, Security
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from mailstack.service import Runtime
 from mailstack.storage import ApiKeyRecord
 from mailstack.storage.schema import webhook_endpoints
 from mailstack.webhooks import (
     EVENT_TYPES,
     DestinationRefusedError,
-    Dispatcher,
     check_destination,
     create_endpoint,
     delete_endpoint,
@@ -32,9 +30,8 @@ from mailstack.webhooks import (
 from ._auth import scope
 from ._deps import JsonDep, RuntimeDep, id_path
 from ._errors import ERROR_RESPONSES, ApiError, error_responses
-from ._lifespan import run_in_background
 
-__all__ = ["register_webhooks", "router"]
+__all__ = ["router"]
 
 _FIELDS = {"EventType", "Url", "Version", "Status", "IsBackup"}
 router = APIRouter(tags=["Webhooks"], responses=ERROR_RESPONSES)
@@ -72,28 +69,6 @@ def _parse(body: object) -> tuple[str, dict[str, Any]]:
         "status": status,
         "is_backup": is_backup,
     }
-
-
-def register_webhooks(app: FastAPI, runtime: Runtime) -> Dispatcher:
-    """The dispatcher thread starts and stops with the app."""
-    settings = runtime.settings
-    dispatcher = Dispatcher(
-        runtime.engine,
-        runtime.keyring,
-        settings.webhooks,
-        sent_is_delivery=not settings.delivery.relay,
-        vault=runtime.vault,
-    )
-    # A delivery in flight may take its whole timeout before the thread sees the stop.
-    run_in_background(
-        app,
-        dispatcher.run,
-        name="webhooks",
-        join_seconds=settings.webhooks.timeout_seconds + 10,
-        prepare=dispatcher.start,
-    )
-    app.state.webhooks = dispatcher
-    return dispatcher
 
 
 def _not_found(endpoint_id: int) -> ApiError:

@@ -13,8 +13,10 @@ from mailstack.automation._rules import (
     RunRecord,
     create_rule,
     delete_rule,
+    follow_up_message,
     list_rules,
     list_runs,
+    recipient_properties,
 )
 
 __all__ = [
@@ -27,6 +29,8 @@ __all__ = [
     "Sender",
     "create_rule",
     "delete_rule",
+    "follow_up_message",
     "list_rules",
     "list_runs",
+    "recipient_properties",
 ]

@@ -25,9 +25,16 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from mailstack.automation._rules import follow_up_message
 from mailstack.observability import get_logger
 from mailstack.privacy import Vault
-from mailstack.storage import PURPOSE_AUTOMATION_ERROR, PURPOSE_RECIPIENT, PURPOSE_RECIPIENT_NAME, EventTail
+from mailstack.storage import (
+    PURPOSE_AUTOMATION_ERROR,
+    PURPOSE_RECIPIENT,
+    PURPOSE_RECIPIENT_NAME,
+    EventTail,
+    OutageNotice,
+)
 from mailstack.storage.schema import automation_rules, automation_runs, events, messages
 
 __all__ = ["CURSOR", "TRIGGER_EVENTS", "AutomationEngine", "SendFailedError", "Sender"]
@@ -95,11 +102,13 @@ class AutomationEngine:
             self._tail.read(conn, 0)
 
     def run(self, stop: threading.Event) -> None:
+        outage = OutageNotice(log, "automation round")
         while not stop.is_set():
             try:
                 worked = self.run_once()
-            except Exception:  # keep going; what failed is retried next round
-                log.exception("automation round failed")
+                outage.succeeded()
+            except Exception as exc:  # the thread must not die; what failed is retried next round
+                outage.failed(exc)
                 worked = 0
             if not worked:
                 stop.wait(self._poll)
@@ -173,7 +182,7 @@ class AutomationEngine:
                 to: dict[str, str] = {"Email": email.decode()}
                 if name:
                     to["Name"] = name.decode()
-                message = {**run.template, "To": [to]}
+                message = follow_up_message(run.template, to)
                 key = f"automation-{run.rule_id}-{run.trigger_message_id}"
                 values = {"sent_message_id": self._send(run.api_key_id, message, key)}
             except SendFailedError as exc:
@@ -213,7 +222,7 @@ def _machine(detail: Any) -> bool:
 # parameters is converted again by psycopg for every batch, and the server cannot reuse its plan). One
 # index lookup per id (LATERAL, kept a subquery by OFFSET 0) rather than ``= ANY(...)``, whose generic
 # plan, made once while a table may be small, can be a sequential scan (see
-# mailstack.privacy._vault._PG_KEYS).
+# mailstack.storage._vault._PG_KEYS).
 _PG_MESSAGES = text(
     """
 SELECT m.id, m.api_key_id, m.campaign FROM unnest(CAST(:ids AS BIGINT[])) AS k(id)

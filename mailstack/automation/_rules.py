@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,31 @@ from mailstack.storage.schema import automation_rules, automation_runs
 if TYPE_CHECKING:
     from mailstack.privacy import Vault
 
-__all__ = ["RuleRecord", "RunRecord", "create_rule", "delete_rule", "list_rules", "list_runs"]
+__all__ = [
+    "RuleRecord",
+    "RunRecord",
+    "create_rule",
+    "delete_rule",
+    "follow_up_message",
+    "list_rules",
+    "list_runs",
+    "recipient_properties",
+]
+
+# The Send API matches property names whatever their letter case (casefold), so "bcc" or "TO" in a
+# template name recipients just as "Bcc" and "To" do.
+_RECIPIENTS = frozenset({"to", "cc", "bcc"})
+
+
+def recipient_properties(template: Mapping[str, object]) -> list[str]:
+    """The keys of ``template`` that name recipients, in any letter case."""
+    return [key for key in template if isinstance(key, str) and key.casefold() in _RECIPIENTS]
+
+
+def follow_up_message(template: Mapping[str, Any], to: dict[str, str]) -> dict[str, Any]:
+    """``template`` sent to ``to`` alone: recipients a stored template names (in any case) are dropped."""
+    named = set(recipient_properties(template))
+    return {**{key: value for key, value in template.items() if key not in named}, "To": [to]}
 
 
 @dataclass(frozen=True, slots=True)

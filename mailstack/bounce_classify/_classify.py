@@ -19,12 +19,16 @@ from mailstack.bounce_classify._mime import (
     split_returned,
 )
 from mailstack.bounce_classify._reasons import (
+    ALL_RULES,
     Evidence,
+    Rules,
+    RuleSet,
+    compiled,
     decide,
     find_reply_code,
     find_status,
-    match_reason,
     normalise,
+    status_reason,
 )
 from mailstack.bounce_classify._types import BounceResult, category_of
 from mailstack.bounce_classify._vendors import (
@@ -35,7 +39,7 @@ from mailstack.bounce_classify._vendors import (
     powermta_reason,
 )
 
-__all__ = ["classify"]
+__all__ = ["classify", "evidence_text"]
 
 _ADDRESS = re.compile(
     r"(?<![\w.!#$%&'*+/=?^`{|}~-])"
@@ -48,9 +52,13 @@ _SERVICE_LOCALS = frozenset(
     {"postmaster", "mailer-daemon", "mailerdaemon", "double-bounce", "mailer_daemon", "mdaemon"}
 )
 _MESSAGE_ID = re.compile(r"<([^<>\s@]+@[^<>\s]+)>")
+_RECIPIENT_LINE = re.compile(r"[ \t]*<([^<>\s@]{1,64}@[^<>\s@]{1,255})>:(?:\s|$)")
 _MAX_RECIPIENTS = 500
 _HEADER_PARSER = HeaderParser(policy=email.policy.compat32)
 _MAX_BLOCK_LINES = 30
+# Reasons a status code gives for a whole class (5.7.1 "not authorized", 5.3.0 "mail system"): too
+# vague to stop listening to the rest of the report.
+_CATCH_ALL = frozenset({"securityerror", "systemerror", "contenterror"})
 
 # What says "this is a failure report" (as opposed to a reply written by a person or a robot).
 _BOUNCE_SENDER = re.compile(
@@ -207,7 +215,7 @@ def _command(text: str) -> str:
 # Delivery-status fields (RFC 3464), in their own part or pasted into the text.
 
 
-def _dsn_recipients(blocks: list[list[Field]]) -> tuple[list[_Recipient], list[Field]]:
+def _dsn_recipients(blocks: list[list[Field]], rules: Rules) -> tuple[list[_Recipient], list[Field]]:
     recipients: list[_Recipient] = []
     per_message: list[Field] = []
     for block in blocks:
@@ -242,7 +250,7 @@ def _dsn_recipients(blocks: list[list[Field]]) -> tuple[list[_Recipient], list[F
                     current.diagnostic = value.strip()
             elif name == "action":
                 current.action = value.strip().lower().split(" ", 1)[0] if value.strip() else ""
-            elif name == "x-powermta-bouncecategory":
+            elif name == "x-powermta-bouncecategory" and rules.allows("powermta"):
                 current.reason = powermta_reason(value) or current.reason
             elif name == "remote-mta":
                 current.remote_mta = value.partition(";")[2].strip() or value.strip()
@@ -322,17 +330,19 @@ def _block(lines: list[str], start: int, end: int) -> list[str]:
 # Complaints (ARF) and Amazon SES notifications.
 
 
-def _arf(parsed: Parsed, returned: list[Message]) -> list[_Recipient]:
+def _arf(parsed: Parsed, returned: list[Message], rules: Rules) -> list[_Recipient]:
     fields = [f for block in parsed.feedback for f in block]
     addresses = [_clean_address(v) for k, v in fields if k in ("original-rcpt-to", "removal-recipient")]
     addresses = [a for a in addresses if a]
+    # Hotmail's JMRP reports name the complainer in their own header.
+    hotmail = ("x-hmxmroriginalrecipient",) if rules.allows("microsoft") else ()
     if not addresses:
         for msg in returned:
-            addresses = _header_addresses(msg, "to", "x-hmxmroriginalrecipient", "delivered-to")
+            addresses = _header_addresses(msg, "to", *hotmail, "delivered-to")
             if addresses:
                 break
-    if not addresses:
-        addresses = _header_addresses(parsed.message, "x-hmxmroriginalrecipient")
+    if not addresses and hotmail:
+        addresses = _header_addresses(parsed.message, *hotmail)
     kind = _field(fields, "feedback-type").lower() or "abuse"
     return [_Recipient(address=a, reason="feedback", diagnostic_type=kind) for a in addresses] or [
         _Recipient(address="", reason="feedback", diagnostic_type=kind)
@@ -441,7 +451,7 @@ def _is_dsnish(note: str) -> bool:
     return "final-recipient:" in lowered or ("diagnostic-code:" in lowered and "status:" in lowered)
 
 
-def _autoreply(parsed: Parsed, note: str) -> bool:
+def _autoreply(parsed: Parsed, note: str, rules: Rules) -> bool:
     msg = parsed.message
     auto = str(msg.get("auto-submitted", "")).lower()
     subject = decode_header_value(msg.get("subject", ""))
@@ -453,11 +463,16 @@ def _autoreply(parsed: Parsed, note: str) -> bool:
         or str(msg.get("x-auto-response-suppress", "")) != ""
         or bool(_AUTOREPLY_SUBJECT.search(subject))
     )
-    return flagged or match_reason("vacation", normalise(note[:4000]))
+    return flagged or rules.has("vacation", normalise(note[:4000]))
 
 
 def _finish(
-    rcpt: _Recipient, context: str, message_id: str, verp: str, microsoft: bool = False
+    rcpt: _Recipient,
+    context: str,
+    message_id: str,
+    verp: str,
+    rules: Rules,
+    microsoft: bool = False,
 ) -> BounceResult:
     diag_raw = " ".join(rcpt.diagnostic.split())
     text = normalise(rcpt.diagnostic + " " + " ".join(rcpt.text)) if rcpt.text else normalise(rcpt.diagnostic)
@@ -479,14 +494,38 @@ def _finish(
     reply = rcpt.reply_code or find_reply_code(text, status[:1]) or find_reply_code(text)
     command = rcpt.command or _command(rcpt.diagnostic + "\n" + "\n".join(rcpt.text))
     reason = rcpt.reason
-    if not reason and status and (microsoft or re.fullmatch(r"[45]\.\d\.\d{3}", status)):
+    if (
+        not reason
+        and status
+        and rules.allows("microsoft")
+        and (microsoft or re.fullmatch(r"[45]\.\d\.\d{3}", status))
+    ):
         # Three-digit detail codes are Exchange Online's own; 5.1.10 and friends only from Microsoft.
         reason = microsoft_reason(status)
-    if not reason:
+    if not reason and rules.allows("orange"):
         reason = orange_reason(own or text)
-    if not reason and (not status or ".0" in status[1:]):
+    if not reason and rules.allows("google") and (not status or ".0" in status[1:]):
         # Only when no specific status code tells more (the code wins over the state).
         reason = gmail_state_reason(text)
+    if not reason:
+        diagnostic_type = rcpt.diagnostic_type if rcpt.diagnostic_type not in ("SMTP", "") else ""
+        if own and own != text:
+            # The DSN's Diagnostic-Code is the remote server's own words: it is heard first, and the
+            # surrounding lines (a transcript, other recipients' errors) only when it says nothing.
+            reason = decide(
+                Evidence(
+                    status=status,
+                    reply_code=reply,
+                    diagnostic=own,
+                    command=command,
+                    action=rcpt.action,
+                    diagnostic_type=diagnostic_type,
+                    rules=rules,
+                )
+            )
+            by_code = reason == status_reason(status) and reason not in _CATCH_ALL
+            if not (by_code or rules.has(reason, own)):
+                reason = ""  # only a guess from the status class: let the whole text speak
     if not reason:
         reason = decide(
             Evidence(
@@ -495,13 +534,15 @@ def _finish(
                 diagnostic=text,
                 command=command,
                 action=rcpt.action,
-                diagnostic_type=rcpt.diagnostic_type if rcpt.diagnostic_type not in ("SMTP", "") else "",
+                diagnostic_type=diagnostic_type,
                 context=context,
+                rules=rules,
             )
         )
     if (
         reason in ("", "onhold", "undefined")
         and not status
+        and rules.allows("google")
         and rcpt.address.lower().endswith("@googlegroups.com")
     ):
         # Google Groups refuses posts from non-members, whatever language the notice is in.
@@ -527,7 +568,7 @@ def _finish(
     )
 
 
-def _classify(raw: bytes, envelope_recipient: str | None) -> list[BounceResult]:
+def _classify(raw: bytes, envelope_recipient: str | None, rules: Rules = ALL_RULES) -> list[BounceResult]:
     parsed = parse(raw)
     msg = parsed.message
     note, inline_returned = _notification(parsed)
@@ -548,28 +589,33 @@ def _classify(raw: bytes, envelope_recipient: str | None) -> list[BounceResult]:
         parsed.feedback
         or parsed.report_type == "feedback-report"
         or re.search(r"^feedback-type:\s*\w", note, re.I | re.M)
-        or (returned and any(m.get("x-hmxmroriginalrecipient") for m in returned))
+        or (
+            returned
+            and rules.allows("microsoft")
+            and any(m.get("x-hmxmroriginalrecipient") for m in returned)
+        )
         or (returned and _COMPLAINT_SUBJECT.search(decode_header_value(msg.get("subject", ""))))
     ):
         if not parsed.feedback:
             parsed.feedback = [f for f in parse_fields(note) if any(k == "feedback-type" for k, _ in f)]
-        rcpts = _arf(parsed, returned)
-        return [_finish(r, "", message_id, verp) for r in rcpts]
+        rcpts = _arf(parsed, returned, rules)
+        return [_finish(r, "", message_id, verp, rules) for r in rcpts]
 
-    ses = _ses_json(note) if "notificationType" in note or '"eventType"' in note else None
-    if ses is not None and ses[0]:
-        rcpts, ses_id = ses
-        return [_finish(r, "", message_id or ses_id, verp) for r in rcpts]
+    if rules.allows("amazon") and ("notificationType" in note or '"eventType"' in note):
+        ses = _ses_json(note)
+        if ses is not None and ses[0]:
+            rcpts, ses_id = ses
+            return [_finish(r, "", message_id or ses_id, verp, rules) for r in rcpts]
 
     context = normalise(note[:20000])
-    microsoft = is_microsoft(msg, note)
+    microsoft = rules.allows("microsoft") and is_microsoft(msg, note)
     lines = note.splitlines()
 
     # Delivery-status fields: their own MIME part, or (non-standard) pasted into the text.
     blocks = [b for text in parsed.dsn for b in parse_fields(text)]
     if not blocks and _is_dsnish(note):
         blocks = parse_fields(note)
-    dsn_rcpts, _ = _dsn_recipients(blocks) if blocks else ([], [])
+    dsn_rcpts, _ = _dsn_recipients(blocks, rules) if blocks else ([], [])
 
     sender_side = {
         a.lower() for a in _header_addresses(msg, "to", "from", "return-path", "reply-to", "sender")
@@ -589,14 +635,14 @@ def _classify(raw: bytes, envelope_recipient: str | None) -> list[BounceResult]:
                 rcpt.text = _block(lines, index, following[0] if following else len(lines))
             elif len(dsn_rcpts) == 1:
                 rcpt.text = lines[: _MAX_BLOCK_LINES * 2]
-        return [_finish(r, context, message_id, verp, microsoft) for r in dsn_rcpts[:_MAX_RECIPIENTS]]
+        return [_finish(r, context, message_id, verp, rules, microsoft) for r in dsn_rcpts[:_MAX_RECIPIENTS]]
 
     bounce = _is_bounce(parsed, note)
     if not bounce:
-        if _autoreply(parsed, note):
+        if _autoreply(parsed, note, rules):
             froms = _header_addresses(msg, "from", "sender", "reply-to")
             rcpt = _Recipient(address=froms[0] if froms else "", reason="vacation")
-            return [_finish(rcpt, "", message_id, verp)]
+            return [_finish(rcpt, "", message_id, verp, rules)]
         return [BounceResult(recipient="", category="not_bounce", reason="undefined", verp_address=verp)]
 
     failed = _header_addresses(msg, "x-failed-recipients")
@@ -605,11 +651,19 @@ def _classify(raw: bytes, envelope_recipient: str | None) -> list[BounceResult]:
         positions = {a.lower(): i for a, i in _text_recipients(note, set())}
         found = [(a, positions.get(a.lower(), -1)) for a in dict.fromkeys(failed)]
     if not found:
+        # "<address>:" opening a line is how qmail and Postfix name the failed recipient, even when it
+        # is also the sender's own address (mail to oneself).
+        found = [
+            (m.group(1), i)
+            for i, line in enumerate(lines[:2000])
+            if (m := _RECIPIENT_LINE.match(line)) is not None
+        ][:_MAX_RECIPIENTS]
+    if not found:
         fallback = [a for a in returned_to if a.lower() not in sender_side and not _is_service(a)]
         found = [(a, -1) for a in dict.fromkeys(fallback)]
     if not found:
         rcpt = _Recipient(address="", text=lines[: _MAX_BLOCK_LINES * 2])
-        return [_finish(rcpt, context, message_id, verp)]
+        return [_finish(rcpt, context, message_id, verp, rules)]
 
     located = sorted(i for _, i in found if i >= 0)
     rcpts = []
@@ -622,19 +676,33 @@ def _classify(raw: bytes, envelope_recipient: str | None) -> list[BounceResult]:
     if len(rcpts) == 1:
         # One recipient: lines before its address (a heading, a reason) count too.
         rcpts[0].text = lines[: _MAX_BLOCK_LINES * 2]
-    return [_finish(r, context, message_id, verp, microsoft) for r in rcpts]
+    return [_finish(r, context, message_id, verp, rules, microsoft) for r in rcpts]
 
 
-def classify(raw: bytes, *, envelope_recipient: str | None = None) -> list[BounceResult]:
+def evidence_text(raw: bytes) -> str:
+    """The normalised text phrase tables are matched against in ``raw`` (its subject, notification and
+    delivery-status fields, without the returned message): what a measurement checks phrases in."""
+    try:
+        parsed = parse(bytes(raw))
+        note, _ = _notification(parsed)
+        subject = decode_header_value(parsed.message.get("subject", ""))
+        return normalise("\n".join([subject, note, *parsed.dsn]))
+    except Exception:
+        return ""
+
+
+def classify(
+    raw: bytes, *, envelope_recipient: str | None = None, rules: RuleSet | None = None
+) -> list[BounceResult]:
     """Classify one bounce, complaint or auto-reply: one result per recipient it reports.
 
     Never raises: a message that cannot be read, or that is no bounce at all, gives one result with
     category ``not_bounce`` and reason ``undefined`` (``vacation`` for auto-replies).
     ``envelope_recipient`` is the address the bounce was delivered to (the VERP return path), when the
-    caller knows it.
+    caller knows it. ``rules`` switches some rules off (for measurement, see :class:`RuleSet`).
     """
     try:
-        results = _classify(bytes(raw), envelope_recipient)
+        results = _classify(bytes(raw), envelope_recipient, compiled(rules) if rules else ALL_RULES)
     except Exception:
         results = []
     return results or [BounceResult(recipient="", category="not_bounce", reason="undefined")]

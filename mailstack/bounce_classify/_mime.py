@@ -22,8 +22,11 @@ _HEADERS_TYPES = frozenset(
 _RETURNED_TYPES = frozenset({"message/rfc822", "message/global", "message/partial"})
 _MAX_TEXT = 256 * 1024  # a bounce's own text is short; anything longer is an attachment we need not read
 _MAX_DEPTH = 12
-_TAGS = re.compile(r"<(?:script|style)\b.*?</(?:script|style)\s*>|<[^>]*>", re.S | re.I)
-_BR = re.compile(r"<(?:br|/p|/div|/tr|/li|/h\d|p|div|tr|li)\b[^>]*>", re.I)
+# A tag ends at its ">" or where the next one starts: each character is looked at a bounded number of
+# times, however many "<" an unclosed document has.
+_TAGS = re.compile(r"<[^<>]*>")
+_SCRIPT = re.compile(r"<(script|style)\b", re.I)
+_BR = re.compile(r"<(?:br|/p|/div|/tr|/li|/h\d|p|div|tr|li)\b[^<>]*>", re.I)
 _ENTITIES = {"&nbsp;": " ", "&lt;": "<", "&gt;": ">", "&amp;": "&", "&quot;": '"', "&#39;": "'"}
 _ENTITY = re.compile("|".join(map(re.escape, _ENTITIES)))
 _FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)[ \t]*:[ \t]*(.*)$")
@@ -93,8 +96,24 @@ def _part_text(part: Message) -> str:
     return _decode_bytes(payload, charset)
 
 
+def _without_scripts(html: str) -> str:
+    """``html`` without <script>/<style> elements, in one pass (an unclosed one runs to the end)."""
+    out: list[str] = []
+    position = 0
+    lowered = html.lower()
+    while (match := _SCRIPT.search(html, position)) is not None:
+        out.append(html[position : match.start()])
+        end = lowered.find(f"</{match.group(1).lower()}", match.end())
+        if end < 0:
+            return "".join(out)
+        close = lowered.find(">", end)
+        position = len(html) if close < 0 else close + 1
+    out.append(html[position:])
+    return "".join(out)
+
+
 def _html_text(html: str) -> str:
-    text = _BR.sub("\n", html)
+    text = _BR.sub("\n", _without_scripts(html))
     text = _TAGS.sub("", text)
     return _ENTITY.sub(lambda m: _ENTITIES[m.group(0)], text)
 
@@ -213,7 +232,8 @@ def parse_fields(text: str) -> list[list[Field]]:
 _SEPARATOR = re.compile(
     r"^[ \t]*(?:"
     # Decorated: "------ This is a copy of the message, including all the headers. ------"
-    r"[-=_*#]{2,}.*?(?:original|returned|unsent|copy of|headers?\b|below this line|message follows|"
+    # (possessive run and a bounded gap: a line of 80,000 dashes must not be re-read from every dash)
+    r"[-=_*#]{2,}+.{0,200}?(?:original|returned|unsent|copy of|headers?\b|below this line|message follows|"
     r"undelivered|rejected message|message text)"
     r"|"
     # Undecorated sentences that announce the copy.

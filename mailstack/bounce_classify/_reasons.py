@@ -8,17 +8,25 @@ with its whitespace collapsed, so each one is written lower-case with single spa
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "ALL_RULES",
     "Evidence",
+    "RuleSet",
+    "Rules",
+    "compiled",
     "decide",
     "find_reply_code",
     "find_status",
     "match_reason",
     "normalise",
+    "phrase_in",
+    "phrase_tables",
+    "standard_phrases",
     "status_reason",
 ]
 
@@ -131,29 +139,24 @@ _STATUS: dict[str, str] = {
     "5.7.27": "notaccept",
 }
 
-# Mailbox providers' own wording for "this account does not exist": definitive whatever the SMTP stage.
-_DEFINITE_USERUNKNOWN = re.compile(
-    "|".join(
-        (
-            r"email account that you tried to reach does not exist",
-            r"this user doesn'?t have a [^ ]+ account",
-            r"address couldn'?t be found",
-            r"wasn'?t found at the destination domain",
-            r"recipientnotfound",
-            r"recipient not found by smtp address lookup",
-            r"the recipient name is not recognized",
-            r"not listed in (?:the )?domino directory",
-            r"not listed in public name & address book",
-            r"and other recipients in the same domain",
-            "\u30c7\u30a3\u30ec\u30af\u30c8\u30ea",  # "directory" (Domino/Notes in Japanese)
-            r"requested action not taken: mailbox unavailable",
-            r"unknown user: ",
-        )
-    )
-)
-
 # Phrases per reason. Plain strings are substrings; entries starting with "re:" are regular expressions.
 _PHRASES: dict[str, tuple[str, ...]] = {
+    # Mailbox providers' own wording for "this account does not exist": definitive whatever the SMTP stage.
+    "userunknown-definite": (
+        "email account that you tried to reach does not exist",
+        "re:this user doesn'?t have a [^ ]+ account",
+        "re:address couldn'?t be found",
+        "re:wasn'?t found at the destination domain",
+        "recipientnotfound",
+        "recipient not found by smtp address lookup",
+        "the recipient name is not recognized",
+        "re:not listed in (?:the )?domino directory",
+        "not listed in public name & address book",
+        "and other recipients in the same domain",
+        "\u30c7\u30a3\u30ec\u30af\u30c8\u30ea",  # "directory" (Domino/Notes in Japanese)
+        "requested action not taken: mailbox unavailable",
+        "unknown user: ",
+    ),
     "mailboxfull": (
         "\u30e1\u30fc\u30eb\u30dc\u30c3\u30af\u30b9\u304c\u4e00\u676f",
         "account is exceeding their quota",
@@ -1067,9 +1070,10 @@ _PHRASES: dict[str, tuple[str, ...]] = {
         "no mx record found for domain=",
         "smtp protocol returned a permanent error",
         "null mx",
-        "does not accept mail",
+        # A host that takes no mail at all, not one refusing some mail ("... with attachments").
+        "re:does not accept mail(?! with| from| containing| that)",
         "system not accepting network messages",
-        "not accepting mail",
+        "re:not accepting mail(?! with| from| containing| that)",
     ),
     "mailererror": (
         "re:^procmail: ",
@@ -1140,6 +1144,211 @@ _PHRASES: dict[str, tuple[str, ...]] = {
 }
 
 
+# How mail systems in general word each failure: a subject and what is wrong with it, within a few
+# words. One form per entry, so that a measurement can attribute each form to the families that use it
+# (see RuleSet); they come after the phrase lists above, which stay the most specific evidence.
+# Words, not parts of an address or host name ("recipient@example.net", "host1.example.org").
+_WHO = (
+    r"(?<![\w@.-])(?:user|recipient|mailbox|address|account|addressee|local[ -]?part|e-?mail)(?![\w@-]|\.\w)"
+)
+_HOST = r"(?<![\w@.-])(?:host|domain|hostname|host name|mail domain)(?![\w@-]|\.\w)"
+_CONCEPTS: dict[str, tuple[str, ...]] = {
+    "userunknown-definite": (
+        rf"re:{_WHO}.{{0,30}}\b(?:couldn'?t|could not|cannot|can'?t) be found\b",
+        rf"re:{_WHO}.{{0,30}}\b(?:wasn'?t|was not) found\b",
+    ),
+    "userunknown": (
+        rf"re:{_WHO}.{{0,30}}\bunknown\b",
+        rf"re:\bunknown\b.{{0,10}}{_WHO}",
+        rf"re:{_WHO}.{{0,30}}\bnot found\b",
+        rf"re:{_WHO}.{{0,30}}\b(?:does ?n[o']t|did ?n[o']t|not) exist\b",
+        rf"re:{_WHO}.{{0,30}}\bnot (?:recogni[sz]ed|known|listed|valid)\b",
+        rf"re:\b(?:invalid|non-?existent|no such|bad)\b.{{0,10}}{_WHO}",
+        rf"re:{_WHO}.{{0,20}}\b(?:is )?invalid\b",
+        rf"re:\bno (?:such )?{_WHO} (?:here|by that name|available)",
+        rf"re:\bno (?:such )?(?:{_WHO}|mail box)\b.{{0,10}}\b(?:found|available|exists?)\b",
+        rf"re:\bnot an? (?:known|valid|active|existing|local)\b.{{0,10}}{_WHO}",
+    ),
+    "hostunknown": (
+        rf"re:{_HOST}.{{0,30}}\b(?:unknown|not found|does ?n[o']t exist|not exist)\b",
+        rf"re:\b(?:unknown|no such|non-?existent|invalid)\b.{{0,10}}{_HOST}",
+        r"re:\bnxdomain\b",
+        rf"re:\b(?:couldn'?t|could not|can'?t|cannot|unable to) find (?:any |the |a )?{_HOST}",
+    ),
+    "mailboxfull": (
+        r"re:\b(?:mailbox|inbox|mail ?box|quota|disk|storage|mail ?folder)\b.{0,30}\bfull\b",
+        r"re:\b(?:mailbox|inbox|mail ?box|quota|disk|storage|mail ?folder)\b.{0,30}\bexceed(?:s|ed)?\b",
+        r"re:\bover ?(?:the )?(?:allowed )?quota\b",
+        rf"re:{_WHO}.{{0,20}}\btoo many (?:messages|mails)\b",
+        r"re:\b(?:insufficient|not enough|no) (?:disk |storage )?space\b",
+    ),
+    "mesgtoobig": (
+        r"re:\b(?:message|mail|e-?mail)\b.{0,20}\btoo (?:large|big)\b",
+        r"re:\b(?:message )?size\b.{0,30}\b(?:exceed(?:s|ed)?|too large|limit)\b",
+    ),
+    "suspend": (
+        rf"re:{_WHO}.{{0,30}}\b(?:suspended|disabled|deactivated|locked|frozen)\b",
+        rf"re:\b(?:suspended|disabled|deactivated|locked|frozen)\b.{{0,10}}{_WHO}",
+    ),
+    "norelaying": (
+        r"re:\brelay(?:ing)?\b.{0,30}\b(?:denied|not (?:permitted|allowed)|prohibited|refused|rejected)\b",
+        r"re:\b(?:not|unable) (?:configured )?to relay\b",
+        r"re:\b(?:insecure|open) (?:mail )?relay\b",
+        r"re:\bas an? relay\b",
+    ),
+    "authfailure": (
+        r"re:\b(?:spf|dkim|dmarc)\b.{0,40}\b(?:fail|failed|fails|failure|invalid|reject|rejected)\b",
+        r"re:\b(?:fail|failed|fails|failure|not pass|does not pass)\b.{0,40}\b(?:spf|dkim|dmarc)\b",
+        r"re:\bsender policy framework\b",
+        r"re:\b(?:bad|invalid|broken|missing|no|per (?:its|it'?s))\b.{0,10}\bspf records?\b",
+    ),
+    "requireptr": (
+        r"re:\b(?:ptr|rdns)\b.{0,30}\b(?:record|lookup|missing|fail(?:ed|s|ure)?|invalid|required|mismatch)",
+        r"re:\b(?:no|missing|invalid|without|bad) (?:ptr|rdns)\b",
+        r"re:\breverse (?:dns|lookup|name)\b",
+        r"re:\bip name lookup\b",
+    ),
+    "spamdetected": (
+        r"re:\bspam(?!haus|cop| ?trap| complaints?)(?:ming|mer|my)?\b",
+        r"re:\bspam ?(?:profiler|filter|score|signature|check|assassin)",
+        r"re:\bunsolicited\b",
+        r"re:\bjunk ?mail\b",
+    ),
+    "virusdetected": (r"re:\b(?:virus|malware|infected)\b",),
+    "blocked": (
+        r"re:\b(?:black ?list(?:ed)?|block ?list(?:ed)?|deny ?list(?:ed)?|dnsbl|rbl)\b",
+        r"re:\b(?:spamhaus|spamcop|sorbs|barracudacentral)\b",
+        r"re:\b(?:ip|client|host|server|network)\b.{0,40}\b(?:blocked|banned|blacklisted)\b",
+        r"re:\b(?:ip|client|host|server|network)\b.{0,40}\b(?:refused|denied|not allowed)\b",
+        r"re:\bnot accepting (?:connections|mail from)\b",
+        r"re:\bconnection (?:refused|reset|dropped|closed)\b",
+    ),
+    "policyviolation": (
+        r"re:\bpolic(?:y|ies)\b",
+        r"re:\bnot accept(?:ing|ed)? (?:mail|messages?|e-?mails?) (?:with|containing)\b",
+    ),
+    "toomanyconn": (
+        r"re:\btoo many (?:connections|concurrent|sessions|recipients|simultaneous)\b",
+        r"re:\bconnection (?:rate|frequency|count|limit)",
+        r"re:\b(?:rate|connection) limit(?:ed)?\b",
+    ),
+    "speeding": (r"re:\btoo (?:fast|quickly)\b", r"re:\b(?:slow down|try again slower)\b"),
+    "systemerror": (
+        r"re:\b(?:system|internal|server|configuration|config) (?:error|problem|failure)\b",
+        r"re:\bldap\b.{0,30}\b(?:error|fail\w*|timeout|unable|lookup)\b",
+        r"re:\bunable to (?:contact|connect to|reach)\b.{0,20}\b(?:daemon|ldap|database)\b",
+        r"re:\btransaction failed\b",
+        r"re:\b(?:server|system) (?:busy|misconfigured)\b",
+    ),
+    "networkerror": (
+        r"re:\b(?:no route|network (?:is )?unreachable|network error)\b",
+        r"re:\bname service error\b",
+        r"re:\bmalformed (?:or unexpected )?(?:name server |dns )?reply\b",
+        r"re:\b(?:name server|nameserver|dns)\b.{0,40}\b(?:error|failure|failed|timeout|timed out)\b",
+        r"re:\b(?:mail|routing|forwarding) loop\b",
+        r"re:\btoo many hops\b",
+    ),
+    "expired": (
+        r"re:\b(?:expired|timed out|time ?out)\b",
+        r"re:\b(?:giving|gave) up\b",
+        r"re:\bcould not (?:be )?deliver(?:ed)? (?:for|in|within)\b",
+        r"re:\b(?:delayed|retr(?:y|ies|ying))\b",
+        r"re:\btoo long\b",
+        r"re:\bfor (?:a long time|too long)\b",
+    ),
+    "notaccept": (
+        r"re:\bnull mx\b",
+        r"re:\bno mx\b",
+        r"re:\b(?:does ?n[o']t|not) (?:accept|receive) (?:e-?)?mail\b(?! with| from| containing| that)",
+    ),
+    "mailererror": (r"re:\b(?:pipe to|procmail|maildrop)\b", r"re:\bexit (?:code|status)\b"),
+    "syntaxerror": (
+        r"re:\bsyntax\b",
+        r"re:\b(?:unrecognized|unknown|unimplemented|bad) command\b",
+        r"re:\bmalformed (?:address|command)\b",
+    ),
+    "contenterror": (r"re:\b(?:header|mime|content|encoding)\b.{0,30}\b(?:invalid|malformed|illegal)\b",),
+    "rejected": (
+        r"re:\bsender\b.{0,30}\b(?:rejected|refused|denied|blocked|not allowed|invalid|unknown)\b",
+        r"re:\b(?:not a member|non-?member|members only)\b",
+    ),
+    "filtered": (r"re:\b(?:filtered|refuses? to (?:receive|accept))\b",),
+    "securityerror": (r"re:\b(?:unauthenticated (?:senders?|users?)|authentication (?:is )?required)\b",),
+    "badreputation": (r"re:\b(?:ip|sender|sending|domain|poor|low|bad)\b.{0,20}\breputation\b",),
+    # A name server's "try again" (SERVFAIL) says nothing about whether the domain exists.
+    "dns-temporary": (r"re:\bnot found, try again\b", r"re:\btemporary failure in name resolution\b"),
+}
+# Wording fixed by standards rather than by any one mail system: the reply texts of RFC 5321, the
+# descriptions of the enhanced status codes (RFC 3463, RFC 7505, the IANA registry) and the operating
+# system's error strings (POSIX strerror, getaddrinfo) that every MTA quotes. A measurement never
+# attributes these to a family (see standard_phrases()).
+_STANDARD: dict[str, tuple[str, ...]] = {
+    "userunknown": (
+        "mailbox unavailable",  # RFC 5321 450/550
+        "no valid recipients",  # RFC 5321 554
+        "bad destination mailbox address",  # X.1.1, X.1.3
+    ),
+    "hostunknown": ("bad destination system address", "name or service not known"),  # X.1.2, EAI_NONAME
+    "hasmoved": ("mailbox has moved",),  # X.1.6
+    "rejected": (
+        "bad sender's mailbox address syntax",  # X.1.7
+        "bad sender's system address",  # X.1.8
+        "delivery not authorized, message refused",  # X.7.1
+    ),
+    "suspend": ("mailbox disabled",),  # X.2.1
+    "mailboxfull": (
+        "mailbox full",  # X.2.2
+        "exceeded storage allocation",  # RFC 5321 552
+        "disk quota exceeded",  # EDQUOT
+        "disc quota exceeded",
+        "no space left on device",  # ENOSPC
+    ),
+    "mesgtoobig": (
+        "message length exceeds administrative limit",
+        "message too big for system",
+    ),  # X.2.3, X.3.4
+    "systemfull": ("mail system full", "insufficient system storage"),  # X.3.1, RFC 5321 452
+    "notaccept": (
+        "system not accepting network messages",  # X.3.2
+        "recipient address has null mx",  # X.1.10, RFC 7505
+        "no smtp service here",  # RFC 5321 554 at connection
+    ),
+    "expired": (
+        "no answer from host",
+        "delivery time expired",
+        "connection timed out",
+    ),  # X.4.1, X.4.7, ETIMEDOUT
+    "networkerror": (
+        "bad connection",  # X.4.2
+        "routing loop detected",  # X.4.6
+        "no route to host",  # EHOSTUNREACH
+        "network is unreachable",  # ENETUNREACH
+        "host is unreachable",
+        "temporary failure in name resolution",  # EAI_AGAIN
+    ),
+    "blocked": ("connection refused", "connection reset by peer"),  # ECONNREFUSED, ECONNRESET
+    "toomanyconn": ("too many recipients",),  # RFC 5321 452, X.5.3
+    "systemerror": ("local error in processing", "transaction failed"),  # RFC 5321 451, 554
+    "syntaxerror": (
+        "syntax error",  # RFC 5321 500/501
+        "command unrecognized",
+        "command not implemented",  # 502
+        "bad sequence of commands",  # 503
+    ),
+    "securityerror": ("message integrity failure", "cryptographic failure"),  # X.7.7, X.7.5
+    "requireptr": ("reverse dns validation failed",),  # X.7.25
+    "authfailure": (
+        "spf validation failed",
+        "dkim validation failed",
+        "multiple authentication checks failed",
+    ),
+}
+for _name, _forms in _STANDARD.items():
+    _PHRASES[_name] = _PHRASES[_name] + tuple(f for f in _forms if f not in _PHRASES[_name])
+for _name, _forms in _CONCEPTS.items():
+    _PHRASES[_name] = _PHRASES.get(_name, ()) + _forms
+
+
 def _trie_regex(words: list[str]) -> str:
     """One regular expression matching any of ``words``, factored as a trie: the regex engine then
     follows one branch per character instead of trying every phrase at every position."""
@@ -1161,48 +1370,89 @@ def _trie_regex(words: list[str]) -> str:
     return render(trie)
 
 
+# An unbounded ".+" or "[^ ]+" in a phrase rescans the rest of the text from every place its prefix
+# occurs: quadratic on hostile input ("user user user ...", "<<<<..."). A phrase is about one sentence
+# of a reply, so each such repetition is bounded.
+_UNBOUNDED = re.compile(r"(?<!\\)(\.|\[\^[^\]]*\])([+*])(?![?+])")
+_SPAN = 200
+
+
+def _bounded(regex: str) -> str:
+    """``regex`` with every unbounded ``.+``/``.*``/``[^...]+`` limited to a sentence's length."""
+    return _UNBOUNDED.sub(lambda m: f"{m.group(1)}{{{1 if m.group(2) == '+' else 0},{_SPAN}}}", regex)
+
+
 def _compile(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
     literals = sorted({p for p in phrases if not p.startswith("re:")})
-    parts = [p[3:] for p in phrases if p.startswith("re:")]
+    parts = [_bounded(p[3:]) for p in phrases if p.startswith("re:")]
     if literals:
         parts.insert(0, _trie_regex(literals))
     return re.compile("|".join(f"(?:{p})" for p in parts)) if parts else None
 
 
-_PATTERNS: dict[str, re.Pattern[str] | None] = {name: _compile(ps) for name, ps in _PHRASES.items()}
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """Which of the classifier's rules are in force; all of them by default.
 
-# The order in which phrase lists are tried when the status code says little (most specific first).
-_MATCH_ORDER = (
-    "mailboxfull",
-    "mesgtoobig",
-    "exceedlimit",
-    "suspend",
-    "hasmoved",
-    "norelaying",
-    "authfailure",
-    "requireptr",
-    "badreputation",
-    "virusdetected",
-    "notcompliantrfc",
-    "spamdetected",
-    "policyviolation",
-    "userunknown",
-    "filtered",
-    "rejected",
-    "hostunknown",
-    "speeding",
-    "toomanyconn",
-    "blocked",
-    "securityerror",
-    "systemerror",
-    "networkerror",
-    "expired",
-    "contenterror",
-    "systemfull",
-    "notaccept",
-    "mailererror",
-    "syntaxerror",
-)
+    Used to measure generalisation honestly (``bench/bench_classify.py``, leave-one-family-out): when
+    the samples of one MTA or provider family are scored, the phrases only that family's samples
+    contain (``without_phrases``: (table, phrase) pairs, see :func:`phrase_tables`) and the rules taken
+    from that family's own documentation (``without_sources``, see ``SOURCES`` in ``_vendors``) are off.
+    """
+
+    without_phrases: frozenset[tuple[str, str]] = frozenset()
+    without_sources: frozenset[str] = frozenset()
+
+
+class Rules:
+    """A :class:`RuleSet` made ready for matching (its phrase tables compiled)."""
+
+    __slots__ = ("patterns", "sources_off")
+
+    def __init__(self, ruleset: RuleSet) -> None:
+        off = ruleset.without_phrases
+        self.patterns: dict[str, re.Pattern[str] | None] = {
+            name: _compile(tuple(p for p in phrases if (name, p) not in off))
+            for name, phrases in _PHRASES.items()
+        }
+        self.sources_off = ruleset.without_sources
+
+    def allows(self, source: str) -> bool:
+        """True unless the rules documented for ``source`` (a vendor family) are switched off."""
+        return source not in self.sources_off
+
+    def has(self, table: str, text: str) -> bool:
+        """True when the normalised ``text`` contains one of the phrases of ``table``."""
+        pattern = self.patterns.get(table)
+        return pattern is not None and pattern.search(text) is not None
+
+
+@functools.lru_cache(maxsize=256)
+def compiled(ruleset: RuleSet) -> Rules:
+    """The compiled form of ``ruleset`` (cached: a measurement run uses one per family)."""
+    return Rules(ruleset)
+
+
+ALL_RULES = compiled(RuleSet())
+
+
+def phrase_tables() -> dict[str, tuple[str, ...]]:
+    """Every phrase table (name -> phrases); a phrase starting with ``re:`` is a regular expression."""
+    return dict(_PHRASES)
+
+
+def standard_phrases() -> frozenset[tuple[str, str]]:
+    """(table, phrase) pairs whose wording comes from standards (RFCs, the IANA registry, POSIX), not
+    from any mail system's own messages."""
+    return frozenset((name, phrase) for name, phrases in _STANDARD.items() for phrase in phrases)
+
+
+def phrase_in(phrase: str, text: str) -> bool:
+    """True when one phrase of a table (as :func:`phrase_tables` gives it) occurs in normalised ``text``."""
+    if phrase.startswith("re:"):
+        return re.search(_bounded(phrase[3:]), text) is not None
+    return phrase in text
+
 
 # SMTP commands a server answers before it has seen any of the message.
 _BEFORE_DATA = frozenset({"CONN", "EHLO", "HELO", "STARTTLS", "AUTH", "MAIL", "RCPT"})
@@ -1214,10 +1464,9 @@ def normalise(text: str) -> str:
     return _SPACES.sub(" ", text).strip().lower()
 
 
-def match_reason(name: str, text: str) -> bool:
+def match_reason(name: str, text: str, rules: Rules = ALL_RULES) -> bool:
     """True when the normalised ``text`` contains one of the phrases of reason ``name``."""
-    pattern = _PATTERNS.get(name)
-    return pattern is not None and pattern.search(text) is not None
+    return rules.has(name, text)
 
 
 def status_reason(status: str) -> str:
@@ -1267,13 +1516,14 @@ class Evidence:
     action: str = ""  # failed, delayed, delivered, relayed, expanded or ""
     diagnostic_type: str = ""  # SMTP, X-UNIX, X-POSTFIX, ... (upper-case) or ""
     context: str = ""  # normalised text of the whole notification, for when the diagnostic is empty
+    rules: Rules = ALL_RULES
     _seen: dict[str, bool] = field(default_factory=dict, repr=False)
 
     def has(self, name: str) -> bool:
         """True when the diagnostic contains a phrase of reason ``name`` (each list is searched once)."""
         found = self._seen.get(name)
         if found is None:
-            found = self._seen[name] = match_reason(name, self.diagnostic)
+            found = self._seen[name] = self.rules.has(name, self.diagnostic)
         return found
 
 
@@ -1286,8 +1536,12 @@ def _userunknown(ev: Evidence, temp: str) -> bool:
             ev.has(r) for r in ("norelaying", "blocked", "mailboxfull", "hasmoved", "rejected")
         ) or ev.has("userunknown")
     if temp in ("", "filtered", "onhold", "undefined", "systemerror", "securityerror") and (
-        _DEFINITE_USERUNKNOWN.search(ev.diagnostic)
+        ev.has("userunknown-definite")
     ):
+        return True
+    if ev.status[1:] in (".1.3", ".1.10") and ev.has("userunknown") and not ev.has(temp):
+        # An addressing status (RFC 3463 X.1.x) about the recipient whose own meaning the text does
+        # not bear out (a syntax error, a null MX), while the text says the mailbox is unknown.
         return True
     # Otherwise only a refusal of RCPT TO proves the mailbox unknown; after DATA it is a filter.
     if ev.command == "RCPT":
@@ -1350,7 +1604,9 @@ def _first_pass(ev: Evidence, temp: str) -> str:
         return "filtered"
     if _rejected(ev, temp):
         return "rejected"
-    if (temp == "hostunknown" and not ev.has("networkerror")) or ev.has("hostunknown"):
+    if (temp == "hostunknown" and not ev.has("networkerror")) or (
+        ev.has("hostunknown") and not ev.has("dns-temporary")
+    ):
         return "hostunknown"
     if temp == "spamdetected" or ev.has("spamdetected"):
         return "spamdetected"
@@ -1379,6 +1635,7 @@ _SECOND_ORDER = (
     "badreputation",
     "securityerror",
     "systemerror",
+    "hostunknown",
     "networkerror",
     "speeding",
     "suspend",
@@ -1395,7 +1652,7 @@ def _second_pass(ev: Evidence, temp: str) -> str:
     reason = temp
     if reason in _RETRY or ev.diagnostic_type not in ("", "SMTP"):
         for name in _SECOND_ORDER:
-            if ev.has(name):
+            if ev.has(name) and not (name == "hostunknown" and ev.has("dns-temporary")):
                 return name
         if reason:
             return reason
@@ -1406,7 +1663,7 @@ def _second_pass(ev: Evidence, temp: str) -> str:
             return "securityerror"
         if ev.command in ("HELO", "EHLO", "CONN"):
             return "blocked"
-        if ev.diagnostic_type in ("X-UNIX", "X-POSTFIX"):
+        if ev.diagnostic_type == "X-UNIX":
             return "mailererror"
         if re.fullmatch(r"[45]0[0-7]", ev.reply_code or ""):
             return "syntaxerror"
@@ -1432,12 +1689,23 @@ def decide(ev: Evidence) -> str:
     return reason
 
 
+def _local_mailer(ev: Evidence) -> bool:
+    """A local delivery agent's own failure (X-Unix, or X-Postfix without any remote reply in it):
+    its words ("no such user" from procmail...) are not a receiving server's verdict."""
+    if ev.diagnostic_type == "X-UNIX":
+        return True
+    return ev.diagnostic_type == "X-POSTFIX" and not _REMOTE_REPLY.search(ev.diagnostic)
+
+
+_REMOTE_REPLY = re.compile(r"\bsaid: [245]\d\d\b|\b[45]\d\d[ -][245]\.\d{1,3}\.\d{1,3}\b")
+
+
 def _decide(ev: Evidence) -> str:
     if ev.status.startswith("2.") or ev.action in ("delivered", "relayed", "expanded"):
         return "delivered"
     temp = status_reason(ev.status)
     reason = ""
-    if ev.diagnostic_type not in ("X-UNIX", "X-POSTFIX"):
+    if not _local_mailer(ev):
         reason = _first_pass(ev, temp)
     if not reason:
         reason = _second_pass(ev, temp)
@@ -1450,8 +1718,9 @@ def _decide(ev: Evidence) -> str:
             command=ev.command,
             action=ev.action,
             diagnostic_type=ev.diagnostic_type,
+            rules=ev.rules,
         )
-        reason = _first_pass(sub, temp) if ev.diagnostic_type not in ("X-UNIX", "X-POSTFIX") else ""
+        reason = "" if _local_mailer(ev) else _first_pass(sub, temp)
         reason = reason or _second_pass(sub, temp)
     if not reason:
         if ev.action.startswith("delayed"):

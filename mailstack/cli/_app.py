@@ -3,7 +3,6 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import re
 import secrets
 import sys
 import time
@@ -16,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Connection, Engine
 
+from mailstack.addresses import SendingDomainError, sending_domain
 from mailstack.cli._bounce import bounce_app
 from mailstack.cli._common import fail
 from mailstack.cli._dashboard import dashboard_app
@@ -61,7 +61,14 @@ DataDir = Annotated[
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
-_DOMAIN = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+$")
+
+
+def _sending_domain(text: str) -> str:
+    # The rule the Send API and SMTP apply to a From domain: what init accepts, they accept.
+    try:
+        return sending_domain(text)
+    except SendingDomainError as exc:
+        raise fail(str(exc)) from None
 
 
 ScopeOption = Annotated[
@@ -115,11 +122,9 @@ def init(
     as_json: AsJson = False,
 ) -> None:
     """Create the configuration, the database, DKIM keys (RSA-2048 + Ed25519) and an API key."""
-    from mailstack.service import create_domain_keys
+    from mailstack.domains import create_domain_keys
 
-    domain = domain.strip().lower().rstrip(".")
-    if not _DOMAIN.match(domain):
-        raise fail(f"{domain!r} is not a valid domain name")
+    domain = _sending_domain(domain)
     if (data_dir / CONFIG_FILE).exists():
         raise fail(f"{data_dir / CONFIG_FILE} already exists: this data directory is initialised")
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -169,7 +174,7 @@ def serve(
 ) -> None:
     """Run the API and the delivery workers until SIGTERM (which drains in-flight work)."""
     from mailstack.observability import configure_logging
-    from mailstack.service import serve as run_service
+    from mailstack.serve import serve as run_service
 
     overrides: dict[str, Any] = {}
     if http:
@@ -255,7 +260,7 @@ def dkim_list(
     data_dir: DataDir, domain: Annotated[str | None, typer.Option()] = None, as_json: AsJson = False
 ) -> None:
     """Every published selector with its DNS record."""
-    from mailstack.service import published_keys
+    from mailstack.domains import published_keys
 
     settings = _settings(data_dir)
     engine = create_storage_engine(settings.database_url)
@@ -282,8 +287,9 @@ def dkim_rotate(
     as_json: AsJson = False,
 ) -> None:
     """Add new RSA and Ed25519 selectors; old selectors stay valid (keep their DNS records published)."""
-    from mailstack.service import create_domain_keys
+    from mailstack.domains import create_domain_keys
 
+    domain = _sending_domain(domain)
     if activate_in < 0:
         raise fail("--activate-in must be zero or more hours")
     settings = _settings(data_dir)
@@ -296,7 +302,7 @@ def dkim_rotate(
     finally:
         engine.dispose()
     if as_json:
-        print(json.dumps({"domain": domain.lower(), "dkim": [k.to_json() for k in keys]}))
+        print(json.dumps({"domain": domain, "dkim": [k.to_json() for k in keys]}))
         return
     print("New selectors; publish these DNS TXT records now:")
     for key in keys:
@@ -325,14 +331,12 @@ def dkim_import(
     already holds changes nothing, another key under that selector is refused."""
     from sqlalchemy.exc import IntegrityError
 
-    from mailstack.service import DuplicateSelectorError, ImportedKey, import_domain_key
+    from mailstack.domains import DuplicateSelectorError, ImportedKey, import_domain_key
     from mailstack.signing import Algorithm
 
     algorithms: tuple[str, ...] = get_args(Algorithm)
 
-    domain = domain.strip().lower().rstrip(".")
-    if not _DOMAIN.match(domain):
-        raise fail(f"{domain!r} is not a valid domain name")
+    domain = _sending_domain(domain)
     if algorithm not in algorithms:
         raise fail(f"--algorithm must be one of {', '.join(algorithms)}, got {algorithm!r}")
     if activate_in < 0:

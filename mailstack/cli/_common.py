@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy import Engine
 
 from mailstack.config import ConfigError, load_settings
@@ -22,7 +23,7 @@ _err = Console(stderr=True)
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``error: message`` on stderr; raise the returned exit (status ``code``)."""
-    _err.print(f"[red]error:[/red] {message}", highlight=False)
+    _err.print(f"[red]error:[/red] {escape(message)}", highlight=False)  # user text is never markup
     return typer.Exit(code)
 
 

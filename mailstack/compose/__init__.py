@@ -7,6 +7,8 @@ Public API:
 * :func:`verp_address` / :func:`parse_verp` create and check signed per-message return paths;
 * :func:`parse_submission` checks a message submitted over SMTP and applies the ingress fix-ups
   (:class:`Submission`); :func:`compose` then delivers it as submitted (see ``_raw``);
+* :func:`header_problems` is the one policy for the header fields a sender adds (the Send API checks it
+  at acceptance, :func:`compose` renders with the same code);
 * :func:`domain_to_ascii` gives a domain's A-label (IDNA) form;
 * :class:`ComposeError` (a ``ValueError``) reports input that cannot be composed safely.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 from mailstack.compose._composer import compose
 from mailstack.compose._errors import ComposeError
 from mailstack.compose._headers import domain_to_ascii
+from mailstack.compose._policy import HeaderProblem, header_problems
 from mailstack.compose._raw import Submission, parse_submission
 from mailstack.compose._types import ComposedMessage, ComposeSettings
 from mailstack.compose._verp import parse_verp, verp_address
@@ -24,9 +27,11 @@ __all__ = [
     "ComposeError",
     "ComposeSettings",
     "ComposedMessage",
+    "HeaderProblem",
     "Submission",
     "compose",
     "domain_to_ascii",
+    "header_problems",
     "parse_submission",
     "parse_verp",
     "verp_address",

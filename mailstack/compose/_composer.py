@@ -18,6 +18,7 @@ from mailstack.compose._headers import (
     unstructured_tokens,
 )
 from mailstack.compose._mime import build_body
+from mailstack.compose._policy import render_user_headers
 from mailstack.compose._raw import compose_raw
 from mailstack.compose._types import ComposedMessage, ComposeSettings
 from mailstack.compose._verp import verp_address
@@ -25,34 +26,7 @@ from mailstack.model import Address, Envelope, MessageSpec
 
 __all__ = ["compose"]
 
-_FIELD_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 ftext: printable ASCII except ":"
 _ID_LEFT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-# Header fields mailstack owns: overriding them would spoof identity, break MIME structure or DKIM,
-# or forge trace/authentication information added by receivers.
-_RESERVED = frozenset(
-    {
-        "from",
-        "sender",
-        "to",
-        "cc",
-        "bcc",
-        "date",
-        "message-id",
-        "mime-version",
-        "dkim-signature",
-        "return-path",
-        "received",
-        "authentication-results",
-    }
-)
-_RESERVED_PREFIXES = ("content-", "arc-")
-# Bulk mail gets mailstack's own unsubscribe headers; transactional senders may bring theirs.
-_BULK_RESERVED_PREFIX = "list-unsubscribe"
-# RFC 5322 3.6 allows these at most once; a user header may supply them only if the spec does not.
-_SINGLE = frozenset({"subject", "reply-to", "in-reply-to", "references"})
-# Printable ASCII and TAB: such values are emitted verbatim (the user may have pre-encoded them).
-_VERBATIM = re.compile(r"[\t\x20-\x7e]*")
-_VERBATIM_TOKEN_MAX = 900
 
 
 def _same_mailbox(a: Address, b: Address) -> bool:
@@ -61,50 +35,8 @@ def _same_mailbox(a: Address, b: Address) -> bool:
     return a_local == b_local and a_domain.lower() == b_domain.lower()
 
 
-def _user_value_tokens(name: str, value: str, field: str) -> list[str] | tuple[str, ...]:
-    lower, first = name.lower(), first_token_room(name)
-    if _VERBATIM.fullmatch(value) is not None:
-        tokens = value.split(" ")
-        if max(map(len, tokens)) <= _VERBATIM_TOKEN_MAX:
-            return tokens
-        return unstructured_tokens(value, first)  # unfoldable otherwise; encoded words can be split
-    if lower == "reply-to":
-        # A structured header: encoded words are only valid inside its display names.
-        pairs = email.utils.getaddresses([value])
-        if not pairs or any("@" not in addr for _, addr in pairs):
-            raise ComposeError(f"{field} is not a valid address list")
-        return address_list_tokens([Address(addr, display) for display, addr in pairs], field)
-    return unstructured_tokens(value, first)
-
-
 def _is_bulk(spec: MessageSpec) -> bool:
     return spec.bulk or bool(spec.campaign)
-
-
-def _user_headers(spec: MessageSpec) -> tuple[list[str], frozenset[str]]:
-    lines: list[str] = []
-    seen: set[str] = set()
-    for i, (name, value) in enumerate(spec.headers):
-        field = f"Headers[{i}]"
-        check_field(name, f"{field}.Name")
-        check_field(value, f"{field}.Value")
-        if _FIELD_NAME.fullmatch(name) is None:
-            raise ComposeError(f"{field}.Name {name!r} is not a valid header field name")
-        lower = name.lower()
-        if (
-            lower in _RESERVED
-            or lower.startswith(_RESERVED_PREFIXES)
-            or (_is_bulk(spec) and lower.startswith(_BULK_RESERVED_PREFIX))
-        ):
-            raise ComposeError(f"{field}.Name {name!r} is set by mailstack and cannot be overridden")
-        if lower in _SINGLE:
-            if lower in seen:
-                raise ComposeError(f"{field}.Name {name!r} may appear only once")
-            if (lower == "subject" and spec.subject) or (lower == "reply-to" and spec.reply_to is not None):
-                raise ComposeError(f"{field}.Name {name!r} conflicts with the message's own {name}")
-        seen.add(lower)
-        lines.append(fold(name, _user_value_tokens(name, value, f"{field}.Value"), f"{field}.Value"))
-    return lines, frozenset(seen)
 
 
 def _message_id(envelope: Envelope, settings: ComposeSettings) -> str:
@@ -147,7 +79,10 @@ def compose(envelope: Envelope, settings: ComposeSettings, *, now: datetime | No
     if spec.raw is not None:
         # Submitted over SMTP: the client's own MIME message, fixed up but never rebuilt.
         return compose_raw(envelope, settings, now=now, message_id=_message_id(envelope, settings))
-    user_lines, user_names = _user_headers(spec)
+    # The one header policy (mailstack.compose._policy): the Send API checked the same at acceptance.
+    user_lines, user_names = render_user_headers(
+        spec.headers, bulk=_is_bulk(spec), subject=bool(spec.subject), reply_to=spec.reply_to is not None
+    )
 
     lines = [f"Date: {email.utils.format_datetime(now)}\r\n"]
     lines.append(fold("From", mailbox_tokens(spec.sender, "From"), "From"))

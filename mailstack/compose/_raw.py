@@ -21,6 +21,7 @@ from email.headerregistry import AddressHeader, HeaderRegistry
 
 from mailstack.compose._errors import ComposeError
 from mailstack.compose._headers import HARD_LIMIT, addr_spec, domain_to_ascii
+from mailstack.compose._policy import AT_MOST_ONCE
 from mailstack.compose._types import ComposedMessage, ComposeSettings
 from mailstack.compose._verp import verp_address
 from mailstack.model import Address, Envelope
@@ -34,23 +35,6 @@ _FIELD_START = re.compile(rb"[!-9;-~]+:")
 # Removed from every submitted message: blind copies must stay blind, a client's DKIM signature would
 # break or mislead once we sign, and the return path is ours (VERP) and set by the final MTA.
 _STRIPPED = frozenset({"bcc", "resent-bcc", "dkim-signature", "return-path"})
-# RFC 5322 3.6: at most once each (From exactly once). Duplicates are a classic way to show one value
-# to the reader and another to a filter or to DKIM.
-_AT_MOST_ONCE = frozenset(
-    {
-        "from",
-        "sender",
-        "reply-to",
-        "to",
-        "cc",
-        "bcc",
-        "subject",
-        "date",
-        "message-id",
-        "in-reply-to",
-        "references",
-    }
-)
 _HEADERS = HeaderRegistry()
 
 
@@ -125,7 +109,7 @@ def _read(data: bytes) -> tuple[list[_Field], bytes]:
 def _check_counts(fields: list[_Field]) -> None:
     seen: dict[str, int] = {}
     for field in fields:
-        if field.name in _AT_MOST_ONCE:
+        if field.name in AT_MOST_ONCE:  # the rule API mail's user headers follow too
             seen[field.name] = seen.get(field.name, 0) + 1
             if seen[field.name] > 1:
                 raise ComposeError(f"the header has more than one {field.name.title()} field")

@@ -1,12 +1,7 @@
 """Typed, validated configuration read from ``DIR/mailstack.toml`` and the environment."""
 
-from ._engagement import (
-    AutomationSettings,
-    DashboardSettings,
-    StatsSettings,
-    TrackingSettings,
-    WebhookSettings,
-)
+from ._automation import AutomationSettings
+from ._dashboard import DashboardSettings
 from ._settings import (
     CONFIG_FILE,
     ConfigError,
@@ -26,6 +21,9 @@ from ._settings import (
     parse_hostport,
     render_default_config,
 )
+from ._stats import StatsSettings
+from ._tracking import TrackingSettings
+from ._webhooks import WebhookSettings
 
 __all__ = [
     "CONFIG_FILE",

@@ -8,15 +8,14 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from ._engagement import (
-    AutomationSettings,
-    DashboardSettings,
-    StatsSettings,
-    TrackingSettings,
-    WebhookSettings,
-)
+from ._automation import AutomationSettings
+from ._dashboard import DashboardSettings
+from ._section import Section
+from ._stats import StatsSettings
+from ._tracking import TrackingSettings
+from ._webhooks import WebhookSettings
 
 CONFIG_FILE = "mailstack.toml"
 DATABASE_URL_ENV = "MAILSTACK_DATABASE_URL"
@@ -38,15 +37,16 @@ def parse_hostport(value: str, *, what: str = "address") -> tuple[str, int]:
     return host.strip("[]"), port
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ServerSettings(_Section):
+class ServerSettings(Section):
     http: str = "127.0.0.1:8800"
     # Base URL printed in MessageHref and used for tracking/unsubscribe links.
     public_url: str = ""
     max_body_bytes: Annotated[int, Field(gt=0)] = 30 * 1024 * 1024
+    # Admission to the API (/v3…, /api/…) of this process; 0 = no limit. Beyond a limit: 429 with
+    # Retry-After, before any work. Rates admit a second's worth at once (at least one request).
+    max_requests_per_second: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    max_requests_per_second_per_key: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    max_concurrent_requests: Annotated[int, Field(ge=0)] = 0
 
     @field_validator("http")
     @classmethod
@@ -55,11 +55,11 @@ class ServerSettings(_Section):
         return value
 
 
-class DatabaseSettings(_Section):
+class DatabaseSettings(Section):
     url: str = "sqlite:///mailstack.db"
 
 
-class MailSettings(_Section):
+class MailSettings(Section):
     domain: str
     hostname: str = ""
     bounce_domain: str = ""
@@ -67,9 +67,10 @@ class MailSettings(_Section):
     max_message_bytes: Annotated[int, Field(gt=0)] = 15 * 1024 * 1024
 
 
-class DeliverySettings(_Section):
+class DeliverySettings(Section):
     relay: str = ""  # HOST:PORT of the SMTP relay (Postfix); empty keeps mail in the sandbox outbox
-    workers: Annotated[int, Field(ge=1, le=64)] = 4
+    # 0: this node only accepts mail (API, SMTP); other nodes of the fleet deliver it.
+    workers: Annotated[int, Field(ge=0, le=64)] = 4
     batch_size: Annotated[int, Field(ge=1, le=1000)] = 50
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 8
     retry_base_seconds: Annotated[float, Field(gt=0)] = 30.0
@@ -89,8 +90,9 @@ class DeliverySettings(_Section):
         return value
 
 
-class QueueSettings(_Section):
-    lease_seconds: Annotated[float, Field(gt=0)] = 300.0
+class QueueSettings(Section):
+    # Renewed every third of it while the work goes on: a dead node's jobs are taken over after this.
+    lease_seconds: Annotated[float, Field(gt=0)] = 30.0
     # "sql": the database's own queue (SQLite/PostgreSQL); "sqs": Amazon SQS with a database outbox.
     backend: Literal["sql", "sqs"] = "sql"
     sqs_url: str = ""
@@ -103,7 +105,7 @@ class QueueSettings(_Section):
         return self
 
 
-class FeedbackSettings(_Section):
+class FeedbackSettings(Section):
     """What comes back after delivery (``mailstack.feedback``): Postfix's log, bounce intake, suppression."""
 
     # Postfix's maillog_file; empty = no delivery status from Postfix (relay acceptance stays the last word).
@@ -126,7 +128,7 @@ class FeedbackSettings(_Section):
         return value
 
 
-class SmtpSettings(_Section):
+class SmtpSettings(Section):
     """SMTP submission (``mailstack.smtp``): STARTTLS, then AUTH with an API key, then mail."""
 
     listen: str = ""  # HOST:PORT; empty = no SMTP listener
@@ -157,7 +159,7 @@ _PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _BUILTIN_PROVIDERS = ("google", "microsoft", "yahoo", "other")
 
 
-class ThrottleLimit(_Section):
+class ThrottleLimit(Section):
     """A sustained rate in messages per second and how many may go at once (default: a second's worth)."""
 
     rate: Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -181,7 +183,7 @@ class ProviderThrottle(ThrottleLimit):
         return names
 
 
-class SendingIpSettings(_Section):
+class SendingIpSettings(Section):
     """A source address (Postfix ``smtp_bind_address``) with an optional rate and warm-up schedule."""
 
     address: str
@@ -222,7 +224,7 @@ class SendingIpSettings(_Section):
         return self
 
 
-class ThrottleSettings(_Section):
+class ThrottleSettings(Section):
     """Pacing per API key, per destination provider and per sending IP; nothing is limited by default."""
 
     mx_lookup: bool = False  # classify unknown domains by their MX (Workspace, Microsoft 365, Yahoo)
@@ -257,7 +259,7 @@ _CLOUDWATCH_NAMESPACE = re.compile(r"^[A-Za-z0-9.\-_/#:]{1,255}$")
 _AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 
 
-class MetricsSettings(_Section):
+class MetricsSettings(Section):
     """Delivery counters (``Sent``, ``Bounced``, ``Complained``) published to Amazon CloudWatch, where the
     fleet's bounce- and complaint-rate alarms read them (``mailstack.stats``, ``infra/monitoring.py``)."""
 
@@ -300,7 +302,7 @@ class MetricsSettings(_Section):
         return self
 
 
-class RetentionSettings(_Section):
+class RetentionSettings(Section):
     """The retention purge (``mailstack.privacy``): enforces the retention policy on the database."""
 
     enabled: bool = True
@@ -312,7 +314,7 @@ class RetentionSettings(_Section):
     policy_file: str = ""
 
 
-class PrivacySettings(_Section):
+class PrivacySettings(Section):
     """Encryption at rest: where the key-encryption keys come from (``mailstack.privacy.Vault``)."""
 
     # local: wrapped under the master secret (embedded default, owned servers); kms: AWS KMS.
@@ -328,7 +330,7 @@ class PrivacySettings(_Section):
         return self
 
 
-class Settings(_Section):
+class Settings(Section):
     """Everything ``mailstack serve`` needs; paths are resolved against ``data_dir``."""
 
     data_dir: Path
@@ -357,6 +359,16 @@ class Settings(_Section):
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
             return f"sqlite:///{self.data_dir / url.removeprefix('sqlite:///')}"
         return url
+
+    @property
+    def sent_is_delivery(self) -> bool:
+        """Whether the relay's acceptance (the ``sent`` event) is the delivery Mailjet counts as "sent".
+
+        Only Postfix's log ([feedback] postfix_log) tells what the destination did; without it nothing
+        ever reports past the relay — the sandbox outbox, or ``--relay`` to any other MTA or smarthost —
+        so the relay's 250 is the last status there will be, and counts as delivered.
+        """
+        return not self.delivery.relay or not self.feedback.postfix_log
 
     @property
     def hostname(self) -> str:
@@ -444,6 +456,10 @@ domain = "{domain}"                  # required: the sending domain (DKIM d=)
 [server]
 http = "127.0.0.1:8800"              # API listen address (HOST:PORT)
 # public_url = "https://api.{domain}" # base of MessageHref and tracking links
+# Load shedding (0 = off): API requests over a limit get 429 with Retry-After, before any work is done.
+# max_requests_per_second = 0        # all API keys together, per serve process
+# max_requests_per_second_per_key = 0 # each API key (its credentials)
+# max_concurrent_requests = 0        # API requests being handled at once
 
 [database]
 url = "sqlite:///mailstack.db"       # relative to the data directory; MAILSTACK_DATABASE_URL overrides
@@ -458,12 +474,13 @@ workers = 4
 # relay_ca_file = ""                 # CA bundle for that check (data-dir relative); empty = the system's
 
 [queue]
-# lease_seconds = 300                # a crashed worker's messages are retried after this
+# lease_seconds = 30                 # renewed while working; a dead node's jobs are taken over after this
 # backend = "sql"                    # or "sqs" (AWS): Amazon SQS, jobs relayed from a database outbox
 # sqs_url = "https://sqs.eu-west-1.amazonaws.com/123456789012/mailstack-prod"
 
 [feedback]
 # postfix_log = "/var/log/postfix.log" # Postfix's maillog_file: per-recipient delivered/deferred/bounced
+#                                    # (unset: the relay's 250 counts as delivered, nothing reports later)
 # intake = "127.0.0.1:2526"          # SMTP listener for mail to the bounce domain (route it here in Postfix)
 # intake_max_bytes = 10485760
 # soft_bounce_limit = 3              # suppress after this many soft-bounced messages ...

@@ -6,13 +6,11 @@ timing): the page and the API cannot disagree.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
-from sqlalchemy import Connection, func, or_, select
+from sqlalchemy import Connection, func, select
 
-from mailstack.privacy import Vault
 from mailstack.stats import (
     DAY,
     Counters,
@@ -24,8 +22,8 @@ from mailstack.stats import (
     link_clicks,
     statcounter_json,
 )
-from mailstack.storage import PURPOSE_RECIPIENT, PURPOSE_SPEC, list_events, list_suppressions, open_text
-from mailstack.storage.schema import COUNTER_COLUMNS, api_keys, contents, messages, stat_counters
+from mailstack.storage import Store
+from mailstack.storage.schema import COUNTER_COLUMNS, api_keys, stat_counters
 
 __all__ = ["api_key_list", "message_timeline", "overview", "search_messages", "suppression_list"]
 
@@ -62,10 +60,10 @@ def _campaigns(conn: Connection, api_key_id: int) -> list[dict[str, Any]]:
 
 
 def overview(
-    conn: Connection, api_key_id: int, *, days: int = 30, now: float | None = None, vault: Vault
+    conn: Connection, api_key_id: int, *, days: int = 30, now: float | None = None, store: Store
 ) -> dict[str, Any]:
     """Totals and rates, the daily series of the last ``days`` days, campaigns, providers, top links
-    (their URLs are sealed: ``vault`` opens them)."""
+    (their URLs are sealed: the store opens them)."""
     days = max(1, min(days, MAX_DAYS))
     today = int((time.time() if now is None else now) // DAY * DAY)
     start, end = today - (days - 1) * DAY, today + DAY
@@ -90,75 +88,37 @@ def overview(
             esp_json(provider, values)
             for provider, values in counters_by_provider(conn, StatsQuery(api_key_id)).items()
         ],
-        "Links": link_clicks(conn, api_key_id, vault=vault)[:20],
+        "Links": link_clicks(conn, api_key_id, store=store)[:20],
     }
 
 
-def search_messages(conn: Connection, api_key_id: int, query: str, *, vault: Vault) -> list[dict[str, Any]]:
-    """Messages by MessageID, MessageUUID, Message-ID header or exact recipient address, newest first.
-
-    Recipients are sealed and found by their blind index: only a whole address matches (any case),
-    never a part of one.
-    """
-    text = query.strip()
-    if not text or len(text) > 998:
-        return []
-    conditions = []
-    if text.isdigit() and len(text) < 19:
-        conditions.append(messages.c.id == int(text))
-    if text.startswith("<") or "@" not in text:
-        header = text if text.startswith("<") else f"<{text}>"
-        conditions.append(messages.c.message_id_header == header)
-    conditions.append(messages.c.uuid == text.lower())
-    if "@" in text:
-        conditions.append(messages.c.recipient_index == vault.index(text))
-    rows = conn.execute(
-        select(
-            messages.c.id,
-            messages.c.uuid,
-            messages.c.recipient,
-            messages.c.sender,
-            messages.c.campaign,
-            messages.c.status,
-            messages.c.created_at,
-            messages.c.message_id_header,
-            contents.c.spec,
-        )
-        .join(contents, contents.c.id == messages.c.content_id)
-        .where(messages.c.api_key_id == api_key_id, or_(*conditions))
-        .order_by(messages.c.id.desc())
-        .limit(SEARCH_LIMIT)
-    )
-    found = []
-    for r in rows:
-        spec = vault.open_optional(conn, r.spec, purpose=PURPOSE_SPEC)
-        found.append((r, open_text(conn, vault, r.recipient, purpose=PURPOSE_RECIPIENT, erased="(erased)"),
-                      "" if spec is None else json.loads(spec).get("Subject") or ""))  # fmt: skip
+def search_messages(conn: Connection, api_key_id: int, query: str, *, store: Store) -> list[dict[str, Any]]:
+    """Messages by MessageID, MessageUUID, Message-ID header or exact recipient address, newest first
+    (see :func:`mailstack.storage.find_messages`)."""
     return [
         {
-            "MessageID": r.id,
-            "UUID": r.uuid,
-            "Recipient": recipient,
-            "Sender": r.sender,
-            "Subject": subject,
-            "Campaign": r.campaign,
-            "Status": r.status,
-            "CreatedAt": r.created_at,
-            "MessageIDHeader": r.message_id_header or "",
+            "MessageID": m.id,
+            "UUID": m.uuid,
+            "Recipient": m.recipient,
+            "Sender": m.sender,
+            "Subject": m.subject,
+            "Campaign": m.campaign,
+            "Status": m.status,
+            "CreatedAt": m.created_at,
+            "MessageIDHeader": m.message_id_header or "",
         }
-        for r, recipient, subject in found
+        for m in store.messages.find(conn, api_key_id, query, limit=SEARCH_LIMIT)
     ]
 
 
 def message_timeline(
-    conn: Connection, api_key_id: int, message_id: int, *, vault: Vault
+    conn: Connection, api_key_id: int, message_id: int, *, store: Store
 ) -> list[dict[str, Any]] | None:
     """The message's events in order (None when it is not this API key's)."""
-    owner = conn.execute(select(messages.c.api_key_id).where(messages.c.id == message_id)).scalar()
-    if owner != api_key_id:
+    if store.messages.api_key_of(conn, message_id) != api_key_id:
         return None
     timeline = []
-    for kind, at, detail in list_events(conn, message_id, vault=vault):
+    for kind, at, detail in store.messages.events(conn, message_id):
         shown = {k: v for k, v in detail.items() if k in _SHOWN and v not in ("", None)}
         timeline.append({"Type": kind, "At": at, "Detail": shown})
     return timeline
@@ -172,8 +132,8 @@ _SHOWN = frozenset(
 
 
 def suppression_list(
-    conn: Connection, query: str = "", *, limit: int = 100, vault: Vault
+    conn: Connection, query: str = "", *, limit: int = 100, store: Store
 ) -> list[dict[str, Any]]:
     """Suppressions, newest first; a query finds one exact address (they are stored by blind index)."""
     address = query.strip() or None
-    return [entry.to_json() for entry in list_suppressions(conn, address=address, limit=limit, vault=vault)]
+    return [entry.to_json() for entry in store.suppressions.list(conn, address=address, limit=limit)]

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, case, delete, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
-from mailstack.storage.schema import dashboard_users, login_failures
+from mailstack.storage.schema import dashboard_users, login_attempts
 from mailstack.tokens import InvalidToken, TokenSigner
 
 __all__ = [
@@ -144,11 +145,14 @@ class Sessions:
 
 
 class LoginThrottle:
-    """Failed sign-ins counted in the database, so every process of a fleet sees the same counts.
+    """Sign-in attempts counted in the database, so every process of a fleet sees the same counts.
 
-    A client address may fail ``limit`` times in ``window`` seconds; one user name ``user_limit`` times
-    (from however many addresses: a botnet guessing one password). While either is exceeded, even the
-    right password is refused. Counters are keyed HMACs, so the table holds neither addresses nor names.
+    A client address may try ``limit`` times per ``window`` seconds; one user name ``user_limit`` times
+    (from however many addresses: a botnet guessing one password). :meth:`take` counts an attempt
+    *before* the password is checked, in one conditional upsert per counter, so simultaneous guesses
+    cannot all pass a count none of them has added to yet; past either limit even the right password is
+    refused. A window starts at its first attempt; a success starts both counters afresh. Counters are
+    keyed HMACs, so the table holds neither addresses nor names.
     """
 
     def __init__(
@@ -174,31 +178,48 @@ class LoginThrottle:
 
         return mac("ip:" + client), mac("user:" + username.strip().lower()[:100])
 
-    def allowed(self, client: str, username: str) -> bool:
-        """Whether a sign-in from ``client`` as ``username`` may be tried now."""
-        by_ip, by_user = self._keys(client, username)
-        since = self._clock() - self._window
-        failures = login_failures
-
-        def count(key: str) -> int:
-            query = select(func.count()).where(failures.c.client == key, failures.c.at >= since)
-            return int(conn.execute(query).scalar_one())
-
-        with self._engine.connect() as conn:
-            return count(by_ip) < self._limit and count(by_user) < self._user_limit
-
-    def failed(self, client: str, username: str) -> None:
-        """Count a failed sign-in (and forget those older than the window)."""
+    def take(self, client: str, username: str) -> bool:
+        """Count a sign-in attempt from ``client`` as ``username``; False (nothing counted) when either
+        limit is reached, and then the password must not be checked."""
         now = self._clock()
-        with self._engine.begin() as conn:
-            conn.execute(delete(login_failures).where(login_failures.c.at < now - self._window))
-            conn.execute(
-                insert(login_failures), [{"client": key, "at": now} for key in self._keys(client, username)]
-            )
+        by_ip, by_user = self._keys(client, username)
+        with self._engine.connect() as conn, conn.begin() as transaction:
+            # Always the address first, then the user: two attempts never wait on each other in a cycle.
+            if not (
+                self._take_one(conn, by_ip, self._limit, now)
+                and self._take_one(conn, by_user, self._user_limit, now)
+            ):
+                transaction.rollback()
+                return False
+            self._forget_expired(conn, now)
+        return True
+
+    def _take_one(self, conn: Connection, key: str, limit: int, now: float) -> bool:
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        table = login_attempts
+        expired = table.c.window_start <= now - self._window
+        statement = dialect.insert(table).values(client=key, window_start=now, attempts=1)
+        statement = statement.on_conflict_do_update(
+            index_elements=[table.c.client],
+            set_={
+                "attempts": case((expired, 1), else_=table.c.attempts + 1),
+                "window_start": case((expired, now), else_=table.c.window_start),
+            },
+            # The row is locked (PostgreSQL) or the database is (SQLite) while this is decided.
+            where=or_(expired, table.c.attempts < limit),
+        )
+        return conn.execute(statement.returning(table.c.attempts)).first() is not None
+
+    def _forget_expired(self, conn: Connection, now: float) -> None:
+        stale = select(login_attempts.c.client).where(login_attempts.c.window_start <= now - self._window)
+        if conn.dialect.name == "postgresql":
+            # Rows another attempt holds are left for later: waiting on them could close a lock cycle.
+            stale = stale.with_for_update(skip_locked=True)
+        conn.execute(delete(login_attempts).where(login_attempts.c.client.in_(stale.scalar_subquery())))
 
     def succeeded(self, client: str, username: str) -> None:
         """A right password: that address and that user start afresh."""
         with self._engine.begin() as conn:
             conn.execute(
-                delete(login_failures).where(login_failures.c.client.in_(self._keys(client, username)))
+                delete(login_attempts).where(login_attempts.c.client.in_(self._keys(client, username)))
             )

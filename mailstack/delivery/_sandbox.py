@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 
 from mailstack.storage import store_outbox
 
-from ._transport import DeliveryResult, Outcome, OutgoingMail
+from ._transport import DeliveryResult, Outcome, OutgoingMail, ResultCallback
 
 if TYPE_CHECKING:
     from mailstack.privacy import Vault
@@ -23,14 +23,20 @@ class SandboxOutbox:
         self._engine = engine
         self._vault = vault  # the copies are sealed under their recipients' keys
 
-    def deliver(self, mail: Sequence[OutgoingMail]) -> list[DeliveryResult]:
+    def deliver(
+        self, mail: Sequence[OutgoingMail], on_result: ResultCallback | None = None
+    ) -> list[DeliveryResult]:
         now = time.time()
         with self._engine.begin() as conn:
             for item in mail:
                 store_outbox(
                     conn, item.message_id, item.mail_from, item.rcpt_to, item.data, now=now, vault=self._vault
                 )
-        return [DeliveryResult(Outcome.SENT, 250, "kept in the sandbox outbox") for _ in mail]
+        results = [DeliveryResult(Outcome.SENT, 250, "kept in the sandbox outbox") for _ in mail]
+        if on_result is not None:
+            for position, result in enumerate(results):
+                on_result(position, result)
+        return results
 
     def close(self) -> None:
         return None

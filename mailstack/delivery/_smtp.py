@@ -8,7 +8,7 @@ import ssl
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from ._transport import DeliveryResult, Outcome, OutgoingMail
+from ._transport import DeliveryResult, Outcome, OutgoingMail, ResultCallback
 
 
 def _outcome(code: int) -> Outcome:
@@ -71,7 +71,10 @@ class SmtpRelay:
         try:
             client = self._idle.get_nowait()
         except queue.Empty:
-            client = self._connect()
+            try:
+                client = self._connect()
+            except (OSError, smtplib.SMTPException) as exc:
+                raise _Unreachable from exc
         try:
             yield client
         except BaseException:
@@ -82,8 +85,10 @@ class SmtpRelay:
         except queue.Full:
             _quietly_close(client)
 
-    def deliver(self, mail: Sequence[OutgoingMail]) -> list[DeliveryResult]:
-        results: list[DeliveryResult] = []
+    def deliver(
+        self, mail: Sequence[OutgoingMail], on_result: ResultCallback | None = None
+    ) -> list[DeliveryResult]:
+        results: list[DeliveryResult] = _Reported(on_result) if on_result is not None else []
         retried = -1  # the message that already had its fresh try after a dropped connection
         while len(results) < len(mail):
             try:
@@ -99,6 +104,13 @@ class SmtpRelay:
                     )
                 else:
                     retried = len(results)
+            except _Unreachable as unreachable:
+                # The relay is down (refused, timed out): the rest of the batch would meet the same, one
+                # connection timeout each. Defer it all at once.
+                cause = unreachable.__cause__ or unreachable
+                reply = f"relay {self.host}:{self.port}: {cause or type(cause).__name__}"
+                while len(results) < len(mail):
+                    results.append(DeliveryResult(Outcome.DEFERRED, 0, reply))
             except (OSError, smtplib.SMTPException) as exc:
                 results.append(
                     DeliveryResult(
@@ -182,6 +194,22 @@ class SmtpRelay:
                 client.quit()
             except (OSError, smtplib.SMTPException):
                 _quietly_close(client)
+
+
+class _Unreachable(Exception):  # noqa: N818 - a state, not an error of ours
+    """No connection to the relay could be made (its cause says why)."""
+
+
+class _Reported(list[DeliveryResult]):
+    """The batch's results, each reported as it is appended (the moment its final reply arrived)."""
+
+    def __init__(self, on_result: ResultCallback) -> None:
+        super().__init__()
+        self._on_result = on_result
+
+    def append(self, result: DeliveryResult) -> None:
+        super().append(result)
+        self._on_result(len(self) - 1, result)
 
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -33,13 +33,21 @@ class DeliveryResult:
         return f"{self.code} {self.reply}" if self.code else self.reply
 
 
+# Called with (position in the batch, result) as each message's final reply arrives.
+ResultCallback = Callable[[int, "DeliveryResult"], None]
+
+
 class Transport(Protocol):
     """Where mail leaves mailstack."""
 
     name: str
 
-    def deliver(self, mail: Sequence[OutgoingMail]) -> list[DeliveryResult]:
-        """Try each message once; results in the same order. Never raises for a delivery problem."""
+    def deliver(
+        self, mail: Sequence[OutgoingMail], on_result: ResultCallback | None = None
+    ) -> list[DeliveryResult]:
+        """Try each message once; results in the same order. Never raises for a delivery problem.
+
+        ``on_result`` hears of each result as soon as it is known, before the rest of the batch."""
 
     def close(self) -> None:
         """Release connections."""

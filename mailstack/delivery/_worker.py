@@ -1,20 +1,23 @@
 from __future__ import annotations
 
+import contextlib
+import functools
 import heapq
 import random
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine
 
-from mailstack.model import Envelope, EventType, MessageStatus
+from mailstack.model import FINAL_STATUSES, Envelope, EventType, MessageStatus
 from mailstack.observability import Metrics, get_logger
-from mailstack.queue import Lease, Queue
+from mailstack.queue import Lease, LeaseOwner, Queue
 from mailstack.storage import (
+    OutageNotice,
     SentRecord,
     Suppression,
     active_suppressions,
@@ -27,6 +30,8 @@ from mailstack.storage import (
 )
 from mailstack.throttle import Request, Throttle
 
+from ._journal import Journal, JournalEntry
+from ._prepare import Undeliverable
 from ._transport import DeliveryResult, Outcome, OutgoingMail, Transport
 
 if TYPE_CHECKING:
@@ -37,21 +42,20 @@ _ENHANCED_STATUS = re.compile(r"\s*([245]\.\d{1,3}\.\d{1,3})\b")
 log = get_logger("mailstack.delivery")
 
 # Statuses of messages that must not be sent (again) when a job for them is leased.
-_DONE = frozenset(
-    {
-        MessageStatus.SENT,
-        MessageStatus.FAILED,
-        MessageStatus.BLOCKED,
-        MessageStatus.HARD_BOUNCED,
-        MessageStatus.SOFT_BOUNCED,
-        MessageStatus.SPAM,
-        MessageStatus.UNSUB,
-    }
-)
 # How many wake-up times of throttled messages one worker remembers.
 _MAX_WAKEUPS = 10000
-# Turns an envelope into signed mail; raises ValueError for a message that can never be sent.
+# Turns an envelope into signed mail (a Preparer); raises Undeliverable for a message that can never go.
 Prepare = Callable[[Envelope], OutgoingMail]
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """A batch's outcomes between the relay's replies and their commit."""
+
+    finished: list[tuple[Lease, DeliveryResult | None, str | None]]
+    delivered: list[tuple[Lease, str | None, DeliveryResult]]
+    blocked: list[tuple[Lease, Suppression]]
+    created_at: dict[int, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,10 +95,14 @@ class DeliveryWorker:
         throttle: Throttle | None = None,
         ip_transports: Mapping[str, Transport] | None = None,
         vault: Vault,
+        journal: Journal | None = None,
+        owner: LeaseOwner | None = None,
     ) -> None:
         """``throttle`` paces delivery; ``ip_transports`` maps a sending IP the throttle picks to the relay
         that sends from it (IPs not in it, and messages without one, use ``transport``); ``vault`` opens
-        the sealed recipients and contents and seals the relay's replies."""
+        the sealed recipients and contents and seals the relay's replies; ``journal`` keeps each relay
+        outcome from the moment it arrives until its batch is committed (see :mod:`._journal`); ``owner``
+        is the node and incarnation its leases are held by (see :mod:`._recovery`)."""
         self._engine = engine
         self._vault = vault
         self._queue = queue
@@ -105,6 +113,11 @@ class DeliveryWorker:
         self._clock = clock
         self._throttle = throttle
         self._ip_transports = dict(ip_transports or {})
+        self._journal = journal
+        self._owner = owner
+        self._outage = OutageNotice(log, "delivery batch")
+        self._pending: _Batch | None = None  # delivered, not yet recorded (the database was away)
+        self._abandoned: list[Lease] = []  # leased, not worked on, not yet given back
         # When the messages this worker put back come due (a heap): an idle worker wakes for each.
         self._due: list[float] = []
 
@@ -113,8 +126,9 @@ class DeliveryWorker:
         while not stop.is_set():
             try:
                 worked = self.run_once()
-            except Exception:
-                log.exception("delivery batch failed; its leases will expire and be retried")
+                self._outage.succeeded()
+            except Exception as exc:  # the outcomes in hand are kept and recorded next round
+                self._outage.failed(exc)
                 worked = 0
             if worked == 0:
                 idle = self._idle_seconds()
@@ -136,10 +150,49 @@ class DeliveryWorker:
         return min(self._settings.poll_seconds, max(0.01, self._due[0] - now))
 
     def run_once(self) -> int:
-        """Lease, deliver and record one batch; returns how many jobs it handled."""
-        leases = self._queue.lease(self._settings.batch_size, self._settings.lease_seconds, now=self._clock())
+        """Lease, deliver and record one batch; returns how many jobs it handled.
+
+        Outcomes that cannot be written (the database is away) are kept, with their journal, and written
+        before anything else is leased; leases that could not be worked on are given back.
+        """
+        self._settle_pending()
+        if self._abandoned:
+            self._queue.release(self._abandoned, now=self._clock())
+            self._abandoned = []
+        leases = self._queue.lease(
+            self._settings.batch_size, self._settings.lease_seconds, now=self._clock(), owner=self._owner
+        )
         if not leases:
             return 0
+        try:
+            self._pending = self._work(leases)
+        except BaseException:
+            # Nothing was sent (the relay never raises): give the jobs back now rather than leaving them
+            # leased (the keeper would renew them) — later if the database is away.
+            self._abandoned = leases
+            with contextlib.suppress(Exception):
+                self._queue.release(leases, now=self._clock())
+                self._abandoned = []
+            raise
+        self._settle_pending()
+        return len(leases)
+
+    def _settle_pending(self) -> None:
+        batch = self._pending
+        if batch is None:
+            return
+        self._record(batch.finished, batch.delivered, batch.blocked)
+        self._pending = None
+        if self._journal is not None:
+            self._journal.clear()
+        if self._metrics is not None:
+            now = self._clock()
+            for lease, _header, result in batch.delivered:
+                if result.outcome is Outcome.SENT:
+                    self._metrics.delivery_latency.observe(now - batch.created_at[lease.message_id])
+
+    def _work(self, leases: list[Lease]) -> _Batch:
+        """Check, throttle, compose, sign and deliver ``leases``; the outcomes are not recorded yet."""
         now = self._clock()
         with self._engine.connect() as conn:
             envelopes = load_envelopes(conn, [lease.message_id for lease in leases], vault=self._vault)
@@ -158,7 +211,7 @@ class DeliveryWorker:
             if found is None:
                 finished.append((lease, None, "message not found"))
                 continue
-            if found.status in _DONE:
+            if found.status in FINAL_STATUSES:
                 # Delivered before a crash that lost the acknowledgement (or blocked, or already bounced
                 # back according to Postfix's log): never send twice.
                 finished.append((lease, None, None))
@@ -176,19 +229,24 @@ class DeliveryWorker:
         for lease, envelope in allowed:
             try:
                 mail = self._prepare(envelope)
-            except ValueError as exc:
+            except Undeliverable as exc:
                 finished.append((lease, DeliveryResult(Outcome.FAILED, 0, f"cannot compose: {exc}"), None))
+                continue
+            except Exception as exc:
+                # A malfunction (ours or a dependency's), not a verdict on the message: retried like a
+                # temporary failure, so a bug fixed by an upgrade does not cost the mail.
+                log.exception("preparing a message failed; it will be retried", message_id=lease.message_id)
+                result = DeliveryResult(Outcome.DEFERRED, 0, f"cannot prepare: {type(exc).__name__}")
+                finished.append((lease, result, None))
                 continue
             to_send.append((lease, mail))
         results = self._deliver(to_send, routes)
-        delivered = [(lease, mail, result) for (lease, mail), result in zip(to_send, results, strict=True)]
-        self._record(finished, delivered, blocked)
-        if self._metrics is not None:
-            now = self._clock()
-            for lease, _mail, result in delivered:
-                if result.outcome is Outcome.SENT:
-                    self._metrics.delivery_latency.observe(now - envelopes[lease.message_id].created_at)
-        return len(leases)
+        delivered = [
+            (lease, _message_id_header(mail), result)
+            for (lease, mail), result in zip(to_send, results, strict=True)
+        ]
+        created_at = {message_id: found.created_at for message_id, found in envelopes.items()}
+        return _Batch(finished, delivered, blocked, created_at)
 
     def _throttled(
         self, candidates: list[tuple[Lease, Envelope]]
@@ -230,14 +288,32 @@ class DeliveryWorker:
         results: dict[int, DeliveryResult] = {}
         for ip, indexes in groups.items():
             transport = self._ip_transports.get(ip, self._transport)
-            outcomes = transport.deliver([to_send[index][1] for index in indexes])
+            on_result = None
+            if self._journal is not None:
+                on_result = functools.partial(self._journaled, self._journal, to_send, indexes)
+            outcomes = transport.deliver([to_send[index][1] for index in indexes], on_result)
             results.update(zip(indexes, outcomes, strict=True))
         return [results[index] for index in range(len(to_send))]
+
+    @staticmethod
+    def _journaled(
+        journal: Journal,
+        to_send: list[tuple[Lease, OutgoingMail]],
+        indexes: list[int],
+        position: int,
+        result: DeliveryResult,
+    ) -> None:
+        # Written the moment the relay answers: a crash from here on does not send it again.
+        lease, mail = to_send[indexes[position]]
+        header = _message_id_header(mail)
+        journal.append(
+            JournalEntry(lease.job_id, lease.token, lease.message_id, lease.attempts, result, header)
+        )
 
     def _record(
         self,
         finished: list[tuple[Lease, DeliveryResult | None, str | None]],
-        delivered: list[tuple[Lease, OutgoingMail, DeliveryResult]],
+        delivered: list[tuple[Lease, str | None, DeliveryResult]],
         blocked: list[tuple[Lease, Suppression]],
     ) -> None:
         now = self._clock()
@@ -261,36 +337,19 @@ class DeliveryWorker:
                     self._queue.dead(conn, lease, error=error)
                 elif result is None:
                     self._queue.complete(conn, lease)
+                elif self._retry_or_fail(conn, lease, result, now) is MessageStatus.DEFERRED:
+                    deferred += 1
                 else:
-                    self._fail(conn, lease, result, now)
                     failed += 1
             sent: list[SentRecord] = []
             sent_leases: list[Lease] = []
-            for lease, mail, result in delivered:
+            for lease, header, result in delivered:
                 if result.outcome is Outcome.SENT:
                     sent_leases.append(lease)
-                    sent.append(
-                        SentRecord(
-                            lease.message_id, lease.attempts, result.summary(), _message_id_header(mail)
-                        )
-                    )
-                elif result.outcome is Outcome.DEFERRED and lease.attempts < self._settings.max_attempts:
-                    retry_at = now + retry_delay(lease.attempts, self._settings)
-                    self._queue.retry(conn, lease, available_at=retry_at, error=_job_error(result))
-                    detail = {"attempt": lease.attempts, "retry_at": retry_at}
-                    _settle(
-                        conn,
-                        self._vault,
-                        lease,
-                        result,
-                        MessageStatus.DEFERRED,
-                        EventType.DEFERRED,
-                        detail,
-                        now,
-                    )
+                    sent.append(SentRecord(lease.message_id, lease.attempts, result.summary(), header))
+                elif self._retry_or_fail(conn, lease, result, now) is MessageStatus.DEFERRED:
                     deferred += 1
                 else:
-                    self._fail(conn, lease, result, now)
                     failed += 1
             for job_id in self._queue.complete_many(conn, sent_leases):
                 log.warning("lease lost before acknowledgement", job_id=job_id)
@@ -302,6 +361,19 @@ class DeliveryWorker:
             self._metrics.deferred.inc(deferred)
             self._metrics.failed.inc(failed)
 
+    def _retry_or_fail(
+        self, conn: Connection, lease: Lease, result: DeliveryResult, now: float
+    ) -> MessageStatus:
+        """Deferred with a retry time while attempts remain, failed otherwise; returns which."""
+        if result.outcome is Outcome.DEFERRED and lease.attempts < self._settings.max_attempts:
+            retry_at = now + retry_delay(lease.attempts, self._settings)
+            self._queue.retry(conn, lease, available_at=retry_at, error=_job_error(result))
+            detail = {"attempt": lease.attempts, "retry_at": retry_at}
+            _settle(conn, self._vault, lease, result, MessageStatus.DEFERRED, EventType.DEFERRED, detail, now)
+            return MessageStatus.DEFERRED
+        self._fail(conn, lease, result, now)
+        return MessageStatus.FAILED
+
     def _fail(self, conn: Connection, lease: Lease, result: DeliveryResult, now: float) -> None:
         # A temporary failure that reaches here has used up its attempts: a dead letter.
         exhausted = result.outcome is Outcome.DEFERRED
@@ -311,6 +383,25 @@ class DeliveryWorker:
             self._queue.complete(conn, lease)
         detail = {"attempts": lease.attempts, "dead_letter": exhausted}
         _settle(conn, self._vault, lease, result, MessageStatus.FAILED, EventType.FAILED, detail, now)
+
+    def replay(self, entries: Sequence[JournalEntry]) -> int:
+        """Record the outcomes a previous run journaled but did not commit; returns how many were new.
+
+        Only jobs still leased under the journaled token are recorded: the others were committed before
+        the crash (or taken over by another worker, which then owns their outcome).
+        """
+        if not entries:
+            return 0
+        now = self._clock()
+        leases = [
+            (Lease(e.job_id, e.message_id, e.attempts, e.token, now), e.message_id_header, e.result)
+            for e in entries
+        ]
+        with self._engine.connect() as conn:
+            owned = self._queue.owned(conn, [lease for lease, _header, _result in leases])
+        delivered = [item for item in leases if item[0].job_id in owned]
+        self._record([], delivered, [])
+        return len(delivered)
 
 
 def _settle(

@@ -6,7 +6,8 @@
   ``mailto:`` unsubscribes, feedback-loop reports) and record what it says;
 * :class:`FeedbackRecorder` turns both into events shaped for Mailjet's Event API, message statuses and
   suppressions (hard bounces and complaints at once, soft bounces after ``[feedback] soft_bounce_limit``);
-* :class:`FeedbackServices` runs whichever of them ``[feedback]`` configures inside ``mailstack serve``.
+* :func:`feedback_services` lists whichever of them ``[feedback]`` configures, for ``mailstack serve``'s
+  lifecycle.
 
 Classification itself is :mod:`mailstack.bounce_classify`'s; the suppression list lives in
 :mod:`mailstack.storage` and is checked wherever messages are stored
@@ -19,13 +20,12 @@ from mailstack.feedback._intake import BounceIntake, IntakeServer, Route
 from mailstack.feedback._mailjet import error_of
 from mailstack.feedback._postfix_log import LogEntry, LogKind, PostfixLogReader, parse_line
 from mailstack.feedback._recorder import Bounce, FeedbackRecorder, MessageFacts, StatusReport, event_uid
-from mailstack.feedback._service import FeedbackServices
+from mailstack.feedback._service import feedback_services
 
 __all__ = [
     "Bounce",
     "BounceIntake",
     "FeedbackRecorder",
-    "FeedbackServices",
     "IntakeServer",
     "LogEntry",
     "LogKind",
@@ -35,5 +35,6 @@ __all__ = [
     "StatusReport",
     "error_of",
     "event_uid",
+    "feedback_services",
     "parse_line",
 ]

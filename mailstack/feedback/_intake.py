@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from sqlalchemy import Engine
 
 from mailstack.bounce_classify import BounceResult, classify
 from mailstack.compose import ComposeSettings, parse_verp
 from mailstack.observability import get_logger
+from mailstack.storage import Store
 from mailstack.tokens import InvalidToken
 
 from ._classify import pick_result
@@ -69,8 +69,8 @@ def _programme(*hints: str) -> str:
 class BounceIntake:
     """Decides which recipients to accept and records what each received message says."""
 
-    def __init__(self, engine: Engine, compose_settings: ComposeSettings, recorder: FeedbackRecorder) -> None:
-        self._engine = engine
+    def __init__(self, store: Store, compose_settings: ComposeSettings, recorder: FeedbackRecorder) -> None:
+        self._store = store
         self._compose = compose_settings
         self._recorder = recorder
 
@@ -106,7 +106,7 @@ class BounceIntake:
             results = classify(raw, envelope_recipient=verp)
         now = time.time()
         recorded = 0
-        with self._engine.begin() as conn:
+        with self._store.begin() as conn:
             ids = {route.message_id for route in routes if route.message_id is not None}
             if results is not None:
                 ids.update(i for r in results if (i := parse_verp(r.verp_address, self._compose)) is not None)
@@ -200,6 +200,8 @@ class _Handler:
 
 class IntakeServer:
     """The listener: an aiosmtpd controller on its own thread and event loop."""
+
+    name = "bounce-intake"
 
     def __init__(self, intake: BounceIntake, host: str, port: int, *, max_bytes: int, hostname: str) -> None:
         self._controller = Controller(

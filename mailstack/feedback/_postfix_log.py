@@ -33,19 +33,11 @@ from enum import Enum
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection
 
 from mailstack.compose import ComposeSettings, parse_verp
 from mailstack.observability import get_logger
-from mailstack.storage import (
-    LogCursor,
-    forget_queue_ids,
-    get_log_cursor,
-    load_queue_ids,
-    remember_queue_ids,
-    save_log_cursor,
-)
-from mailstack.storage.schema import log_cursors
+from mailstack.storage import LogCursor, Store
 
 from ._classify import classify_logged, split_reply
 from ._recorder import Bounce, FeedbackRecorder, StatusReport, event_uid
@@ -134,7 +126,7 @@ class PostfixLogReader:
 
     def __init__(
         self,
-        engine: Engine,
+        store: Store,
         path: Path,
         compose_settings: ComposeSettings,
         recorder: FeedbackRecorder,
@@ -144,7 +136,8 @@ class PostfixLogReader:
         chunk_bytes: int = 256 * 1024,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._engine = engine
+        self._store = store
+        self._relay_log = store.relay_log
         self._path = path
         self._compose = compose_settings
         self._recorder = recorder
@@ -193,8 +186,8 @@ class PostfixLogReader:
     # --- files -------------------------------------------------------------------------------------------
 
     def _open(self) -> bool:
-        with self._engine.connect() as conn:
-            cursor = get_log_cursor(conn, self.name)
+        with self._store.connect() as conn:
+            cursor = self._relay_log.cursor(conn, self.name)
         try:
             current: os.stat_result | None = os.stat(self._path)
         except FileNotFoundError:
@@ -290,27 +283,28 @@ class PostfixLogReader:
     # --- recording ---------------------------------------------------------------------------------------
 
     def _save_position(self, position: int) -> None:
-        with self._engine.begin() as conn:
-            save_log_cursor(conn, self.name, LogCursor(self._file_id, position), now=self._clock())
+        with self._store.begin() as conn:
+            self._relay_log.save_cursor(
+                conn, self.name, LogCursor(self._file_id, position), now=self._clock()
+            )
         self._position = position
 
     def _commit(self, lines: list[bytes], size: int) -> None:
         now = self._clock()
-        with self._engine.begin() as conn:
+        with self._store.begin() as conn:
             if not self._still_ours(conn):
                 return
             self._apply(conn, [line.decode("utf-8", "replace") for line in lines], now)
-            save_log_cursor(conn, self.name, LogCursor(self._file_id, self._position + size), now=now)
+            self._relay_log.save_cursor(
+                conn, self.name, LogCursor(self._file_id, self._position + size), now=now
+            )
         self._position += size
 
     def _still_ours(self, conn: Connection) -> bool:
         # Another process reading the same log under the same name may be ahead: follow it, never redo.
-        query = select(log_cursors.c.file_id, log_cursors.c.position).where(log_cursors.c.name == self.name)
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        row = conn.execute(query).first()
+        row = self._relay_log.cursor(conn, self.name, lock=True)
         if row is not None and row.file_id == self._file_id and row.position > self._position:
-            self._position = int(row.position)
+            self._position = row.position
             return False
         return True
 
@@ -319,7 +313,7 @@ class PostfixLogReader:
         if not entries:
             return
         wanted = {e.queue_id for e, _ in entries if e.kind in (LogKind.DELIVERY, LogKind.REMOVED)}
-        known = load_queue_ids(conn, self.name, wanted)
+        known = self._relay_log.queue_ids(conn, self.name, wanted)
         added: dict[str, int] = {}
         removed: set[str] = set()
         outcomes: list[tuple[int, LogEntry, str]] = []
@@ -342,10 +336,12 @@ class PostfixLogReader:
                 added.pop(entry.queue_id, None)
                 removed.add(entry.queue_id)
         purge = now - self._last_purge >= _PURGE_EVERY
-        forget_queue_ids(conn, self.name, removed, older_than=now - _STALE_SECONDS if purge else None)
+        self._relay_log.forget_queue_ids(
+            conn, self.name, removed, older_than=now - _STALE_SECONDS if purge else None
+        )
         if purge:
             self._last_purge = now
-        remember_queue_ids(conn, self.name, added, now=now)
+        self._relay_log.remember_queue_ids(conn, self.name, added, now=now)
         if outcomes:
             self._record(conn, outcomes, now)
 

@@ -16,22 +16,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection
 
 from mailstack.config import FeedbackSettings
-from mailstack.model import EventType, MessageStatus
+from mailstack.model import SETTLED_STATUSES, EventType, MessageStatus
 from mailstack.observability import get_logger
-from mailstack.privacy import Vault
-from mailstack.storage import (
-    GLOBAL_SCOPE,
-    PURPOSE_LAST_REPLY,
-    PURPOSE_RECIPIENT,
-    note_soft_bounce,
-    seal_details,
-    suppress,
-)
-from mailstack.storage.schema import events, messages
+from mailstack.storage import GLOBAL_SCOPE, Store, UniqueEvent
 
 from ._mailjet import bounce_fields, related_to_recipient, sent_fields, spam_fields, unsub_fields
 
@@ -40,15 +30,6 @@ __all__ = ["Bounce", "FeedbackRecorder", "MessageFacts", "StatusReport", "event_
 log = get_logger("mailstack.feedback")
 
 _DAY = 86400.0
-_SETTLED = frozenset(
-    {
-        MessageStatus.BLOCKED,
-        MessageStatus.HARD_BOUNCED,
-        MessageStatus.SOFT_BOUNCED,
-        MessageStatus.SPAM,
-        MessageStatus.UNSUB,
-    }
-)
 
 
 def event_uid(kind: str, *parts: str | bytes | int) -> str:
@@ -102,24 +83,20 @@ class Bounce:
 class FeedbackRecorder:
     """Records feedback for messages and applies the suppression policy of ``[feedback]``."""
 
-    def __init__(self, settings: FeedbackSettings, vault: Vault) -> None:
-        """``vault`` opens the sealed recipients and seals the replies, which quote addresses."""
+    def __init__(self, settings: FeedbackSettings, store: Store) -> None:
+        """``store`` holds the messages (recipients sealed, replies sealed: they quote addresses) and the
+        suppression list."""
         self._settings = settings
-        self._vault = vault
+        self.store = store
+        self._messages = store.messages
+        self._suppressions = store.suppressions
 
     def load(self, conn: Connection, message_ids: Iterable[int]) -> dict[int, MessageFacts]:
         """The messages that still exist among ``message_ids`` (an erased recipient's are left out)."""
-        wanted = sorted(set(message_ids))
-        found: dict[int, MessageFacts] = {}
-        for start in range(0, len(wanted), 500):
-            query = select(messages.c.id, messages.c.recipient, messages.c.sender, messages.c.status).where(
-                messages.c.id.in_(wanted[start : start + 500])
-            )
-            for row in conn.execute(query):
-                email = self._vault.open_optional(conn, row.recipient, purpose=PURPOSE_RECIPIENT)
-                if email is not None:
-                    found[row.id] = MessageFacts(row.id, email.decode(), row.sender, row.status)
-        return found
+        return {
+            message_id: MessageFacts(m.id, m.recipient, m.sender, m.status)
+            for message_id, m in self._messages.outlines(conn, message_ids).items()
+        }
 
     # --- delivery status ------------------------------------------------------------------------------
 
@@ -143,43 +120,21 @@ class FeedbackRecorder:
                 kinds.append(EventType.DEFERRED)
                 details.append({"smtp_reply": report.reply, **report.extra})
         # Replies quote addresses: sealed, the facts statistics count kept readable.
-        rows = [
-            {
-                "message_id": report.message.id,
-                "type": kind.value,
-                "detail": stored,
-                "uid": report.uid,
-                "created_at": now,
-            }
-            for report, kind, stored in zip(
-                reports, kinds, seal_details(conn, self._vault, details), strict=True
-            )
-        ]
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(events).on_conflict_do_nothing(index_elements=["uid"]).returning(events.c.uid)
-        inserted = set(conn.execute(stmt, rows).scalars())
+        inserted = self._messages.record_unique_events(
+            conn,
+            [
+                UniqueEvent(report.message.id, kind, detail, report.uid)
+                for report, kind, detail in zip(reports, kinds, details, strict=True)
+            ],
+            now=now,
+        )
         changed = []
         for report in reports:
-            if report.uid in inserted and report.message.status not in _SETTLED:
+            if report.uid in inserted and report.message.status not in SETTLED_STATUSES:
                 status = MessageStatus.SENT if report.delivered else MessageStatus.DEFERRED
                 report.message.status = status.value
-                changed.append((report, status))
-        # Replies quote addresses: sealed, under the day's shared key (a batch mixes recipients).
-        sealed = self._vault.seal_many(
-            conn, [(r.reply[:2000].encode(), None) for r, _s in changed], purpose=PURPOSE_LAST_REPLY
-        )
-        updates = [
-            {"b_id": r.message.id, "b_status": status.value, "b_reply": reply}
-            for (r, status), reply in zip(changed, sealed, strict=True)
-        ]
-        if updates:
-            conn.execute(
-                update(messages)
-                # One != per status: an expanding NOT IN cannot be used with executemany.
-                .where(messages.c.id == bindparam("b_id"), *(messages.c.status != s.value for s in _SETTLED))
-                .values(status=bindparam("b_status"), last_reply=bindparam("b_reply"), updated_at=now),
-                updates,
-            )
+                changed.append((report.message.id, status, report.reply))
+        self._messages.update_statuses_unless(conn, changed, unless=SETTLED_STATUSES, now=now)
         return len(inserted)
 
     def delivered(
@@ -230,12 +185,12 @@ class FeedbackRecorder:
             "source": bounce.source,
             **bounce.extra,
         }
-        if not _event(conn, self._vault, message.id, EventType.BOUNCE, detail, uid, now):
+        if not self._event(conn, message.id, EventType.BOUNCE, detail, uid, now):
             return False
         status = MessageStatus.HARD_BOUNCED if bounce.hard else MessageStatus.SOFT_BOUNCED
-        _set_status(conn, self._vault, message, status, reply, now)
+        self._set_status(conn, message, status, reply, now)
         if bounce.hard:
-            suppress(
+            self._suppressions.suppress(
                 conn,
                 message.recipient,
                 scope=GLOBAL_SCOPE,
@@ -243,11 +198,10 @@ class FeedbackRecorder:
                 source="hard_bounce",
                 now=now,
                 message_id=message.id,
-                vault=self._vault,
             )
         elif blocked:
             days = self._settings.soft_bounce_suppression_days
-            suppress(
+            self._suppressions.suppress(
                 conn,
                 message.recipient,
                 scope=GLOBAL_SCOPE,
@@ -257,7 +211,6 @@ class FeedbackRecorder:
                 now=now,
                 expires_at=now + days * _DAY if days else None,
                 message_id=message.id,
-                vault=self._vault,
             )
         log.info(
             "bounce recorded",
@@ -276,8 +229,8 @@ class FeedbackRecorder:
         if not related_to_recipient(bounce.reason):
             return False
         window = self._settings.soft_bounce_days * _DAY
-        count = note_soft_bounce(
-            conn, message.recipient, message.id, now=now, window=window, vault=self._vault
+        count = self._suppressions.note_soft_bounce(
+            conn, message.recipient, message.id, now=now, window=window
         )
         return count >= self._settings.soft_bounce_limit
 
@@ -295,10 +248,10 @@ class FeedbackRecorder:
         if message.status == MessageStatus.SPAM:
             return False
         detail = {"mailjet": spam_fields(source), **extra}
-        if not _event(conn, self._vault, message.id, EventType.SPAM, detail, uid, now):
+        if not self._event(conn, message.id, EventType.SPAM, detail, uid, now):
             return False
-        _set_status(conn, self._vault, message, MessageStatus.SPAM, None, now)
-        suppress(
+        self._set_status(conn, message, MessageStatus.SPAM, None, now)
+        self._suppressions.suppress(
             conn,
             message.recipient,
             scope=GLOBAL_SCOPE,
@@ -306,7 +259,6 @@ class FeedbackRecorder:
             source="complaint",
             now=now,
             message_id=message.id,
-            vault=self._vault,
         )
         log.info("complaint recorded", message_id=message.id, source=source)
         return True
@@ -316,11 +268,11 @@ class FeedbackRecorder:
     ) -> bool:
         """The recipient unsubscribed: no more mail to them from this message's sender domain."""
         detail = {"mailjet": unsub_fields(), "method": method}
-        if not _event(conn, self._vault, message.id, EventType.UNSUB, detail, uid, now):
+        if not self._event(conn, message.id, EventType.UNSUB, detail, uid, now):
             return False
         if message.status not in (MessageStatus.SPAM, MessageStatus.HARD_BOUNCED):
-            _set_status(conn, self._vault, message, MessageStatus.UNSUB, None, now)
-        suppress(
+            self._set_status(conn, message, MessageStatus.UNSUB, None, now)
+        self._suppressions.suppress(
             conn,
             message.recipient,
             scope=message.sender_domain,
@@ -328,49 +280,33 @@ class FeedbackRecorder:
             source="unsubscribe",
             now=now,
             message_id=message.id,
-            vault=self._vault,
         )
         log.info("unsubscribe recorded", message_id=message.id, method=method)
         return True
+
+    def _set_status(
+        self, conn: Connection, message: MessageFacts, status: MessageStatus, reply: str | None, now: float
+    ) -> None:
+        self._messages.set_status(conn, message.id, status, reply=reply, now=now)
+        message.status = status.value
+
+    def _event(
+        self,
+        conn: Connection,
+        message_id: int,
+        event_type: EventType,
+        detail: dict[str, Any],
+        uid: str,
+        now: float,
+    ) -> bool:
+        """Record the event unless its uid is known; whether it was new."""
+        return bool(
+            self._messages.record_unique_events(
+                conn, [UniqueEvent(message_id, event_type, detail, uid)], now=now
+            )
+        )
 
 
 def _reason_text(reason: str, status: str, diagnostic: str) -> str:
     text = " ".join(part for part in (reason, status) if part)
     return f"{text}: {diagnostic[:300]}" if diagnostic else text
-
-
-def _set_status(
-    conn: Connection,
-    vault: Vault,
-    message: MessageFacts,
-    status: MessageStatus,
-    reply: str | None,
-    now: float,
-) -> None:
-    values: dict[str, Any] = {"status": status.value, "updated_at": now}
-    if reply:
-        values["last_reply"] = vault.seal(
-            conn, reply[:2000].encode(), purpose=PURPOSE_LAST_REPLY, subject=None
-        )
-    conn.execute(update(messages).where(messages.c.id == message.id).values(**values))
-    message.status = status.value
-
-
-def _event(
-    conn: Connection,
-    vault: Vault,
-    message_id: int,
-    event_type: EventType,
-    detail: dict[str, Any],
-    uid: str,
-    now: float,
-) -> bool:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    (stored,) = seal_details(conn, vault, [detail])
-    stmt = (
-        dialect.insert(events)
-        .values(message_id=message_id, type=event_type.value, created_at=now, detail=stored, uid=uid)
-        .on_conflict_do_nothing(index_elements=["uid"])
-        .returning(events.c.id)
-    )
-    return conn.execute(stmt).first() is not None

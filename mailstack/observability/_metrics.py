@@ -1,16 +1,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from mailstack.queue import QueueStats
+
+class QueueDepth(Protocol):
+    """What the queue gauge reads (``mailstack.queue.QueueStats``); observability sits below the queue."""
+
+    @property
+    def ready(self) -> int: ...
+    @property
+    def leased(self) -> int: ...
+    @property
+    def dead(self) -> int: ...
 
 
 class _QueueCollector(Collector):
-    def __init__(self, stats: Callable[[], QueueStats]) -> None:
+    def __init__(self, stats: Callable[[], QueueDepth]) -> None:
         self._stats = stats
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -54,5 +64,5 @@ class Metrics:
             "mailstack_http_request_seconds", "HTTP API request latency", ["route"], registry=self.registry
         )
 
-    def watch_queue(self, stats: Callable[[], QueueStats]) -> None:
+    def watch_queue(self, stats: Callable[[], QueueDepth]) -> None:
         self.registry.register(_QueueCollector(stats))

@@ -1,12 +1,26 @@
-"""Privacy: blind indexes, the audit trail, envelope encryption at rest (the vault and its key
-providers), and (as they land) retention and data-subject rights."""
+"""Privacy: the audit trail, consents, retention and data-subject rights (export, erasure), built on
+the personal-data marks of :mod:`mailstack.storage` and its vault (re-exported here)."""
+
+# The vault, its key providers and blind indexes live in mailstack.storage (which seals its own columns);
+# re-exported here, where the privacy features are.
+from mailstack.storage import (
+    KeyProvider,
+    KmsKeyProvider,
+    LocalKeyProvider,
+    RotationReport,
+    ShreddedDataError,
+    Vault,
+    address_index,
+    is_sealed,
+    provider_from_settings,
+)
 
 from ._audit import AuditEntry, list_audit, record_audit
-from ._blind import address_index
 from ._consent import (
     ConsentError,
     ConsentRecord,
     ConsentThrottledError,
+    all_consents,
     check_consent_link,
     confirm_consent,
     list_consents,
@@ -25,7 +39,6 @@ from ._policy import (
     load_retention,
     parse_retention,
 )
-from ._providers import KeyProvider, KmsKeyProvider, LocalKeyProvider, provider_from_settings
 from ._retention import (
     ERASED,
     TABLE_RULES,
@@ -36,13 +49,23 @@ from ._retention import (
     policy_path,
     purge,
 )
-from ._subject import ERASURE_TABLES, ErasureReport, erase_subject, export_subject, vacuum_erased
-from ._vault import RotationReport, ShreddedDataError, Vault, is_sealed
+from ._subject import (
+    ERASURE_STEPS,
+    ERASURE_TABLES,
+    EXPORT_SECTIONS,
+    ErasureReport,
+    check_subject_coverage,
+    erase_subject,
+    export_subject,
+    vacuum_erased,
+)
 
 __all__ = [
     "ACTIONS",
     "ERASED",
+    "ERASURE_STEPS",
     "ERASURE_TABLES",
+    "EXPORT_SECTIONS",
     "POLICY_FILE",
     "REQUIRED_CLASSES",
     "TABLE_RULES",
@@ -65,8 +88,10 @@ __all__ = [
     "TableRule",
     "Vault",
     "address_index",
+    "all_consents",
     "check_consent_link",
     "check_policy_tables",
+    "check_subject_coverage",
     "confirm_consent",
     "convert_plaintext",
     "erase_subject",

@@ -1,6 +1,8 @@
 """Consent records: double opt-in, with the time and address of the request and of the confirmation.
 
-A record names its subject by blind index only; the address and both IP addresses are sealed by the
+A record belongs to the API key that requested it: each key has its own lists, reads and withdraws only
+its own records, and has its own confirmation quota per address. A record names its subject by blind
+index only; the address and both IP addresses are sealed by the
 vault under the subject's data key, so erasing the subject crypto-shreds them with the rest. Every change
 is an audit entry. The confirmation link carries a signed token naming the record and the request's time:
 a new request for the same list makes older links useless, and links expire.
@@ -14,12 +16,11 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from mailstack.storage import normalize_address
+from mailstack.storage import Vault, normalize_address, sealed_purpose
 from mailstack.storage.schema import consents
 from mailstack.tokens import InvalidToken, TokenSigner
 
 from ._audit import record_audit
-from ._vault import Vault
 
 __all__ = [
     "CONFIRM_TTL_SECONDS",
@@ -28,6 +29,7 @@ __all__ = [
     "ConsentRecord",
     "ConsentThrottledError",
     "RequestOutcome",
+    "all_consents",
     "check_consent_link",
     "confirm_consent",
     "consent_token",
@@ -42,11 +44,12 @@ CONSENT_STATUSES = ("pending", "confirmed", "withdrawn")
 # mailbox with confirmation requests.
 RESEND_AFTER_SECONDS = 3600.0
 MAX_LIST_NAME = 200
-MAX_PENDING_PER_HOUR = 3  # confirmation mails to one address in an hour, whatever the lists
+MAX_PENDING_PER_HOUR = 3  # confirmation mails from one API key to one address in an hour, whatever the lists
 _TOKEN_PURPOSE = "consent-confirm"  # noqa: S105 - a token purpose, not a secret
-_ADDRESS = "consents.address"
-_REQUESTED_IP = "consents.requested_ip"
-_CONFIRMED_IP = "consents.confirmed_ip"
+# Vault purposes: each sealed column's own name (bound into its blobs).
+_ADDRESS = sealed_purpose(consents.c.address)
+_REQUESTED_IP = sealed_purpose(consents.c.requested_ip)
+_CONFIRMED_IP = sealed_purpose(consents.c.confirmed_ip)
 
 
 class ConsentError(ValueError):
@@ -127,11 +130,12 @@ def request_consent(
     list_name: object,
     *,
     actor: str,
-    api_key_id: int | None,
+    api_key_id: int,
     ip: str,
     now: float | None = None,
 ) -> RequestOutcome:
-    """Record a pending consent of ``address`` to ``list_name`` (or find the existing one).
+    """Record a pending consent of ``address`` to the list ``list_name`` of ``api_key_id`` (or find the
+    existing one).
 
     A confirmed consent stays confirmed and gets no mail; a withdrawn one starts over as pending; a
     pending one gets a new link unless one was sent within the last hour.
@@ -139,9 +143,8 @@ def request_consent(
     now = time.time() if now is None else now
     name = _check_list(list_name)
     subject = vault.index(address)
-    row = conn.execute(
-        select(consents).where(consents.c.subject == subject, consents.c.list_name == name)
-    ).first()
+    owned = (consents.c.api_key_id == api_key_id, consents.c.subject == subject)
+    row = conn.execute(select(consents).where(*owned, consents.c.list_name == name)).first()
     if row is not None and (
         row.status == "confirmed"
         or (row.status == "pending" and now - row.requested_at < RESEND_AFTER_SECONDS)
@@ -150,13 +153,14 @@ def request_consent(
         return RequestOutcome(record, False, consent_token(signer, row.id, row.requested_at))
     recent = conn.execute(
         select(func.count()).where(
-            consents.c.subject == subject,
+            *owned,
             consents.c.status == "pending",
             consents.c.requested_at > now - RESEND_AFTER_SECONDS,
         )
     ).scalar_one()
     if recent >= MAX_PENDING_PER_HOUR:
-        # Many lists, one mailbox: still no way to flood it with confirmation requests.
+        # Many lists, one mailbox: still no way to flood it with confirmation requests. Counted per key,
+        # so one key cannot use up another's quota.
         raise ConsentThrottledError("Too many confirmation requests for this address; try again in an hour.")
     values = {
         "address": _seal(vault, conn, normalize_address(address), _ADDRESS, subject),
@@ -243,14 +247,17 @@ def withdraw_consent(
     address: str,
     list_name: str | None,
     *,
+    api_key_id: int,
     actor: str,
     now: float | None = None,
 ) -> list[ConsentRecord]:
-    """Withdraw ``address``'s consent to ``list_name`` (every list when None); returns the records
-    withdrawn now (empty when there was nothing to withdraw)."""
+    """Withdraw ``address``'s consent to ``api_key_id``'s list ``list_name`` (every list of that key when
+    None); returns the records withdrawn now (empty when there was nothing to withdraw)."""
     now = time.time() if now is None else now
     subject = vault.index(address)
-    query = select(consents).where(consents.c.subject == subject, consents.c.status != "withdrawn")
+    query = select(consents).where(
+        consents.c.api_key_id == api_key_id, consents.c.subject == subject, consents.c.status != "withdrawn"
+    )
     if list_name is not None:
         query = query.where(consents.c.list_name == _check_list(list_name))
     rows = conn.execute(query.order_by(consents.c.id)).all()
@@ -273,8 +280,19 @@ def withdraw_consent(
     return withdrawn
 
 
-def list_consents(conn: Connection, vault: Vault, address: str) -> list[ConsentRecord]:
-    """Every consent record of ``address``, oldest first."""
+def list_consents(conn: Connection, vault: Vault, address: str, *, api_key_id: int) -> list[ConsentRecord]:
+    """``api_key_id``'s consent records of ``address``, oldest first."""
+    rows = conn.execute(
+        select(consents)
+        .where(consents.c.api_key_id == api_key_id, consents.c.subject == vault.index(address))
+        .order_by(consents.c.id)
+    ).all()
+    return [_record(conn, vault, row) for row in rows]
+
+
+def all_consents(conn: Connection, vault: Vault, address: str) -> list[ConsentRecord]:
+    """Every consent record of ``address``, whatever key holds it, oldest first: the data subject's
+    export (admin scope) sees them all."""
     rows = conn.execute(
         select(consents).where(consents.c.subject == vault.index(address)).order_by(consents.c.id)
     ).all()

@@ -45,6 +45,8 @@ from mailstack.storage import (
     PURPOSE_SPEC,
     PURPOSE_SUPPRESSED_ADDRESS,
     PURPOSE_WEBHOOK_PAYLOAD,
+    Vault,
+    is_sealed,
     is_sealed_detail,
     later_click,
     link_key,
@@ -69,7 +71,6 @@ from mailstack.storage.schema import (
 )
 
 from ._vacuum import vacuum
-from ._vault import Vault, is_sealed
 
 __all__ = ["convert_plaintext"]
 

@@ -1,9 +1,9 @@
 """The retention policy (``policies/retention.yaml``): loading and validation, shared by everything that
 reads it — mailstack's purge, the Pulumi program, the CrossGuard pack and ``make compliance``.
 
-Plain Python and PyYAML only. The repository's ``policies/retention.yaml`` is the one source of truth;
-the copy next to this module is that same file (a symlink in the source tree, packaged into the wheel),
-so an installed mailstack enforces exactly the policy it was built with.
+Plain Python and PyYAML only. The one source of truth is the file next to this module (a real file, so
+every wheel and every copy of the package carries it; ``policies/retention.yaml`` is a link to it), so an
+installed mailstack enforces exactly the policy it was built with.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
-import yaml  # type: ignore[import-untyped]
+import yaml
 
 __all__ = [
     "ACTIONS",
@@ -29,7 +29,7 @@ __all__ = [
     "parse_retention",
 ]
 
-# The policy shipped inside the package: policies/retention.yaml itself (see the module docstring).
+# The policy shipped inside the package, which policies/retention.yaml links to (see the module docstring).
 POLICY_FILE = Path(__file__).with_name("retention.yaml")
 
 # The data classes the policy must always cover (the privacy issue's list, plus what the cloud side stores).

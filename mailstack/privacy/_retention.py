@@ -12,7 +12,8 @@ relied upon) are kept the same way.
 
 "anonymise" keeps the row, for statistics, and blanks every personal column (NULL; else empty, or
 :data:`ERASED` for a sealed column, which readers show as erased data); which columns are personal is
-written down once, per table, in :data:`TABLE_RULES`. A row whose identity is personal (a personal
+written down once, where each column is defined (its personal-data mark, mailstack/storage), and a table
+holding one must be named by a class. A row whose identity is personal (a personal
 column in its primary key or a unique constraint) cannot be anonymised and is deleted instead, which the
 policy always allows ("deleting earlier is always allowed"). "delete" removes the row; a row other kept
 rows still point at (the content of a message whose record is only anonymised) is emptied instead.
@@ -45,6 +46,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     LargeBinary,
+    MetaData,
     String,
     Table,
     Text,
@@ -65,13 +67,23 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from mailstack.model import MessageStatus
+from mailstack.model import FINAL_STATUSES
 from mailstack.observability import get_logger
-from mailstack.storage import PERSONALISED_LINK, PURPOSE_LINK_URL, later_click, link_key, schema
+from mailstack.storage import (
+    ERASED,
+    PERSONALISED_LINK,
+    PURPOSE_LINK_URL,
+    Personal,
+    Retention,
+    Vault,
+    later_click,
+    link_key,
+    mark_of,
+    schema,
+)
 
 from ._audit import record_audit
 from ._policy import POLICY_FILE, DataClass, RetentionError, RetentionPolicy
-from ._vault import ERASED, Vault
 
 __all__ = [
     "AUDIT_ACTOR",
@@ -92,20 +104,8 @@ log = get_logger("mailstack.retention")
 
 AUDIT_ACTOR = "system:retention"
 DAY = 86_400.0
-# Statuses after which mailstack will not try to deliver the message again. Listed, not derived: a status
-# added later counts as not delivered (kept) until someone decides otherwise here.
-DELIVERED_STATUSES = tuple(
-    str(status)
-    for status in (
-        MessageStatus.SENT,
-        MessageStatus.FAILED,
-        MessageStatus.BLOCKED,
-        MessageStatus.HARD_BOUNCED,
-        MessageStatus.SOFT_BOUNCED,
-        MessageStatus.SPAM,
-        MessageStatus.UNSUB,
-    )
-)
+# Statuses after which mailstack will not try to deliver the message again (the model's precedence).
+DELIVERED_STATUSES = tuple(sorted(str(status) for status in FINAL_STATUSES))
 # Between two batches of the background job: lets writers waiting for SQLite's single write lock in.
 BATCH_PAUSE_SECONDS = 0.02
 
@@ -171,15 +171,14 @@ def _consent_age(table: Table, cutoff: float) -> ColumnElement[bool]:
 class TableRule:
     """How the purge treats one table.
 
-    ``personal`` are the columns anonymisation blanks; ``kept`` the columns that hold nothing personal
-    (every column is in exactly one of the two: a test fails when a new column is in neither).
+    Which columns anonymisation blanks is not written here: the table's personal-data marks say it
+    (:attr:`personal`, the columns marked personal with ``Retention.BLANK``; :attr:`kept`, the others).
     ``older`` selects the rows past the cutoff; ``guard`` the rows that may be touched at all now.
     ``cascade`` are tables whose rows point at a deleted row and go with it; ``referenced_by`` are
     (table, column) pairs whose rows, when present, keep a row from being deleted (it is emptied instead).
     """
 
-    personal: tuple[str, ...]
-    kept: tuple[str, ...]
+    table: str
     older: _Age = field(default=_column_age("created_at"))
     guard: _Predicate | None = None
     cascade: tuple[str, ...] = ()
@@ -188,6 +187,26 @@ class TableRule:
     drops_dead_jobs: bool = False
     # Replaces the generic delete/anonymise (personalised link counters are folded, see the docstring).
     step: _Step | None = None
+
+    @property
+    def personal(self) -> tuple[str, ...]:
+        """The columns anonymisation blanks, from the table's marks."""
+        return blanked_columns(schema.metadata.tables[self.table])
+
+    @property
+    def kept(self) -> tuple[str, ...]:
+        """The columns anonymisation keeps."""
+        personal = set(self.personal)
+        return tuple(c.name for c in schema.metadata.tables[self.table].columns if c.name not in personal)
+
+
+def blanked_columns(table: Table) -> tuple[str, ...]:
+    """The columns of ``table`` marked personal whose value anonymising blanks."""
+    return tuple(
+        column.name
+        for column in table.columns
+        if isinstance(mark := mark_of(column), Personal) and mark.retention is Retention.BLANK
+    )
 
 
 # --- personalised links ------------------------------------------------------------------------------
@@ -296,109 +315,31 @@ def _add_to_label_rows(conn: Connection, vault: Vault, table: Table, label: str,
     )
 
 
-# The one list of personal columns per table. Update it with the schema (mailstack/storage).
-TABLE_RULES: Mapping[str, TableRule] = {
-    "messages": TableRule(
-        personal=(
-            "recipient",
-            "recipient_index",
-            "recipient_name",
-            "sender",
-            "custom_id",
-            "message_id_header",
-            "last_reply",
-        ),
-        kept=(
-            "id",
-            "uuid",
-            "api_key_id",
-            "content_id",
-            "recipient_domain",  # statistics per provider
-            "kind",
-            "campaign",
-            "status",
-            "attempts",
-            "created_at",
-            "updated_at",
-        ),
+# How the purge treats each table a class may name; which of its columns are personal, the table's own
+# marks say (mailstack/storage).
+_RULES: tuple[TableRule, ...] = (
+    TableRule(
+        "messages",
         guard=_own_delivery,
         cascade=("events", "outbox", "message_flags", "message_links", "queue_jobs"),
         drops_dead_jobs=True,
     ),
-    "contents": TableRule(
-        personal=("spec",),
-        kept=("id", "created_at"),
-        guard=_content_delivered,
-        referenced_by=(("messages", "content_id"),),
-    ),
-    "outbox": TableRule(
-        personal=("mail_from", "rcpt_to", "data"),
-        kept=("id", "message_id", "created_at"),
-        guard=_message_delivered,
-    ),
-    "events": TableRule(
-        personal=("detail",),  # IPs, user agents, clicked URLs (with tokens), relay and bounce replies
-        kept=("id", "message_id", "type", "created_at", "uid"),
-        guard=_message_delivered,
-    ),
-    "automation_runs": TableRule(
-        personal=("error",),
-        kept=("rule_id", "trigger_message_id", "event_id", "sent_message_id", "created_at"),
-    ),
-    "message_flags": TableRule(
-        personal=(), kept=("message_id", "flags"), older=_message_age, guard=_message_delivered
-    ),
-    "message_links": TableRule(
-        personal=(), kept=("message_id", "position"), older=_message_age, guard=_message_delivered
-    ),
-    "relay_queue_ids": TableRule(
-        personal=(),
-        kept=("source", "queue_id", "message_id", "seen_at"),
-        older=_column_age("seen_at"),
-        guard=_message_delivered,
-    ),
-    "suppressions": TableRule(
-        # The blind index stays: it is what keeps the address from being mailed again.
-        personal=("address", "reason"),
-        kept=("id", "address_index", "scope", "source", "message_id", "created_at", "expires_at"),
-    ),
-    "soft_bounces": TableRule(personal=("address_index",), kept=("message_id", "created_at")),
-    "webhook_deliveries": TableRule(
-        personal=("payload", "last_error"),
-        kept=(
-            "id",
-            "endpoint_id",
-            "event_count",
-            "state",
-            "attempts",
-            "created_at",
-            "next_attempt_at",
-            "last_attempt_at",
-            "last_status",
-        ),
-        guard=_webhook_done,
-    ),
-    "idempotency_keys": TableRule(
-        personal=("response",),
-        kept=("api_key_id", "key", "request_hash", "status_code", "created_at"),
-    ),
-    "consents": TableRule(
-        personal=("subject", "address", "requested_ip", "confirmed_ip"),
-        kept=("id", "list_name", "status", "api_key_id", "requested_at", "confirmed_at", "withdrawn_at"),
-        older=_consent_age,
-        guard=_consent_not_relied_upon,
-    ),
-    "audit_log": TableRule(
-        personal=("subject",), kept=("id", "at", "actor", "action", "detail"), older=_column_age("at")
-    ),
-    "link_counters": TableRule(
-        # The URL (and its keyed hash) of a personalised link can name someone; rows with a subject do.
-        personal=("url_hash", "url", "subject"),
-        kept=("api_key_id", "campaign", "position", "clicked_messages", "click_events", "last_click_at"),
-        older=_column_age("last_click_at"),
-        step=_fold_personal_links,
-    ),
-}
+    TableRule("contents", guard=_content_delivered, referenced_by=(("messages", "content_id"),)),
+    TableRule("outbox", guard=_message_delivered),
+    TableRule("events", guard=_message_delivered),
+    TableRule("automation_runs"),
+    TableRule("message_flags", older=_message_age, guard=_message_delivered),
+    TableRule("message_links", older=_message_age, guard=_message_delivered),
+    TableRule("relay_queue_ids", older=_column_age("seen_at"), guard=_message_delivered),
+    TableRule("suppressions"),
+    TableRule("soft_bounces"),
+    TableRule("webhook_deliveries", guard=_webhook_done),
+    TableRule("idempotency_keys"),
+    TableRule("consents", older=_consent_age, guard=_consent_not_relied_upon),
+    TableRule("audit_log", older=_column_age("at")),
+    TableRule("link_counters", older=_column_age("last_click_at"), step=_fold_personal_links),
+)
+TABLE_RULES: Mapping[str, TableRule] = {rule.table: rule for rule in _RULES}
 
 
 # --- blanking personal columns -----------------------------------------------------------------------
@@ -549,22 +490,29 @@ def _iso(timestamp: float) -> str:
 # --- the purge ---------------------------------------------------------------------------------------
 
 
-def check_policy_tables(policy: RetentionPolicy) -> None:
-    """Every table the policy names exists and has a :data:`TABLE_RULES` entry naming real columns."""
+def check_policy_tables(policy: RetentionPolicy, metadata: MetaData | None = None) -> None:
+    """Every table the policy names exists and has a :data:`TABLE_RULES` entry, and every table with a
+    column marked personal that anonymising blanks is named by a class (so a new table holding an
+    address cannot be missed: only tables whose personal columns are all kept on purpose may be exempt).
+
+    ``metadata`` is the schema's (the tests pass a copy with a table added)."""
+    tables = schema.metadata.tables if metadata is None else metadata.tables
+    named: set[str] = set()
     for data_class in policy.classes.values():
         for name in data_class.tables:
             key = f"{policy.source}: classes.{data_class.name}.tables"
-            table = schema.metadata.tables.get(name)
-            if table is None:
+            if tables.get(name) is None:
                 raise RetentionError(f"{key}: mailstack has no table {name!r}")
-            rule = TABLE_RULES.get(name)
-            if rule is None:
+            if TABLE_RULES.get(name) is None:
                 raise RetentionError(f"{key}: mailstack does not know how to purge table {name!r}")
-            missing = [c for c in (*rule.personal, *rule.kept) if c not in table.c]
-            if missing:
-                raise RetentionError(
-                    f"{key}: table {name!r} has no column {missing[0]!r} (update TABLE_RULES)"
-                )
+            named.add(name)
+    for name, table in sorted(tables.items()):
+        personal = blanked_columns(table)
+        if personal and name not in named:
+            raise RetentionError(
+                f"{policy.source}: table {name!r} holds personal data ({', '.join(personal)}) "
+                "but no class names it: add it to the class that says how long it is kept"
+            )
 
 
 @dataclass

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, or_, select, update
+from sqlalchemy import Connection, Engine, MetaData, delete, func, or_, select, update
 
 from mailstack.keyring import Keyring
 from mailstack.storage import (
@@ -37,11 +37,16 @@ from mailstack.storage import (
     PURPOSE_RECIPIENT_NAME,
     PURPOSE_SPEC,
     PURPOSE_WEBHOOK_PAYLOAD,
+    Erasure,
+    Vault,
+    address_index,
     forget_link_subject,
     list_events,
     list_suppressions,
     normalize_address,
     open_link_urls,
+    personal_columns,
+    schema,
     seal_json,
     suppress,
 )
@@ -63,37 +68,85 @@ from mailstack.storage.schema import (
 )
 
 from ._audit import list_audit, record_audit
-from ._blind import address_index
-from ._consent import list_consents
+from ._consent import all_consents
 from ._redact import AddressPattern, mentions, redact_json, redact_message, redact_spec
 from ._vacuum import vacuum
-from ._vault import Vault
 
-__all__ = ["ERASURE_TABLES", "ErasureReport", "erase_subject", "export_subject", "vacuum_erased"]
+__all__ = [
+    "ERASURE_STEPS",
+    "ERASURE_TABLES",
+    "EXPORT_SECTIONS",
+    "ErasureReport",
+    "check_subject_coverage",
+    "erase_subject",
+    "export_subject",
+    "vacuum_erased",
+]
 
 _CHUNK = 500
 # A webhook delivery is made after the event it reports, on whichever node fans it out: its time is
 # compared with the subject's first message with this much slack for clocks that disagree.
 _CLOCK_SLACK_SECONDS = 3600.0
-# Every table an erasure deletes from or rewrites: their old row versions are vacuumed afterwards.
-ERASURE_TABLES = (
-    "messages",
-    "events",
-    "outbox",
-    "queue_jobs",
-    "automation_runs",
-    "relay_queue_ids",
-    "message_flags",
-    "message_links",
-    "contents",
-    "suppressions",
-    "soft_bounces",
-    "consents",
-    "link_counters",
-    "idempotency_keys",
-    "webhook_deliveries",
-    "data_keys",  # the shredded key's old version would open everything sealed under it
-)
+# How an erasure reaches each table it deletes from or rewrites (their old row versions are vacuumed
+# afterwards). Every table with a column marked personal that erasure does not keep on purpose must be
+# here (check_subject_coverage): a new table holding an address cannot be silently missed.
+ERASURE_STEPS: Mapping[str, str] = {
+    "messages": "the subject's messages deleted (in-flight ones left to finish, unreadable once the key "
+    "goes); the address taken out of other people's CustomIDs",
+    "events": "of the subject's messages: deleted",
+    "outbox": "of the subject's messages: deleted; other recipients' copies of a shared content: redacted",
+    "queue_jobs": "of the subject's messages: deleted (undelivered mail is cancelled)",
+    "automation_runs": "triggered by the subject's messages: deleted",
+    "relay_queue_ids": "of the subject's messages: deleted",
+    "message_flags": "with the subject's messages (ON DELETE CASCADE)",
+    "message_links": "with the subject's messages (ON DELETE CASCADE)",
+    "contents": "used by no one else: deleted; shared with others: the address taken out",
+    "suppressions": "replaced by one hashed entry without the address, so it is never mailed again",
+    "soft_bounces": "deleted",
+    "consents": "deleted",
+    "link_counters": "counters of links quoting the address: deleted",
+    "idempotency_keys": "the subject's entries taken out of stored Send API responses",
+    "webhook_deliveries": "the subject's events dropped from payloads; deliveries left empty deleted",
+    # The shredded key's old row version would open everything sealed under it.
+    "data_keys": "the subject's data key deleted (crypto-shredding)",
+}
+ERASURE_TABLES = tuple(ERASURE_STEPS)
+# Where the export puts each table holding personal data (None: nothing to export, with the reason).
+# Same rule as for erasure: check_subject_coverage fails on a personal table missing here.
+EXPORT_SECTIONS: Mapping[str, str | None] = {
+    "messages": "messages",
+    "contents": "messages",  # each message's "content"
+    "events": "messages",  # each message's "events"
+    "outbox": "messages",  # each message's "outbox"
+    "queue_jobs": None,  # delivery state; what happened is in the message's events
+    "automation_runs": "automation_runs",
+    "suppressions": "suppressions",
+    "soft_bounces": "soft_bounces",
+    "consents": "consents",
+    "link_counters": "links",
+    "idempotency_keys": "idempotent_responses",
+    "webhook_deliveries": "webhook_events",
+    "audit_log": "audit",
+    "data_keys": None,  # keys, not data: what they seal is exported opened
+}
+
+
+def check_subject_coverage(metadata: MetaData | None = None) -> list[str]:
+    """What the marks say export and erasure must reach but they do not: one line per table (empty when
+    both cover every table holding personal data about a data subject). ``metadata`` is the schema's
+    (the tests pass a copy with a table added)."""
+    problems = []
+    tables: dict[str, list[str]] = {}
+    for table, column, mark in personal_columns(schema.metadata if metadata is None else metadata):
+        if mark.erasure is not Erasure.KEEP:
+            tables.setdefault(table.name, []).append(column.name)
+    for name, columns in tables.items():
+        listed = ", ".join(columns)
+        if name not in ERASURE_STEPS:
+            problems.append(f"{name} ({listed}): personal, but erasure does not reach it (ERASURE_STEPS)")
+        if name not in EXPORT_SECTIONS:
+            problems.append(f"{name} ({listed}): personal, but the export does not list it (EXPORT_SECTIONS)")
+    return problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +289,7 @@ def export_subject(
             )
         ],
         "soft_bounces": [{"message_id": b.message_id, "at": b.created_at} for b in bounces],
-        "consents": [record.as_dict() for record in list_consents(conn, vault, address)],
+        "consents": [record.as_dict() for record in all_consents(conn, vault, address)],
         "idempotent_responses": responses,
         "webhook_events": webhook_events,
         "automation_runs": [

@@ -6,9 +6,18 @@ the caller's transaction so that accepting a message and queueing it are one ato
 an outbox in the database, see :mod:`mailstack.queue._sqs`).
 """
 
-from ._base import Lease, Queue, QueueStats
+from ._base import Lease, LeaseOwner, Queue, QueueStats
 from ._select import queue_for
 from ._sql import PostgresQueue, SqliteQueue
 from ._sqs import SqsQueue
 
-__all__ = ["Lease", "PostgresQueue", "Queue", "QueueStats", "SqliteQueue", "SqsQueue", "queue_for"]
+__all__ = [
+    "Lease",
+    "LeaseOwner",
+    "PostgresQueue",
+    "Queue",
+    "QueueStats",
+    "SqliteQueue",
+    "SqsQueue",
+    "queue_for",
+]

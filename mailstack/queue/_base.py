@@ -19,6 +19,14 @@ class Lease:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseOwner:
+    """The holder of leases: a node (stable across restarts) and its incarnation (one per start)."""
+
+    node: str
+    incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
 class QueueStats:
     ready: int
     leased: int
@@ -32,8 +40,21 @@ class Queue(Protocol):
     def enqueue(self, conn: Connection, message_ids: Sequence[int], *, available_at: float) -> None:
         """Queue one job per message inside the caller's transaction."""
 
-    def lease(self, limit: int, lease_seconds: float, *, now: float) -> list[Lease]:
-        """Take up to ``limit`` due jobs (ready, or leased by a worker that stopped renewing)."""
+    def lease(
+        self, limit: int, lease_seconds: float, *, now: float, owner: LeaseOwner | None = None
+    ) -> list[Lease]:
+        """Take up to ``limit`` due jobs (ready, or leased by a worker that stopped renewing), held by
+        ``owner`` when given."""
+
+    def renew(self, owner: LeaseOwner, lease_seconds: float, *, now: float) -> int:
+        """Extend every lease ``owner`` holds to ``now + lease_seconds``; returns how many."""
+
+    def reclaim(self, owner: LeaseOwner, *, now: float) -> int:
+        """Make the leases of ``owner``'s node held by its earlier incarnations due at once (the node
+        restarted: nobody works on them); returns how many."""
+
+    def owned(self, conn: Connection, leases: Sequence[Lease]) -> set[int]:
+        """The job ids of ``leases`` still held under their token (not finished, not taken over)."""
 
     def complete_many(self, conn: Connection, leases: Sequence[Lease]) -> set[int]:
         """:meth:`complete` for a batch; returns the job ids whose lease was lost."""

@@ -7,7 +7,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, and_, func, select, te
 
 from mailstack.storage import schema
 
-from ._base import Lease, Queue, QueueStats
+from ._base import Lease, LeaseOwner, Queue, QueueStats
 
 _jobs = schema.queue_jobs
 
@@ -15,10 +15,15 @@ _jobs = schema.queue_jobs
 # claimers are kept apart (row locks skipped on PostgreSQL, the database write lock on SQLite).
 _LEASE_SQL = """
 UPDATE queue_jobs
-SET state = 'leased', due_at = :expires, lease_token = :token, attempts = attempts + 1
+SET state = 'leased', due_at = :expires, lease_token = :token, attempts = attempts + 1,
+    lease_node = :node, lease_incarnation = :incarnation
 WHERE id IN (
     SELECT id FROM queue_jobs
     WHERE state != 'dead' AND due_at <= :now
+    -- An expired lease of this very incarnation is still being worked on (its renewal was held up, say
+    -- by a database restart): only other nodes, which cannot know it is alive, may take it.
+    AND (state = 'ready' OR lease_node IS NULL OR lease_node != COALESCE(CAST(:node AS VARCHAR(64)), '')
+         OR lease_incarnation != COALESCE(CAST(:incarnation AS BIGINT), -1))
     ORDER BY due_at
     LIMIT :limit
     {lock}
@@ -55,20 +60,62 @@ class _SqlQueue:
                 [{"message_id": m, "state": "ready", "due_at": available_at} for m in message_ids],
             )
 
-    def lease(self, limit: int, lease_seconds: float, *, now: float) -> list[Lease]:
+    def lease(
+        self, limit: int, lease_seconds: float, *, now: float, owner: LeaseOwner | None = None
+    ) -> list[Lease]:
         token = secrets.token_hex(16)
         expires = now + lease_seconds
+        values = {
+            "expires": expires,
+            "token": token,
+            "now": now,
+            "limit": limit,
+            "node": owner.node if owner else None,
+            "incarnation": owner.incarnation if owner else None,
+        }
         with self._engine.begin() as conn:
-            rows = conn.execute(
-                self._lease_sql, {"expires": expires, "token": token, "now": now, "limit": limit}
-            ).all()
+            rows = conn.execute(self._lease_sql, values).all()
         leases = [Lease(r.id, r.message_id, r.attempts, token, expires) for r in rows]
         leases.sort(key=lambda lease: lease.job_id)
         return leases
 
+    def renew(self, owner: LeaseOwner, lease_seconds: float, *, now: float) -> int:
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                update(_jobs)
+                .where(
+                    _jobs.c.state == "leased",
+                    _jobs.c.lease_node == owner.node,
+                    _jobs.c.lease_incarnation == owner.incarnation,
+                )
+                .values(due_at=now + lease_seconds)
+            )
+        return result.rowcount
+
+    def reclaim(self, owner: LeaseOwner, *, now: float) -> int:
+        # The attempt stays counted: the previous incarnation may have sent the message.
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                update(_jobs)
+                .where(
+                    _jobs.c.state == "leased",
+                    _jobs.c.lease_node == owner.node,
+                    _jobs.c.lease_incarnation != owner.incarnation,
+                )
+                .values(state="ready", due_at=now, lease_token=None)
+            )
+        return result.rowcount
+
     @staticmethod
     def _owned(lease: Lease) -> ColumnElement[bool]:
         return and_(_jobs.c.id == lease.job_id, _jobs.c.lease_token == lease.token)
+
+    def owned(self, conn: Connection, leases: Sequence[Lease]) -> set[int]:
+        if not leases:
+            return set()
+        pairs = [(lease.job_id, lease.token) for lease in leases]
+        held = select(_jobs.c.id).where(tuple_(_jobs.c.id, _jobs.c.lease_token).in_(pairs))
+        return set(conn.execute(held).scalars())
 
     def complete_many(self, conn: Connection, leases: Sequence[Lease]) -> set[int]:
         if not leases:

@@ -60,11 +60,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
-from mailstack.model import MessageStatus
+from mailstack.model import PENDING_STATUSES
 from mailstack.observability import get_logger
 from mailstack.storage import schema
 
-from ._base import Lease, Queue, QueueStats
+from ._base import Lease, LeaseOwner, Queue, QueueStats
 from ._sql import queue_for as sql_queue_for
 
 log = get_logger("mailstack.queue.sqs")
@@ -77,7 +77,7 @@ _MAX_DELAY = 900
 # How long the relay holds outbox rows it is sending; a relay that dies is replaced after this.
 OUTBOX_LEASE_SECONDS = 60.0
 # Messages not settled yet: a job for them must stay in the queue.
-_UNSETTLED = frozenset({MessageStatus.QUEUED.value, MessageStatus.DEFERRED.value})
+_UNSETTLED = frozenset(status.value for status in PENDING_STATUSES)
 _AWS_QUEUE_URL = re.compile(r"^https://sqs[.-]([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/")
 
 
@@ -199,7 +199,9 @@ class SqsQueue:
 
     # --- consuming ------------------------------------------------------------------------------------
 
-    def lease(self, limit: int, lease_seconds: float, *, now: float) -> list[Lease]:
+    def lease(
+        self, limit: int, lease_seconds: float, *, now: float, owner: LeaseOwner | None = None
+    ) -> list[Lease]:
         """Acknowledge this thread's committed outcomes, relay the outbox, then receive up to ``limit``."""
         self.flush()
         self.relay()
@@ -230,6 +232,23 @@ class SqsQueue:
                 del self._received[token]
         leases.sort(key=lambda lease: lease.job_id)
         return leases
+
+    def renew(self, owner: LeaseOwner, lease_seconds: float, *, now: float) -> int:
+        """SQS visibility timeouts are not renewed: a batch must finish within the lease time."""
+        return 0
+
+    def reclaim(self, owner: LeaseOwner, *, now: float) -> int:
+        """SQS knows no owners: a dead process's messages come back when their visibility ends."""
+        return 0
+
+    def owned(self, conn: Connection, leases: Sequence[Lease]) -> set[int]:
+        """Receipts of this process that SQS has not expired yet; a previous process's cannot be checked
+        (they are retried when their visibility timeout ends)."""
+        now = self._clock()
+        with self._received_lock:
+            return {
+                lease.job_id for lease in leases if lease.token in self._received and now < lease.expires_at
+            }
 
     def complete_many(self, conn: Connection, leases: Sequence[Lease]) -> set[int]:
         """Each acknowledgement is its own SQS call anyway: complete them one by one."""

@@ -8,7 +8,7 @@ path, Message-ID if missing) and DKIM-signed at delivery exactly like API mail.
 Public API:
 
 * :class:`SmtpIngress` — the listener ``mailstack serve`` runs when ``[smtp] listen`` is set;
-* :func:`start_ingress` — builds it from the settings (TLS included) and starts it;
+* :func:`smtp_ingress` — builds it from the settings (TLS included), for the lifecycle to start;
 * :func:`accept_submission` / :class:`SubmissionRefused` — the accept step, usable without a socket;
 * :func:`server_tls_context` / :func:`ensure_self_signed` — the STARTTLS certificate;
 * :mod:`mailstack.smtp.replies` — the named replies.
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from mailstack.config import parse_hostport
 from mailstack.observability import get_logger
-from mailstack.service import Runtime
+from mailstack.runtime import Runtime
 
 from . import replies
 from ._accept import SubmissionRefused, accept_submission
@@ -33,25 +33,18 @@ __all__ = [
     "ensure_self_signed",
     "replies",
     "server_tls_context",
-    "start_ingress",
+    "smtp_ingress",
 ]
 
 log = get_logger("mailstack.smtp")
 
 
-def start_ingress(runtime: Runtime, listen: str) -> SmtpIngress:
-    """Start SMTP submission on ``listen`` (``HOST:PORT``) with the configured or self-signed certificate.
+def smtp_ingress(runtime: Runtime, listen: str) -> SmtpIngress:
+    """SMTP submission on ``listen`` (``HOST:PORT``) with the configured or self-signed certificate.
 
-    Raises :class:`~mailstack.config.ConfigError` (certificate) or OSError (address in use).
+    Raises :class:`~mailstack.config.ConfigError` (certificate); starting it may raise OSError.
     """
     host, port = parse_hostport(listen, what="smtp.listen")
     context, cert, self_signed = server_tls_context(runtime.settings, host)
-    ingress = SmtpIngress(runtime, host, port, context)
-    ingress.start()
-    log.info(
-        "smtp submission listening",
-        smtp=ingress.address,
-        certificate=str(cert),
-        self_signed=self_signed,
-    )
-    return ingress
+    log.info("smtp submission certificate", certificate=str(cert), self_signed=self_signed)
+    return SmtpIngress(runtime, host, port, context)

@@ -7,13 +7,15 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from mailstack.compose import ComposeError, Submission, domain_to_ascii, parse_submission
+from mailstack.addresses import SendingDomainError, sending_domain
+from mailstack.compose import ComposeError, Submission, parse_submission
 from mailstack.model import Address, MessageSpec
-from mailstack.service import Runtime
+from mailstack.runtime import Runtime
+from mailstack.storage import urgent_writes
 
 from . import replies
 
-__all__ = ["SubmissionRefused", "accept_submission", "authorized_domain"]
+__all__ = ["SubmissionRefused", "accept_submission"]
 
 
 class SubmissionRefused(Exception):  # noqa: N818 - a refusal, with the reply to give
@@ -22,14 +24,6 @@ class SubmissionRefused(Exception):  # noqa: N818 - a refusal, with the reply to
     def __init__(self, reply: str) -> None:
         super().__init__(reply)
         self.reply = reply
-
-
-def authorized_domain(domain: str, domains: frozenset[str]) -> bool:
-    """Whether mail from ``domain`` may be sent: only domains whose DKIM keys this server holds."""
-    try:
-        return domain_to_ascii(domain.rstrip(".")).lower() in domains
-    except ValueError:
-        return False
 
 
 def _spec(submission: Submission, recipients: Sequence[str], data: bytes) -> MessageSpec:
@@ -66,7 +60,11 @@ def accept_submission(runtime: Runtime, api_key_id: int, recipients: Sequence[st
     except ComposeError as exc:
         raise SubmissionRefused(replies.MALFORMED.format(reason=exc)) from None
     domain = submission.sender.domain
-    if not authorized_domain(domain, runtime.signers.get().domains):
+    try:
+        sending_domain(domain)
+    except SendingDomainError as exc:
+        raise SubmissionRefused(replies.FROM_DOMAIN_REFUSED.format(reason=replies.reason(str(exc)))) from None
+    if not runtime.acceptor.may_send_from(domain):
         raise SubmissionRefused(replies.FROM_NOT_AUTHORIZED.format(domain=replies.echo(domain)))
     # RFC 5321 4.4: a server that accepts a message adds its trace. No client name or address: the
     # submitter's network details are nobody else's business.
@@ -75,8 +73,8 @@ def accept_submission(runtime: Runtime, api_key_id: int, recipients: Sequence[st
         f" {email.utils.format_datetime(datetime.fromtimestamp(now, UTC))}\r\n"
     ).encode("ascii")
     spec = _spec(submission, recipients, trace + submission.data)
-    with runtime.engine.begin() as conn:
-        (accepted,) = runtime.accept_messages(conn, api_key_id, [spec], now=now)
-    runtime.notify([accepted])
+    with urgent_writes(), runtime.engine.begin() as conn:  # a client waits: before background writers
+        (accepted,) = runtime.acceptor.accept(conn, api_key_id, [spec], now=now)
+    runtime.acceptor.notify([accepted])
     by_address = {r.email: r.message_id for r in accepted}
     return [by_address[recipient] for recipient in recipients]

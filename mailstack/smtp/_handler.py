@@ -9,13 +9,14 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from email_validator import EmailNotValidError, validate_email
 
+from mailstack.addresses import SendingDomainError, sending_domain
 from mailstack.credentials import ApiKeyVerifier
 from mailstack.observability import get_logger
-from mailstack.service import Runtime
+from mailstack.runtime import Runtime
 from mailstack.storage import ApiKeyRecord
 
 from . import replies
-from ._accept import SubmissionRefused, accept_submission, authorized_domain
+from ._accept import SubmissionRefused, accept_submission
 
 __all__ = ["SubmissionHandler", "SubmissionProtocol", "SubmissionSession"]
 
@@ -117,10 +118,10 @@ class SubmissionHandler:
         # handled=False: aiosmtpd answers 535 5.7.8 itself.
         return AuthResult(success=False, handled=False)
 
-    async def _domains(self) -> frozenset[str]:
-        # The signer cache may reload keys from the database: never on the event loop's thread.
+    async def _may_send_from(self, domain: str) -> bool:
+        # The sender rule may reload keys from the database: never on the event loop's thread.
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, lambda: self._runtime.signers.get().domains)
+        return await loop.run_in_executor(None, self._runtime.acceptor.may_send_from, domain)
 
     async def handle_MAIL(  # noqa: N802 - aiosmtpd's hook names
         self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
@@ -130,7 +131,12 @@ class SubmissionHandler:
         if refused is not None:
             return refused
         domain = address.rpartition("@")[2]
-        if not authorized_domain(domain, await self._domains()):
+        try:
+            sending_domain(domain)
+        except SendingDomainError as exc:
+            log.info("smtp sender refused", reason="not a sending domain")
+            return replies.SENDING_DOMAIN_REFUSED.format(reason=replies.reason(str(exc)))
+        if not await self._may_send_from(domain):
             log.info("smtp sender refused", reason="domain without DKIM key")
             return replies.SENDER_NOT_AUTHORIZED.format(domain=replies.echo(domain))
         envelope.mail_from = address

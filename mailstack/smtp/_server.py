@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import threading
 import weakref
+from typing import Any
+
+from aiosmtpd.controller import Controller
 
 from mailstack.credentials import ApiKeyVerifier
 from mailstack.observability import get_logger
-from mailstack.service import Runtime
+from mailstack.runtime import Runtime
 
 from ._handler import SubmissionHandler, SubmissionProtocol
 
@@ -25,6 +27,25 @@ IDLE_TIMEOUT_SECONDS = 300.0
 _CALL_LIMITS = {"AUTH": 3, "*": 1_000_000}
 
 
+class _Controller(Controller):
+    """aiosmtpd's threaded controller, serving our protocol subclass and knowing its open sessions."""
+
+    def __init__(self, ingress: SmtpIngress, host: str, port: int, **smtp_kwargs: Any) -> None:
+        super().__init__(ingress.handler, hostname=host, port=port, **smtp_kwargs)
+        self._ingress = ingress
+
+    def factory(self) -> SubmissionProtocol:
+        protocol = SubmissionProtocol(self.handler, loop=self.loop, **self.SMTP_kwargs)
+        self._ingress.protocols.add(protocol)
+        return protocol
+
+    def _trigger_server(self) -> None:
+        # Port 0 asks the kernel for a free port: connect to the one it gave.
+        if isinstance(self.server, asyncio.Server) and self.server.sockets:
+            self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()  # type: ignore[no-untyped-call]  # aiosmtpd is untyped here
+
+
 class SmtpIngress:
     """SMTP submission on ``host:port``: STARTTLS, then AUTH (PLAIN/LOGIN, API key and secret), then mail.
 
@@ -34,103 +55,66 @@ class SmtpIngress:
     closes every connection.
     """
 
+    name = "smtp-submission"
+
     def __init__(self, runtime: Runtime, host: str, port: int, tls_context: ssl.SSLContext) -> None:
-        self._runtime = runtime
         self._host = host
-        self._port = port
-        self._tls = tls_context
-        self._handler = SubmissionHandler(
+        self.handler = SubmissionHandler(
             runtime, ApiKeyVerifier(runtime.engine), max_recipients=runtime.settings.mail.max_recipients
         )
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: asyncio.Server | None = None
-        self._protocols: weakref.WeakSet[SubmissionProtocol] = weakref.WeakSet()
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
+        self.protocols: weakref.WeakSet[SubmissionProtocol] = weakref.WeakSet()
+        self._controller = _Controller(
+            self,
+            host,
+            port,
+            server_hostname=runtime.settings.hostname,
+            ident="mailstack ESMTP",
+            data_size_limit=runtime.settings.mail.max_message_bytes,
+            enable_SMTPUTF8=True,
+            tls_context=tls_context,
+            auth_required=True,
+            auth_require_tls=True,
+            authenticator=self.handler.authenticate,
+            command_call_limit=_CALL_LIMITS,
+            timeout=IDLE_TIMEOUT_SECONDS,
+        )
+        self._started = False
 
     @property
     def port(self) -> int:
         """The bound port (the configured one, or the one picked for port 0)."""
-        return self._port
+        return int(self._controller.port)
 
     @property
     def address(self) -> str:
         """``HOST:PORT`` as bound."""
-        return f"[{self._host}]:{self._port}" if ":" in self._host else f"{self._host}:{self._port}"
-
-    def _protocol(self) -> SubmissionProtocol:
-        assert self._loop is not None
-        protocol = SubmissionProtocol(
-            self._handler,
-            hostname=self._runtime.settings.hostname,
-            ident="mailstack ESMTP",
-            data_size_limit=self._runtime.settings.mail.max_message_bytes,
-            enable_SMTPUTF8=True,
-            tls_context=self._tls,
-            auth_required=True,
-            auth_require_tls=True,
-            authenticator=self._handler.authenticate,
-            command_call_limit=_CALL_LIMITS,
-            timeout=IDLE_TIMEOUT_SECONDS,
-            loop=self._loop,
-        )
-        self._protocols.add(protocol)
-        return protocol
+        return f"[{self._host}]:{self.port}" if ":" in self._host else f"{self._host}:{self.port}"
 
     def start(self) -> None:
         """Bind and serve in a background thread; raises OSError when the address cannot be bound."""
         # aiosmtpd logs every command line at INFO, AUTH credentials and recipient addresses included.
         logging.getLogger("mail.log").setLevel(logging.ERROR)
-        self._thread = threading.Thread(target=self._run, name="smtp-ingress", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            self._thread.join()
-            raise self._error
-
-    def _run(self) -> None:
-        loop = self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            self._server = loop.run_until_complete(
-                loop.create_server(self._protocol, self._host, self._port, reuse_address=True)
-            )
-        except BaseException as exc:
-            self._error = exc
-            loop.close()
-            self._ready.set()
-            return
-        self._port = self._server.sockets[0].getsockname()[1]
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            tasks = asyncio.all_tasks(loop)
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                loop.run_until_complete(asyncio.wait(tasks))
-            loop.run_until_complete(loop.shutdown_default_executor())
-            loop.close()
+        self._controller.start()
+        self._started = True
 
     async def _drain(self, timeout: float) -> None:
-        assert self._server is not None
-        self._handler.closing = True
-        self._server.close()
-        if not await self._handler.wait_idle(timeout):
+        self.handler.closing = True
+        server = self._controller.server
+        if server is not None:
+            server.close()
+        if not await self.handler.wait_idle(timeout):
             log.warning("smtp transactions still in progress at shutdown; their clients will retry")
-        for protocol in list(self._protocols):
+        for protocol in list(self.protocols):
             if protocol.transport is not None:
                 protocol.transport.close()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop accepting, wait up to ``timeout`` seconds for stores in progress, close, join."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None or not thread.is_alive():
+        if not self._started:
             return
+        self._started = False
         try:
-            asyncio.run_coroutine_threadsafe(self._drain(timeout), loop).result(timeout + 5)
+            drained = asyncio.run_coroutine_threadsafe(self._drain(timeout), self._controller.loop)
+            drained.result(timeout + 5)
         finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout + 5)
+            self._controller.stop(no_assert=True)

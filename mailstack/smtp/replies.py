@@ -15,16 +15,19 @@ __all__ = [
     "BAD_ADDRESS",
     "BARE_LINE_ENDING",
     "CLOSING",
+    "FROM_DOMAIN_REFUSED",
     "FROM_NOT_AUTHORIZED",
     "MALFORMED",
     "RECIPIENT_OK",
     "SENDER_NOT_AUTHORIZED",
     "SENDER_OK",
+    "SENDING_DOMAIN_REFUSED",
     "SHUTTING_DOWN",
     "TEMPORARY_FAILURE",
     "TOO_MANY_RECIPIENTS",
     "accepted",
     "echo",
+    "reason",
 ]
 
 SENDER_OK = "250 2.1.0 Ok"
@@ -35,6 +38,9 @@ AUTH_REQUIRED = "530 5.7.0 Authentication required"
 # MAIL FROM and the From header: only domains whose DKIM keys this server holds, as the HTTP API.
 SENDER_NOT_AUTHORIZED = "553 5.7.1 Sender address not authorized: this server holds no DKIM key for {domain}"
 FROM_NOT_AUTHORIZED = "550 5.7.1 From domain not authorized: this server holds no DKIM key for {domain}"
+# A sender domain no DKIM record can ever be published for (mailstack.addresses.sending_domain's message).
+SENDING_DOMAIN_REFUSED = "553 5.1.8 {reason}"
+FROM_DOMAIN_REFUSED = "550 5.1.8 {reason}"
 BAD_ADDRESS = "553 5.1.3 Bad recipient address syntax"
 # RFC 5321 4.5.3.1.10: the client sends the remaining recipients in another transaction.
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients (at most {limit} per message)"
@@ -63,6 +69,11 @@ def accepted(message_ids: Sequence[int]) -> str:
     lines.append(current)
     # A multi-line reply: "250-" on every line but the last (RFC 5321 4.2.1).
     return "\r\n".join(["250-" + line[4:] for line in lines[:-1]] + [lines[-1]])
+
+
+def reason(text: str) -> str:
+    """A sentence made safe for a reply line: printable ASCII and spaces only, at most 400 characters."""
+    return "".join(c if " " <= c < "\x7f" else "?" for c in text)[:_LINE]
 
 
 def echo(text: str) -> str:

@@ -22,22 +22,15 @@ import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import Column, Connection, Engine, Text, TextClause, insert, select, text, type_coerce
+from sqlalchemy import Column, Connection, Text, TextClause, insert, select, text, type_coerce
 
 from mailstack.keyring import DecryptionError
 from mailstack.model import EventType
 from mailstack.observability import get_logger
 from mailstack.providers import ProviderClassifier
-from mailstack.storage import (
-    GAP_GRACE_SECONDS,
-    EventTail,
-    later_click,
-    link_key,
-    open_details,
-    seal_link_urls,
-)
+from mailstack.storage import GAP_GRACE_SECONDS, EventTail, OutageNotice, Store, later_click
 from mailstack.storage.schema import (
     COUNTER_COLUMNS,
     events,
@@ -47,9 +40,6 @@ from mailstack.storage.schema import (
     messages,
     stat_counters,
 )
-
-if TYPE_CHECKING:
-    from mailstack.privacy import Vault
 
 __all__ = ["CURSOR", "Aggregator", "Flag", "bucket_start"]
 
@@ -176,23 +166,21 @@ class Aggregator:
     """Folds new events into the rollups; :meth:`run_once` is one batch, :meth:`run` loops.
 
     ``sent_is_delivery`` counts the relay's acceptance as delivery, for deployments where nothing reports
-    back from further on (the sandbox outbox). ``vault`` opens clicked URLs and seals them for the
-    per-link counters.
+    back from further on (the sandbox outbox). ``store`` is the database; its vault opens clicked URLs
+    and seals them for the per-link counters.
     """
 
     def __init__(
         self,
-        engine: Engine,
+        store: Store,
         *,
-        vault: Vault,
         batch_size: int = 5000,
         providers: Callable[[str], str] | None = None,
         poll_seconds: float = 1.0,
         sent_is_delivery: bool = False,
         gap_grace_seconds: float = GAP_GRACE_SECONDS,
     ) -> None:
-        self._engine = engine
-        self._vault = vault
+        self._store = store
         self._sent_is_delivery = sent_is_delivery
         self._tail = EventTail(CURSOR, gap_grace_seconds=gap_grace_seconds)
         self._batch_size = batch_size
@@ -202,11 +190,13 @@ class Aggregator:
 
     def run(self, stop: threading.Event) -> None:
         """Aggregate until ``stop`` is set; catches up in full batches, then polls."""
+        outage = OutageNotice(log, "statistics batch")
         while not stop.is_set():
             try:
                 done = self.run_once()
-            except Exception:  # a bad batch is retried; the thread must not die
-                log.exception("statistics batch failed; retrying")
+                outage.succeeded()
+            except Exception as exc:  # the thread must not die; what failed is retried next round
+                outage.failed(exc)
                 done = 0
             if done < self._batch_size:
                 stop.wait(self._poll_seconds)
@@ -220,7 +210,7 @@ class Aggregator:
 
     def run_once(self) -> int:
         """Fold one batch of events; returns how many events it covered."""
-        with self._engine.begin() as conn:
+        with self._store.begin() as conn:
             rows = self._tail.read(
                 conn,
                 self._batch_size,
@@ -280,7 +270,7 @@ class Aggregator:
         new_links: set[tuple[int, int]] = set()
         batch = _Batch()
         sent_is_delivery = self._sent_is_delivery
-        keyring = self._vault.keyring
+        links = self._store.links
         for event_id, message_id, raw_kind, at, raw_detail in rows:
             message = info.get(message_id)
             if message is None:
@@ -306,7 +296,7 @@ class Aggregator:
                     first = key not in clicked_links and key not in new_links
                     if first:
                         new_links.add(key)
-                    batch.add_link(message, position, url, link_key(keyring, url), first, at)
+                    batch.add_link(message, position, url, links.key(url), first, at)
             if deltas:
                 batch.add(message, at, deltas)
             if current | set_bits != current:
@@ -323,7 +313,7 @@ class Aggregator:
         ]
         if wanted:
             try:
-                opened = open_details(conn, self._vault, [details[event_id] for event_id in wanted])
+                opened = self._store.event_details.open(conn, [details[event_id] for event_id in wanted])
             except DecryptionError:
                 opened = [self._open_one(conn, event_id, details[event_id]) for event_id in wanted]
             details.update(zip(wanted, opened, strict=True))
@@ -331,7 +321,7 @@ class Aggregator:
 
     def _open_one(self, conn: Connection, event_id: int, detail: dict[str, Any]) -> dict[str, Any]:
         try:
-            return open_details(conn, self._vault, [detail])[0]
+            return self._store.event_details.open(conn, [detail])[0]
         except DecryptionError:
             # Altered, or sealed under another master secret: counted, but without its link.
             log.warning("a click's sealed detail does not open; its link is not counted", event_id=event_id)
@@ -378,7 +368,7 @@ class Aggregator:
             )
         # A row's URL is sealed when the row is made; later batches only add to its counters.
         urls = [entry[0] for entry in batch.links.values()]
-        sealed = seal_link_urls(conn, self._vault, urls) if urls else []
+        sealed = self._store.links.seal_urls(conn, urls) if urls else []
         link_rows = [
             {
                 "api_key_id": api_key_id,
@@ -510,7 +500,7 @@ def _pg_by_ids(table: Any, key: str, columns: tuple[str, ...]) -> TextClause:
     parameters is converted again by psycopg for every batch, and the server cannot reuse its plan).
     One index lookup per id (LATERAL, kept a subquery by OFFSET 0) rather than ``= ANY(...)``, whose
     generic plan, made once while the table may be small, can be a sequential scan (see
-    mailstack.privacy._vault._PG_KEYS)."""
+    mailstack.storage._vault._PG_KEYS)."""
     names = ", ".join(f"t.{c}" for c in columns)
     return text(
         f"SELECT {names} FROM unnest(CAST(:ids AS BIGINT[])) AS k(id) "  # noqa: S608

@@ -9,18 +9,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, func, select
 
 from mailstack.providers import PROVIDERS
-from mailstack.storage import open_link_urls
-from mailstack.storage.schema import COUNTER_COLUMNS, link_counters, stat_counters
+from mailstack.storage import Store
+from mailstack.storage.schema import COUNTER_COLUMNS, stat_counters
 
 from ._aggregate import DAY, HOUR, bucket_start
-
-if TYPE_CHECKING:
-    from mailstack.privacy import Vault
 
 __all__ = [
     "Counters",
@@ -113,30 +110,21 @@ def counters_by_slot(conn: Connection, spec: StatsQuery, resolution: str) -> lis
 
 
 def link_clicks(
-    conn: Connection, api_key_id: int, campaign: str = "", *, vault: Vault
+    conn: Connection, api_key_id: int, campaign: str = "", *, store: Store
 ) -> list[dict[str, Any]]:
     """Clicks per link, in link order: Mailjet's ``statistics/link-click`` entries.
 
-    The URLs are stored sealed (``vault`` opens them); a link whose data subject was erased meanwhile
+    The URLs are stored sealed (the store opens them); a link whose data subject was erased meanwhile
     is listed with an empty URL.
     """
-    rows = conn.execute(
-        select(
-            link_counters.c.url,
-            link_counters.c.position,
-            link_counters.c.clicked_messages,
-            link_counters.c.click_events,
-        ).where(link_counters.c.api_key_id == api_key_id, link_counters.c.campaign == campaign)
-    ).all()
-    urls = open_link_urls(conn, vault, [row.url for row in rows])
     entries = [
         {
-            "URL": url or "",
-            "PositionIndex": row.position,
-            "ClickedMessagesCount": int(row.clicked_messages),
-            "ClickedEventsCount": int(row.click_events),
+            "URL": link.url or "",
+            "PositionIndex": link.position,
+            "ClickedMessagesCount": link.clicked_messages,
+            "ClickedEventsCount": link.click_events,
         }
-        for row, url in zip(rows, urls, strict=True)
+        for link in store.links.clicks(conn, api_key_id, campaign)
     ]
     # Sealed values have no useful order in the database: link order, then the URL, as before.
     return sorted(entries, key=lambda entry: (entry["PositionIndex"], entry["URL"]))

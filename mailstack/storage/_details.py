@@ -2,7 +2,7 @@
 
 Statistics, alarms and automation read an event's facts (its category, whether a machine opened it, the
 link position) straight from the JSON; replies that quote addresses, IPs, user agents, clicked URLs and
-anything else move into ``detail["sealed"]``, sealed under the day's shared key (mailstack.privacy.Vault).
+anything else move into ``detail["sealed"]``, sealed under the day's shared key (mailstack.storage.Vault).
 """
 
 from __future__ import annotations
@@ -10,14 +10,19 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection
 
-if TYPE_CHECKING:
-    from mailstack.privacy import Vault
+from ._vault import Vault
 
-__all__ = ["PURPOSE_EVENT_DETAIL", "is_sealed_detail", "open_details", "seal_details"]
+__all__ = [
+    "PURPOSE_EVENT_DETAIL",
+    "EventDetails",
+    "is_sealed_detail",
+    "open_details",
+    "seal_details",
+]
 
 PURPOSE_EVENT_DETAIL = "events.detail"
 _SEALED = "sealed"
@@ -88,3 +93,20 @@ def open_details(conn: Connection, vault: Vault, stored: Sequence[Any]) -> list[
 def is_sealed_detail(detail: Any) -> bool:
     """Whether a stored detail has nothing personal left in clear (used to convert old rows once)."""
     return isinstance(detail, Mapping) and not _split(detail)[1]
+
+
+class EventDetails:
+    """Event details at rest with the vault bound in (see :class:`~mailstack.storage.Store`)."""
+
+    def __init__(self, vault: Vault) -> None:
+        self._vault = vault
+
+    def seal(
+        self, conn: Connection, details: Sequence[Mapping[str, Any]], *, shared_key: int | None = None
+    ) -> list[dict[str, Any]]:
+        """See :func:`seal_details`."""
+        return seal_details(conn, self._vault, details, shared_key=shared_key)
+
+    def open(self, conn: Connection, stored: Sequence[Any]) -> list[dict[str, Any]]:
+        """See :func:`open_details`."""
+        return open_details(conn, self._vault, stored)

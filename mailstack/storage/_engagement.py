@@ -23,6 +23,7 @@ from sqlalchemy import (
     text,
 )
 
+from ._personal import Erasure, Form, Kind, Retention, not_personal, personal
 from ._schema import Id, messages, metadata
 
 __all__ = [
@@ -43,7 +44,7 @@ __all__ = [
 
 Counter = BigInteger().with_variant(Integer(), "sqlite")
 
-# The vault purpose of automation_runs.error (mailstack.privacy.Vault binds it into each blob).
+# The vault purpose of automation_runs.error (mailstack.storage.Vault binds it into each blob).
 PURPOSE_AUTOMATION_ERROR = "automation_runs.error"
 # ... and of webhook_deliveries.payload (the Event API payload queued or logged).
 PURPOSE_WEBHOOK_PAYLOAD = "webhook_deliveries.payload"
@@ -55,7 +56,9 @@ Index("ix_messages_message_id_header", messages.c.message_id_header)
 event_cursors = Table(
     "event_cursors",
     metadata,
-    Column("name", String(32), primary_key=True),
+    Column(
+        "name", String(32), primary_key=True, info=not_personal("the consumer: stats, webhooks, automation")
+    ),
     Column("last_event_id", BigInteger, nullable=False, server_default=text("0")),
     Column("updated_at", Float, nullable=False, server_default=text("0")),
 )
@@ -126,11 +129,15 @@ link_counters = Table(
     Column("api_key_id", Id, primary_key=True),
     Column("campaign", String(255), primary_key=True),
     Column("position", Integer, primary_key=True),
-    Column("url_hash", String(32), primary_key=True),  # keyed HMAC of the URL (mailstack.storage.link_key)
-    Column("url", LargeBinary, nullable=False),  # sealed
+    # Keyed HMAC of the URL (mailstack.storage.link_key).
+    Column(
+        "url_hash", String(32), primary_key=True, info=personal(Kind.URL, Form.INDEX, erasure=Erasure.DELETE)
+    ),
+    Column("url", LargeBinary, nullable=False, info=personal(Kind.URL, Form.SEALED, erasure=Erasure.DELETE)),
     Column("clicked_messages", Counter, nullable=False, server_default=text("0")),
     Column("click_events", Counter, nullable=False, server_default=text("0")),
-    Column("subject", String(64)),  # blind index of the address the URL quotes; NULL when it quotes none
+    # Blind index of the address the URL quotes; NULL when it quotes none.
+    Column("subject", String(64), info=personal(Kind.SUBJECT, Form.INDEX, erasure=Erasure.DELETE)),
     # When the link was last clicked (the latest event counted): the retention purge folds a personalised
     # row (with a subject) into its position's "(personalised link)" row once this is past the limit.
     Column("last_click_at", Float),
@@ -143,7 +150,7 @@ webhook_endpoints = Table(
     Column("id", Id, primary_key=True),
     Column("api_key_id", ForeignKey("api_keys.id"), nullable=False),
     Column("event_type", String(16), nullable=False),  # sent, open, click, bounce, blocked, spam, unsub
-    Column("url", Text, nullable=False),
+    Column("url", Text, nullable=False, info=not_personal("the operator's receiving endpoint")),
     Column("version", Integer, nullable=False, server_default=text("1")),  # 2 = grouped, as Mailjet
     Column("status", String(8), nullable=False, server_default="alive"),  # alive | dead
     Column("is_backup", Boolean, nullable=False, server_default=text("false")),
@@ -158,7 +165,9 @@ webhook_deliveries = Table(
     Column("id", Id, primary_key=True),
     Column("endpoint_id", ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=False),
     # One event object, or a list of them when grouped; sealed JSON (it names the recipients).
-    Column("payload", LargeBinary, nullable=False),
+    Column(
+        "payload", LargeBinary, nullable=False, info=personal(Kind.EVENT, Form.SEALED, erasure=Erasure.REDACT)
+    ),
     Column("event_count", Integer, nullable=False),
     Column("state", String(10), nullable=False),  # pending | delivered | failed
     Column("attempts", Integer, nullable=False, server_default=text("0")),
@@ -166,7 +175,16 @@ webhook_deliveries = Table(
     Column("next_attempt_at", Float, nullable=False),
     Column("last_attempt_at", Float),
     Column("last_status", Integer),
-    Column("last_error", Text),
+    Column(
+        "last_error",
+        Text,
+        info=personal(
+            Kind.REPLY,
+            Form.CLEAR,
+            erasure=Erasure.DELETE,
+            why="the receiver's answer, for the operator to see why a delivery failed",
+        ),
+    ),
 )
 Index("ix_webhook_deliveries_due", webhook_deliveries.c.state, webhook_deliveries.c.next_attempt_at)
 Index("ix_webhook_deliveries_endpoint", webhook_deliveries.c.endpoint_id, webhook_deliveries.c.id)
@@ -176,10 +194,19 @@ automation_rules = Table(
     metadata,
     Column("id", Id, primary_key=True),
     Column("api_key_id", ForeignKey("api_keys.id"), nullable=False),
-    Column("name", String(200), nullable=False, server_default=""),
+    Column(
+        "name",
+        String(200),
+        nullable=False,
+        server_default="",
+        info=not_personal("the operator's name for the rule"),
+    ),
     Column("event_type", String(16), nullable=False),
     Column("campaign", String(255), nullable=False),
-    Column("template", JSON, nullable=False),  # a Send API v3.1 message without recipients
+    # A Send API v3.1 message without recipients.
+    Column(
+        "template", JSON, nullable=False, info=not_personal("the operator's follow-up, without recipients")
+    ),
     Column("active", Boolean, nullable=False, server_default=text("true")),
     Column("created_at", Float, nullable=False),
 )
@@ -195,7 +222,7 @@ automation_runs = Table(
     Column("sent_message_id", BigInteger),
     Column("created_at", Float, nullable=False),
     # Why the follow-up was refused, sealed under the trigger's recipient (errors quote addresses).
-    Column("error", LargeBinary),
+    Column("error", LargeBinary, info=personal(Kind.REPLY, Form.SEALED, erasure=Erasure.DELETE)),
 )
 Index("ix_automation_runs_sent", automation_runs.c.sent_message_id)
 
@@ -203,17 +230,42 @@ dashboard_users = Table(
     "dashboard_users",
     metadata,
     Column("id", Id, primary_key=True),
-    Column("username", String(100), nullable=False, unique=True),
+    Column(
+        "username",
+        String(100),
+        nullable=False,
+        unique=True,
+        info=personal(
+            Kind.NAME,
+            Form.CLEAR,
+            erasure=Erasure.KEEP,
+            retention=Retention.KEEP,
+            why="an operator's sign-in name, not a mail recipient's: kept while the account exists",
+        ),
+    ),
     Column("password_hash", String(255), nullable=False),  # argon2id
     Column("created_at", Float, nullable=False),
 )
 
-# Failed dashboard sign-ins, shared by every process of the fleet (mailstack.dashboard.LoginThrottle).
-login_failures = Table(
-    "login_failures",
+# Dashboard sign-in attempts per client address and per user name, one row each, shared by every process
+# of the fleet (mailstack.dashboard.LoginThrottle): taken by one conditional upsert before the password is
+# checked, so concurrent guesses cannot all pass a count read before any of them was recorded.
+login_attempts = Table(
+    "login_attempts",
     metadata,
-    Column("id", Id, primary_key=True),
-    Column("client", String(64), nullable=False),  # keyed HMAC of "ip:<address>" or "user:<name>"
-    Column("at", Float, nullable=False),
+    Column(
+        "client",
+        String(64),
+        primary_key=True,
+        info=personal(
+            Kind.IP,
+            Form.INDEX,
+            erasure=Erasure.KEEP,
+            retention=Retention.KEEP,
+            why="an operator's sign-in attempts: the login throttle resets them after its window",
+        ),
+    ),  # keyed HMAC of "ip:<address>" or "user:<name>"
+    Column("window_start", Float, nullable=False),
+    Column("attempts", Integer, nullable=False),
 )
-Index("ix_login_failures_client_at", login_failures.c.client, login_failures.c.at)
+Index("ix_login_attempts_window_start", login_attempts.c.window_start)

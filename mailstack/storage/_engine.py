@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
-__all__ = ["create_storage_engine", "normalize_url"]
+__all__ = ["create_storage_engine", "normalize_url", "urgent_writes"]
 
 
 def normalize_url(url: str) -> str:
@@ -76,8 +80,13 @@ def _configure_sqlite(engine: Engine) -> None:
             return
         try:
             dbapi_connection.commit()
-        except Exception:  # raised again, wrapped, by SQLAlchemy's commit
-            return
+        except sqlite3.Error as exc:
+            if dbapi_connection.in_transaction:
+                return  # raised again, wrapped, by SQLAlchemy's commit
+            # SQLite rolled the transaction back itself (a full disk, an I/O error): SQLAlchemy's commit
+            # would find no transaction and report success for writes that are gone. Wrapped as
+            # SQLAlchemy wraps what the driver raises, so callers see the same kind of error.
+            raise DBAPIError.instance("COMMIT", None, exc, sqlite3.Error) from exc
         turns.leave(dbapi_connection)
 
     @event.listens_for(engine, "rollback")
@@ -106,22 +115,69 @@ _TURN_TIMEOUT = 30.0
 
 
 class _WriterTurns:
-    """One SQLite writer at a time in this process, the others waiting on a lock (see _configure_sqlite)."""
+    """One SQLite writer at a time in this process, the others waiting their turn (see _configure_sqlite).
+
+    Writers marked urgent (:func:`urgent_writes`: accepting mail) go before the background writers
+    (delivery, webhooks, stats) that wait: a client must not wait for the backlog being delivered.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._mutex = threading.Lock()
+        self._urgent_turn = threading.Condition(self._mutex)
+        self._background_turn = threading.Condition(self._mutex)
+        self._urgent_waiting = 0
         self._holder: Any = None  # the DBAPI connection whose turn it is
         self._thread: int | None = None
 
     def enter(self, dbapi_connection: Any) -> None:
-        if self._thread == threading.get_ident():
+        me = threading.get_ident()
+        if self._thread == me:
             # This thread already has the turn on another connection: waiting for itself would never
             # end, so SQLite's busy timeout decides, as it did before there were turns.
             return
-        if self._lock.acquire(timeout=_TURN_TIMEOUT):
-            self._holder, self._thread = dbapi_connection, threading.get_ident()
+        urgent = getattr(_urgency, "urgent", False)
+        deadline = time.monotonic() + _TURN_TIMEOUT
+        with self._mutex:
+            if urgent:
+                self._urgent_waiting += 1
+            try:
+                while self._holder is not None or (not urgent and self._urgent_waiting):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return  # SQLite's busy timeout decides
+                    (self._urgent_turn if urgent else self._background_turn).wait(remaining)
+                self._holder, self._thread = dbapi_connection, me
+            finally:
+                if urgent:
+                    self._urgent_waiting -= 1
+                if self._holder is None:
+                    self._hand_over()  # a waiter that gave up passes on the turn it may have been handed
 
     def leave(self, dbapi_connection: Any) -> None:
-        if dbapi_connection is not None and self._holder is dbapi_connection:
-            self._holder = self._thread = None
-            self._lock.release()
+        if dbapi_connection is None or self._holder is not dbapi_connection:
+            return  # every connection checked in comes here: most never had the turn
+        with self._mutex:
+            if self._holder is dbapi_connection:
+                self._holder = self._thread = None
+                self._hand_over()
+
+    def _hand_over(self) -> None:
+        # With the mutex held and no holder: wake the next writer, an urgent one first.
+        if self._urgent_waiting:
+            self._urgent_turn.notify()
+        else:
+            self._background_turn.notify()
+
+
+_urgency = threading.local()
+
+
+@contextlib.contextmanager
+def urgent_writes() -> Iterator[None]:
+    """Within this block, this thread's SQLite transactions go before waiting background writers."""
+    previous = getattr(_urgency, "urgent", False)
+    _urgency.urgent = True
+    try:
+        yield
+    finally:
+        _urgency.urgent = previous

@@ -1,7 +1,7 @@
 """Clicked links at rest: the URLs of ``link_counters`` sealed, found by a keyed HMAC.
 
 A personalised link can carry the recipient's address (``?email=ana%40example.net``) or a token naming
-them, so a URL is personal data until shown otherwise. Each one is sealed (mailstack.privacy.Vault) and the
+them, so a URL is personal data until shown otherwise. Each one is sealed (mailstack.storage.Vault) and the
 row is keyed by :func:`link_key`, an HMAC under a key derived from the master secret: equal URLs meet in one
 row, and a dump thief cannot test a guessed URL against the table. A URL quoting an address is sealed under
 that address's data key and names its blind index in ``subject``: erasing the person deletes the row
@@ -15,25 +15,27 @@ import hashlib
 import hmac
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote
 
-from sqlalchemy import ColumnElement, Connection, case, delete
+from sqlalchemy import ColumnElement, Connection, case, delete, select
 
 from mailstack.addresses import find_addresses
 from mailstack.keyring import Keyring
 
+from ._blind import normalize_address
 from ._engagement import link_counters
-from ._feedback import normalize_address
-
-if TYPE_CHECKING:
-    from mailstack.privacy import Vault
+from ._vault import Vault
 
 __all__ = [
     "PERSONALISED_LINK",
     "PURPOSE_LINK_URL",
+    "LinkClicks",
+    "Links",
     "forget_link_subject",
     "later_click",
+    "link_clicks",
     "link_key",
     "link_subject",
     "open_link_urls",
@@ -91,3 +93,54 @@ def later_click(stored: Any, new: Any) -> ColumnElement[Any]:
     """The later of a row's ``last_click_at`` and a new one, for an upsert's SET on every backend (SQLite's
     ``max(a, b)`` is NULL when one is, PostgreSQL's ``GREATEST`` skips NULLs: spelt out instead)."""
     return case((stored.is_(None), new), (new.is_(None), stored), (new > stored, new), else_=stored)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkClicks:
+    """One link's click counters; ``url`` is None once the person it quoted was erased."""
+
+    url: str | None
+    position: int
+    clicked_messages: int
+    click_events: int
+
+
+def link_clicks(conn: Connection, vault: Vault, api_key_id: int, campaign: str = "") -> list[LinkClicks]:
+    """The click counters of an API key's links (campaign "" is every campaign), URLs opened, unordered
+    (sealed values have no useful order in the database)."""
+    rows = conn.execute(
+        select(
+            link_counters.c.url,
+            link_counters.c.position,
+            link_counters.c.clicked_messages,
+            link_counters.c.click_events,
+        ).where(link_counters.c.api_key_id == api_key_id, link_counters.c.campaign == campaign)
+    ).all()
+    urls = open_link_urls(conn, vault, [row.url for row in rows])
+    return [
+        LinkClicks(url, row.position, int(row.clicked_messages), int(row.click_events))
+        for row, url in zip(rows, urls, strict=True)
+    ]
+
+
+class Links:
+    """Clicked links, sealed and keyed, with the vault bound in (see :class:`~mailstack.storage.Store`)."""
+
+    def __init__(self, vault: Vault) -> None:
+        self._vault = vault
+
+    def key(self, url: str) -> str:
+        """See :func:`link_key`."""
+        return link_key(self._vault.keyring, url)
+
+    def seal_urls(self, conn: Connection, urls: Sequence[str]) -> list[tuple[bytes, str | None]]:
+        """See :func:`seal_link_urls`."""
+        return seal_link_urls(conn, self._vault, urls)
+
+    def open_urls(self, conn: Connection, blobs: Sequence[bytes]) -> list[str | None]:
+        """See :func:`open_link_urls`."""
+        return open_link_urls(conn, self._vault, blobs)
+
+    def clicks(self, conn: Connection, api_key_id: int, campaign: str = "") -> list[LinkClicks]:
+        """See :func:`link_clicks`."""
+        return link_clicks(conn, self._vault, api_key_id, campaign)

@@ -1,7 +1,7 @@
 """Tables of the privacy layer: the audit trail and consent records.
 
 Neither holds a plaintext address: subjects are named by their blind index (a keyed HMAC of the
-normalised address, ``mailstack.privacy.address_index``) and anything else personal is encrypted.
+normalised address, ``mailstack.storage.address_index``) and anything else personal is encrypted.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from ._personal import Erasure, Form, Kind, Retention, not_personal, personal
 from ._schema import Id, metadata
 
 audit_log = Table(
@@ -29,13 +30,27 @@ audit_log = Table(
     Column("id", Id, primary_key=True),
     Column("at", Float, nullable=False),
     # Who acted: "cli:<os user>", "api:<public key>", "dashboard:<user>", "system:<job>".
-    Column("actor", String(200), nullable=False),
+    Column(
+        "actor",
+        String(200),
+        nullable=False,
+        info=not_personal("an operator, an API key or a job: who acted, never a data subject"),
+    ),
     # What was done: export, erase, purge, consent, rotate-keys, ...
     Column("action", String(32), nullable=False),
     # The data subject's blind index, when the action concerns one address.
-    Column("subject", String(64)),
+    Column(
+        "subject",
+        String(64),
+        info=personal(
+            Kind.SUBJECT,
+            Form.INDEX,
+            erasure=Erasure.KEEP,
+            why="proof that the export or erasure itself happened; a keyed hash, never the address",
+        ),
+    ),
     # Counts and parameters; never plaintext personal data.
-    Column("detail", JSON, nullable=False),
+    Column("detail", JSON, nullable=False, info=not_personal("counts and parameters (record_audit)")),
 )
 Index("ix_audit_log_at", audit_log.c.at)
 Index("ix_audit_log_subject", audit_log.c.subject)
@@ -44,20 +59,33 @@ consents = Table(
     "consents",
     metadata,
     Column("id", Id, primary_key=True),
-    Column("subject", String(64), nullable=False),  # blind index of the address
-    Column("address", LargeBinary, nullable=False),  # encrypted
-    Column("list_name", String(200), nullable=False),  # what was consented to, e.g. "newsletter"
+    # Blind index of the address.
+    Column(
+        "subject", String(64), nullable=False, info=personal(Kind.SUBJECT, Form.INDEX, erasure=Erasure.DELETE)
+    ),
+    Column(
+        "address",
+        LargeBinary,
+        nullable=False,
+        info=personal(Kind.ADDRESS, Form.SEALED, erasure=Erasure.DELETE),
+    ),
+    # What was consented to, e.g. "newsletter".
+    Column(
+        "list_name", String(200), nullable=False, info=not_personal("the list's name, chosen by the sender")
+    ),
     Column("status", String(16), nullable=False),  # pending | confirmed | withdrawn
-    Column("api_key_id", ForeignKey("api_keys.id")),
+    # The API key whose list it is: each key reads, withdraws and is rate-limited on its own records.
+    Column("api_key_id", ForeignKey("api_keys.id"), nullable=False),
     Column("requested_at", Float, nullable=False),
-    Column("requested_ip", LargeBinary),  # encrypted
+    Column("requested_ip", LargeBinary, info=personal(Kind.IP, Form.SEALED, erasure=Erasure.DELETE)),
     Column("confirmed_at", Float),
-    Column("confirmed_ip", LargeBinary),  # encrypted
+    Column("confirmed_ip", LargeBinary, info=personal(Kind.IP, Form.SEALED, erasure=Erasure.DELETE)),
     Column("withdrawn_at", Float),
-    UniqueConstraint("subject", "list_name", name="uq_consents_subject_list"),
+    UniqueConstraint("api_key_id", "subject", "list_name", name="uq_consents_key_subject_list"),
 )
+Index("ix_consents_subject", consents.c.subject)  # a data subject's records, every key's (export, erasure)
 
-# --- envelope encryption (mailstack.privacy.Vault) ------------------------------------------------------
+# --- envelope encryption (mailstack.storage.Vault) ------------------------------------------------------
 
 # Key-encryption keys: each version's KEK is stored only wrapped by the key provider (the local keyring
 # or a cloud KMS); rotation adds a version, re-wraps every data key under it, then drops the old one.
@@ -79,7 +107,18 @@ data_keys = Table(
     "data_keys",
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=False),
-    Column("subject", String(64), unique=True),
+    Column(
+        "subject",
+        String(64),
+        unique=True,
+        info=personal(
+            Kind.SUBJECT,
+            Form.INDEX,
+            erasure=Erasure.DELETE,
+            retention=Retention.KEEP,
+            why="a data key lives as long as what it seals; erasure deletes it (crypto-shredding)",
+        ),
+    ),
     Column("scope", String(32)),  # shared keys only: what they seal and when, e.g. "contents.spec:20418"
     Column("key_version", ForeignKey("key_versions.version"), nullable=False),
     Column("wrapped", LargeBinary, nullable=False),

@@ -15,6 +15,7 @@ from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any, Final, NoReturn
 from urllib.parse import quote
 
+from mailstack.templates._compiled import parsed
 from mailstack.templates._errors import DEFAULT_LIMITS, Limits, TemplateError, near
 from mailstack.templates._parser import (
     Call,
@@ -29,7 +30,6 @@ from mailstack.templates._parser import (
     Ref,
     Set,
     Text,
-    parse,
 )
 
 __all__ = ["SafeText", "render"]
@@ -61,8 +61,10 @@ def render(
 
     ``variables`` are the message's ``Variables`` (``{{var:…}}``), ``data`` the contact properties
     (``{{data:…}}``). With ``html=True`` every printed value is HTML-escaped (for HTMLPart).
+    The template is parsed once per process and source (:mod:`._compiled`): each recipient's copy of
+    a message renders from the same tree.
     """
-    nodes = parse(template, limits)
+    nodes = parsed(template, limits)
     renderer = _Renderer(template, variables, data, html=html, limits=limits)
     renderer.run(nodes)
     return "".join(renderer.out)

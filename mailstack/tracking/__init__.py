@@ -12,11 +12,18 @@ from mailstack.config import Settings
 from mailstack.tokens import TokenSigner
 from mailstack.tracking._apply import Tracker, tracking_wanted
 from mailstack.tracking._detect import Detector, Verdict
-from mailstack.tracking._links import MAX_TRACKED_URL, TrackedLink, insert_pixel, rewrite_links
+from mailstack.tracking._links import (
+    MAX_TRACKED_LINKS,
+    MAX_TRACKED_URL,
+    TrackedLink,
+    insert_pixel,
+    rewrite_links,
+)
 from mailstack.tracking._recorder import EventRecorder, TrackedEvent, store_events
 from mailstack.tracking._tokens import ClickTarget, TrackingUrls
 
 __all__ = [
+    "MAX_TRACKED_LINKS",
     "MAX_TRACKED_URL",
     "ClickTarget",
     "Detector",

@@ -2,7 +2,8 @@
 
 The rewriter is deliberately conservative: it touches only the ``href`` of ``<a>`` and ``<area>`` tags
 whose value is an absolute http(s) URL, leaves everything else byte for byte, and never tracks links it
-cannot rebuild exactly (template placeholders, opted-out links, absurdly long URLs).
+cannot rebuild exactly (template placeholders, opted-out links, absurdly long URLs). Tags are found by a
+one-pass scanner (:mod:`._html`), so the cost is linear in the document whatever it holds.
 """
 
 from __future__ import annotations
@@ -11,18 +12,21 @@ import html
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
-__all__ = ["MAX_TRACKED_URL", "TrackedLink", "insert_pixel", "rewrite_links"]
+from ._html import StartTag, start_tags, unescape_attribute
+from ._uri import web_uri
+
+__all__ = ["MAX_TRACKED_LINKS", "MAX_TRACKED_URL", "TrackedLink", "insert_pixel", "rewrite_links"]
 
 # Longer URLs stay untracked: their token would not fit the signer's limit and some clients cut long URLs.
-MAX_TRACKED_URL = 2048
+MAX_TRACKED_URL: Final = 2048
+# Links after this many tracked ones are left as written (they work, untracked): it bounds the tokens
+# minted and the growth of one copy, whatever a message holds.
+MAX_TRACKED_LINKS: Final = 500
 # Opt-out attribute for a single link (``<a href=... data-notrack>``), also Mailjet's mj-notrack.
-_NOTRACK = ("data-notrack", "mj-notrack")
-
-_ATTR = r"""[^\s"'>/=]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'=<>`]+))?"""
-_TAG = re.compile(rf"<(a|area)((?:\s+{_ATTR})*)\s*/?>", re.IGNORECASE)
-_ATTR_ITEM = re.compile(r"""([^\s"'>/=]+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s"'=<>`]+))?""")
-_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+_NOTRACK: Final = frozenset({"data-notrack", "mj-notrack"})
+_LINK_TAGS: Final = frozenset({"a", "area"})
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 # Personalisation placeholders: Mailjet's {{var:x}} / [[UNSUB_LINK]] and friends cannot be tracked before
 # rendering, since the URL differs per recipient.
@@ -31,45 +35,34 @@ _PLACEHOLDER = re.compile(r"\{\{|\}\}|\[\[|\]\]|\{%|%\}")
 
 @dataclass(frozen=True, slots=True)
 class TrackedLink:
-    """A link the rewriter replaced: its 1-based position in the document and its original URL."""
+    """A link the rewriter replaced: its 1-based position in the document and the URL it leads to.
+
+    ``url`` is the ASCII form a browser requests (an IRI's host in IDNA, its path and query
+    percent-encoded); a URL already written in ASCII is kept as written.
+    """
 
     position: int
     url: str
 
 
-def _trackable(url: str, skip_prefix: str | None) -> bool:
-    lower = url.lower()
-    return (
-        lower.startswith(("http://", "https://"))
-        and (skip_prefix is None or not url.startswith(skip_prefix))
-        and len(url) <= MAX_TRACKED_URL
-        and _PLACEHOLDER.search(url) is None
-        and not any(c in url for c in '\r\n\t\x00 "<>')
-    )
-
-
-def _rewrite_tag(
-    tag: re.Match[str], position: int, make_url: Callable[[int, str], str], skip_prefix: str | None
-) -> str | None:
-    attributes = tag.group(2)
-    items = list(_ATTR_ITEM.finditer(attributes))
-    names = {m.group(1).lower() for m in items}
-    if names.intersection(_NOTRACK):
+def _target(tag: StartTag, skip_prefix: str | None) -> tuple[int, int, str] | None:
+    """The span of the tag's href and the URL to track, or None when the link stays as it is."""
+    if any(attribute.name in _NOTRACK for attribute in tag.attributes):
         return None
-    href = next((m for m in items if m.group(1).lower() == "href"), None)
-    if href is None or href.group(2) is None:
+    href = tag.attribute("href")
+    if href is None or href.value is None:
         return None
-    raw = href.group(2)
-    if raw[0] in "\"'":
-        raw = raw[1:-1]
-    url = html.unescape(raw).strip()
-    if not _trackable(url, skip_prefix):
+    url = unescape_attribute(href.value).strip()
+    if (
+        len(url) > MAX_TRACKED_URL
+        or (skip_prefix is not None and url.startswith(skip_prefix))
+        or _PLACEHOLDER.search(url) is not None
+    ):
         return None
-    replacement = f'href="{html.escape(make_url(position, url), quote=True)}"'
-    start = tag.start(2) + href.start()
-    end = tag.start(2) + href.end()
-    whole = tag.group(0)
-    return whole[: start - tag.start()] + replacement + whole[end - tag.start() :]
+    uri = web_uri(url)
+    if uri is None or len(uri) > MAX_TRACKED_URL:
+        return None
+    return href.start, href.end, uri
 
 
 def rewrite_links(
@@ -78,30 +71,25 @@ def rewrite_links(
     """Replace each trackable link by ``make_url(position, url)``; returns the new HTML and the links.
 
     URLs starting with ``skip_prefix`` (the unsubscribe page) are left as they are.
-    Positions count the trackable links in document order, from 1, as Mailjet's ``PositionIndex`` does.
+    Positions count the trackable links in document order, from 1, as Mailjet's ``PositionIndex`` does;
+    after :data:`MAX_TRACKED_LINKS` the remaining links are left as written.
     Links inside HTML comments (Outlook conditional blocks) are left alone.
     """
-    comments = [(m.start(), m.end()) for m in _COMMENT.finditer(document)]
     out: list[str] = []
     links: list[TrackedLink] = []
     last = 0
-    for tag in _TAG.finditer(document):
-        if any(start <= tag.start() < end for start, end in comments):
+    for tag in start_tags(document, _LINK_TAGS):
+        if len(links) >= MAX_TRACKED_LINKS:
+            break
+        found = _target(tag, skip_prefix)
+        if found is None:
             continue
+        start, end, url = found
         position = len(links) + 1
-        captured: list[str] = []
-
-        def make(pos: int, url: str, captured: list[str] = captured) -> str:
-            captured.append(url)
-            return make_url(pos, url)
-
-        replaced = _rewrite_tag(tag, position, make, skip_prefix)
-        if replaced is None:
-            continue
-        links.append(TrackedLink(position, captured[0]))
-        out.append(document[last : tag.start()])
-        out.append(replaced)
-        last = tag.end()
+        links.append(TrackedLink(position, url))
+        out.append(document[last:start])
+        out.append(f'href="{html.escape(make_url(position, url), quote=True)}"')
+        last = end
     out.append(document[last:])
     return "".join(out), links
 
@@ -112,8 +100,9 @@ def insert_pixel(document: str, pixel_url: str) -> str:
         f'<img src="{html.escape(pixel_url, quote=True)}" width="1" height="1" alt="" '
         'style="display:block;width:1px;height:1px;border:0;margin:0;padding:0" />'
     )
-    ends = list(_BODY_END.finditer(document))
-    if not ends:
+    at = None
+    for at_match in _BODY_END.finditer(document):  # each "</body" is its own start: linear
+        at = at_match.start()
+    if at is None:
         return document + img
-    at = ends[-1].start()
     return document[:at] + img + document[at:]

@@ -157,6 +157,8 @@ def open_spool_line(keyring: Keyring, line: str) -> TrackedEvent:
 class EventRecorder:
     """A bounded queue of events written to the database in batches by one background thread."""
 
+    name = "tracking-recorder"
+
     def __init__(
         self,
         engine: Engine,

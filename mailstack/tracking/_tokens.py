@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from mailstack.tokens import InvalidToken, TokenSigner
 
+from ._uri import web_uri
+
 __all__ = ["ClickTarget", "TrackingUrls"]
 
 OPEN = "open"
@@ -57,15 +59,21 @@ class TrackingUrls:
         return _message_id(self._signer.verify(OPEN, token))
 
     def click_target(self, token: str) -> ClickTarget:
-        """Where a click token leads; raises :class:`InvalidToken` for anything not minted here."""
+        """Where a click token leads; raises :class:`InvalidToken` for anything not minted here.
+
+        The target is the ASCII URI a browser would request (:func:`web_uri`): links minted before
+        IRIs were converted at rewriting time may hold ``https://例え.jp/`` or a control character,
+        which no ``Location`` header can carry.
+        """
         message, _, rest = self._signer.verify(CLICK, token).partition(":")
         position, sep, url = rest.partition(":")
         if not sep or not position.isdigit() or len(position) > 6:
             raise InvalidToken("malformed token")
-        if not url.lower().startswith(("http://", "https://")):
-            # Defence in depth: only web links are ever minted, so nothing else is ever followed.
+        # Defence in depth: only web links are ever minted, so nothing else is ever followed.
+        target = web_uri(url)
+        if target is None:
             raise InvalidToken("not a web link")
-        return ClickTarget(_message_id(message), int(position), url)
+        return ClickTarget(_message_id(message), int(position), target)
 
     def unsubscribe_message(self, token: str) -> int:
         """The MessageID of a List-Unsubscribe token; raises :class:`InvalidToken`."""

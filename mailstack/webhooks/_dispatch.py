@@ -30,6 +30,7 @@ from mailstack.storage import (
     PURPOSE_SPEC,
     PURPOSE_WEBHOOK_PAYLOAD,
     EventTail,
+    OutageNotice,
     open_details,
     open_json,
     seal_json,
@@ -103,12 +104,14 @@ class Dispatcher:
     # --- loop ------------------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
+        outage = OutageNotice(log, "webhook round")
         with ThreadPoolExecutor(SENDERS, thread_name_prefix="webhook-send") as pool:
             while not stop.is_set():
                 try:
                     worked = self.fan_out() + self.send_due(pool)
-                except Exception:  # keep the loop alive; the work is retried next round
-                    log.exception("webhook round failed")
+                    outage.succeeded()
+                except Exception as exc:  # the thread must not die; what failed is retried next round
+                    outage.failed(exc)
                     worked = 0
                 if not worked:
                     stop.wait(self._settings.poll_seconds)
@@ -286,7 +289,7 @@ class Dispatcher:
 # parameters is converted again by psycopg for every batch, and the server cannot reuse its plan). One
 # primary-key lookup per id (LATERAL, kept a subquery by OFFSET 0) rather than ``id = ANY(...)``, whose
 # generic plan, made once while messages may be small, can be a sequential scan (see
-# mailstack.privacy._vault._PG_KEYS).
+# mailstack.storage._vault._PG_KEYS).
 _PG_API_KEYS = text(
     """
 SELECT m.id, m.api_key_id FROM unnest(CAST(:ids AS BIGINT[])) AS k(id)

@@ -162,3 +162,44 @@ def test_one_mailbox_cannot_be_flooded_with_confirmation_requests(stack: Stack) 
     )
     with stack.runtime.engine.connect() as conn:
         assert len(conn.execute(select(messages)).all()) == 3
+
+
+# --- each API key has its own lists -----------------------------------------------------------------
+
+
+def test_another_key_can_neither_read_nor_withdraw_a_key_s_consents(
+    stack: Stack, admin: tuple[str, str]
+) -> None:
+    with stack.runtime.engine.begin() as conn:
+        other = create_api_key(conn, "other tenant", ["send", "consents"])
+    created = stack.client.post("/api/v1/consents", json=REQUEST, auth=stack.auth)
+    assert created.status_code == 201
+    # Key B sees nothing of key A's record (nor its IP addresses), and cannot withdraw it.
+    assert stack.client.get(f"/api/v1/consents/{ADDRESS}", auth=other).status_code == 404
+    assert stack.client.delete(f"/api/v1/consents/{ADDRESS}", auth=other).status_code == 404
+    gone = stack.client.delete(f"/api/v1/consents/{ADDRESS}", params={"list": "newsletter"}, auth=other)
+    assert gone.status_code == 404 and status_of(stack)["Status"] == "pending"
+    # Its own request for a list of the same name is its own record, with its own confirmation mail.
+    own = stack.client.post("/api/v1/consents", json=REQUEST, auth=other)
+    assert own.status_code == 201 and "MessageID" in own.json()
+    token = mailed_token(stack, own.json()["MessageID"])
+    assert stack.client.post("/consent/confirm", content=f"token={token}", headers=BROWSER).status_code == 200
+    (mine,) = stack.client.get(f"/api/v1/consents/{ADDRESS}", auth=other).json()["Data"]
+    assert mine["Status"] == "confirmed" and mine["ID"] != created.json()["Data"][0]["ID"]
+    assert status_of(stack)["Status"] == "pending"  # A's record is untouched by B's confirmation
+    # The data subject's export (admin) holds both.
+    export = stack.client.get(f"/api/v1/privacy/subjects/{ADDRESS}", auth=admin).json()
+    assert sorted(c["status"] for c in export["consents"]) == ["confirmed", "pending"]
+
+
+def test_the_confirmation_quota_is_per_key(stack: Stack) -> None:
+    with stack.runtime.engine.begin() as conn:
+        other = create_api_key(conn, "other tenant", ["send", "consents"])
+    answers = [
+        stack.client.post("/api/v1/consents", json={**REQUEST, "List": name}, auth=stack.auth).status_code
+        for name in ("news", "offers", "events", "jobs")
+    ]
+    assert answers == [201, 201, 201, 429]
+    # Key A used up its own quota for the address; key B still has all of its own.
+    theirs = stack.client.post("/api/v1/consents", json={**REQUEST, "List": "news"}, auth=other)
+    assert theirs.status_code == 201 and "MessageID" in theirs.json()

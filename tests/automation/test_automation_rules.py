@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 from engagement_support import Stack, make_stack, pixel_in
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select
 
-from mailstack.automation import AutomationEngine
+from mailstack.automation import AutomationEngine, create_rule, follow_up_message, recipient_properties
 from mailstack.storage import PURPOSE_RECIPIENT
 from mailstack.storage.schema import automation_runs, messages
 
@@ -50,7 +52,7 @@ def open_message(stack: Stack, message_id: int, agent: str = BROWSER) -> None:
 
 
 def engine_of(stack: Stack) -> AutomationEngine:
-    engine: AutomationEngine = stack.client.app.state.automation
+    engine: AutomationEngine = stack.node.automation
     return engine
 
 
@@ -173,3 +175,50 @@ def test_rules_belong_to_their_api_key(stack: Stack) -> None:
     assert stack.client.delete(f"/api/v1/automations/{rule['ID']}", auth=stack.auth).status_code == 204
     assert stack.client.delete(f"/api/v1/automations/{rule['ID']}", auth=stack.auth).status_code == 404
     assert stack.client.get("/api/v1/automations", auth=stack.auth).json()["Count"] == 0
+
+
+# --- recipients named in a template, in any letter case (the Send API matches names case-insensitively) --
+
+
+@pytest.mark.parametrize("name", ["bcc", "CC", "tO", "BCC", "cC"])
+def test_a_template_naming_recipients_in_any_case_is_refused(stack: Stack, name: str) -> None:
+    template = {**FOLLOW_UP, name: [{"Email": "spy@example.org"}]}
+    body = {"EventType": "open", "CustomCampaign": "welcome", "Template": template}
+    response = stack.client.post("/api/v1/automations", json=body, auth=stack.auth)
+    assert response.status_code == 400
+    assert "must not name recipients" in response.json()["ErrorMessage"] and name in response.text
+    assert stack.client.get("/api/v1/automations", auth=stack.auth).json()["Count"] == 0
+
+
+def test_a_stored_template_naming_recipients_still_mails_only_the_trigger_s_recipient(stack: Stack) -> None:
+    # A rule stored before templates were checked case-insensitively: it must not copy anyone in.
+    (ana,) = stack.send(CustomCampaign="welcome", HTMLPart="<p>Welcome</p>")
+    with stack.runtime.engine.begin() as conn:
+        api_key_id = conn.execute(select(messages.c.api_key_id).where(messages.c.id == ana)).scalar_one()
+        template = {**FOLLOW_UP, "bcc": [{"Email": "spy@example.org"}], "cc": [{"Email": "cc@example.org"}]}
+        create_rule(
+            conn, api_key_id=api_key_id, name="old", event_type="open", campaign="welcome", template=template
+        )
+    stack.deliver()
+    open_message(stack, ana)
+    engine_of(stack).run_once()
+    stack.deliver()
+    with stack.runtime.engine.connect() as conn:
+        sealed = conn.execute(select(messages.c.recipient).order_by(messages.c.id)).scalars().all()
+        recipients = [stack.runtime.vault.open(conn, r, purpose=PURPOSE_RECIPIENT).decode() for r in sealed]
+    assert recipients == ["ana@gmail.com", "ana@gmail.com"]
+
+
+_cased = st.builds(
+    lambda word, flips: "".join(c.upper() if f else c for c, f in zip(word, flips, strict=False)),
+    st.sampled_from(["to", "cc", "bcc"]),
+    st.lists(st.booleans(), min_size=3, max_size=3),
+)
+
+
+@given(st.lists(_cased, max_size=4), st.sampled_from(["Subject", "subject", "CustomCampaign", "Headers"]))
+def test_follow_ups_go_to_the_trigger_s_recipient_alone(named: list[str], other: str) -> None:
+    template: dict[str, Any] = {other: "kept", **{name: [{"Email": "spy@example.org"}] for name in named}}
+    assert sorted(recipient_properties(template)) == sorted(set(named))
+    message = follow_up_message(template, {"Email": "ana@gmail.com"})
+    assert message == {other: "kept", "To": [{"Email": "ana@gmail.com"}]}

@@ -96,7 +96,7 @@ def test_a_refused_follow_up_is_stored_sealed_and_shown_to_the_rules_owner(stack
 def test_runs_list_follow_ups_sent_and_belong_to_the_rules_api_key(stack: Stack) -> None:
     rule_id = add_rule(stack)
     trigger = opened(stack, "bo@outlook.com")
-    stack.client.app.state.automation.run_once()
+    stack.node.automation.run_once()
     (run,) = runs(stack, rule_id).json()["Data"]
     assert run["Status"] == "sent" and run["Error"] == "" and run["TriggerMessageID"] == trigger
     assert isinstance(run["SentMessageID"], int)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from mailstack.bounce_classify import classify
 from mailstack.bounce_classify._classify import _classify
+from mailstack.bounce_classify._reasons import _UNBOUNDED, ALL_RULES
 
 SEEDS = [dsn(), arf(), EXIM, QMAIL, VACATION]
 CATEGORIES = {"hard", "soft", "complaint", "not_bounce"}
@@ -112,3 +113,28 @@ def test_empty_and_degenerate_inputs() -> None:
         b"\xff\xfe" * 50,
     ):
         _check(raw)
+
+
+def test_no_phrase_rescans_the_rest_of_the_text() -> None:
+    """An unbounded ``.+``/``[^ ]+`` in a phrase is re-run from every place its prefix occurs: quadratic
+    on "user user user ..." (80 KB took 5 s). Every compiled phrase table bounds its repetitions."""
+    for name, pattern in ALL_RULES.patterns.items():
+        assert pattern is None or _UNBOUNDED.search(pattern.pattern) is None, name
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(["user ", "<", "<br", "-", "=", "host domain ", "x@", "<script ", "-- original "]),
+    st.sampled_from(["text/plain", "text/html", "message/delivery-status"]),
+)
+def test_long_runs_of_one_token_are_read(unit: str, part_type: str) -> None:
+    run = unit * (20_000 // len(unit))
+    raw = (
+        "From: MAILER-DAEMON@example.com\nSubject: Undelivered Mail\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\n\n'
+        f"--B\nContent-Type: {part_type}\n\n{run}\n"
+        "--B\nContent-Type: message/delivery-status\n\nFinal-Recipient: rfc822; a@example.org\n"
+        f"Action: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 {run}\n\n--B--\n"
+    ).encode()
+    _check(raw)
+    assert classify(raw)[0].recipient == "a@example.org"

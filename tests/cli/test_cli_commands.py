@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from sqlalchemy import select
 
 from mailstack.config import load_settings
+from mailstack.domains import signing_keys
 from mailstack.keyring import Keyring
 from mailstack.privacy import list_audit
-from mailstack.service import signing_keys
 from mailstack.storage import create_storage_engine, schema
 
 MAILSTACK = str(Path(sys.executable).parent / "mailstack")

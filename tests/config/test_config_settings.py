@@ -69,3 +69,20 @@ def test_a_short_or_missing_secret_is_refused(tmp_path: Path, monkeypatch: pytes
         settings.secret_key()
     monkeypatch.setenv("MAILSTACK_SECRET_KEY", "cd" * 32)
     assert settings.secret_key() == bytes.fromhex("cd" * 32)
+
+
+@pytest.mark.parametrize(
+    ("relay", "postfix_log", "sent_is_delivery"),
+    [
+        ("", "", True),  # the sandbox outbox is the destination
+        ("127.0.0.1:25", "", True),  # any MTA or smarthost: its 250 is the last word
+        ("127.0.0.1:25", "/var/log/postfix.log", False),  # Postfix's log says what the destination did
+        ("", "/var/log/postfix.log", True),  # sandbox: nothing reaches Postfix to be logged
+    ],
+)
+def test_one_source_decides_delivery(
+    tmp_path: Path, relay: str, postfix_log: str, sent_is_delivery: bool
+) -> None:
+    overrides = {"delivery": {"relay": relay}, "feedback": {"postfix_log": postfix_log}}
+    settings = load_settings(_write(tmp_path, render_default_config("example.com")), overrides)
+    assert settings.sent_is_delivery is sent_is_delivery

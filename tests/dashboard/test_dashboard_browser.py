@@ -19,11 +19,12 @@ import uvicorn
 from engagement_support import html_part, links_in, parse_mail, pixel_in, write_data_dir
 from support import free_port
 
-from mailstack.api import create_app
 from mailstack.config import load_settings
 from mailstack.dashboard import create_user
 from mailstack.delivery import DeliveryWorker, SandboxOutbox
-from mailstack.service import Runtime, create_domain_keys
+from mailstack.domains import create_domain_keys
+from mailstack.runtime import Runtime
+from mailstack.serve import Node, assemble
 from mailstack.storage import create_api_key, list_outbox
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -39,6 +40,7 @@ class Served:
     app: Any
     auth: tuple[str, str]
     worker: DeliveryWorker
+    node: Node
 
 
 @pytest.fixture
@@ -50,14 +52,20 @@ def served(tmp_path: Path) -> Iterator[Served]:
     write_data_dir(data_dir)
     settings = load_settings(
         data_dir,
-        {"server": {"http": f"127.0.0.1:{port}"}, "stats": {"mx_lookup": False, "poll_seconds": 0.2}},
+        {
+            "server": {"http": f"127.0.0.1:{port}"},
+            "stats": {"mx_lookup": False, "poll_seconds": 0.2},
+            "delivery": {"workers": 0},
+        },
     )
     runtime = Runtime.open(settings)
     with runtime.engine.begin() as conn:
         create_domain_keys(conn, runtime.keyring, "example.com")
         auth = create_api_key(conn, "default")
         create_user(conn, "marta", PASSWORD)
-    app = create_app(runtime)
+    node = assemble(settings, runtime, None)
+    node.lifecycle.start()
+    app = node.app
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
     )
@@ -70,16 +78,17 @@ def served(tmp_path: Path) -> Iterator[Served]:
     worker = DeliveryWorker(
         runtime.engine,
         runtime.queue,
-        runtime.prepare,
+        runtime.preparer,
         SandboxOutbox(runtime.engine, runtime.vault),
         runtime.worker_settings(),
         vault=runtime.vault,
     )
     try:
-        yield Served(url, runtime, app, auth, worker)
+        yield Served(url, runtime, app, auth, worker, node)
     finally:
         server.should_exit = True
         thread.join(30)
+        node.lifecycle.stop()
         runtime.close()
 
 
@@ -122,8 +131,8 @@ def traffic(served: Served) -> str:
         header = str(parse_mail(raw[cy])["List-Unsubscribe"])
         target = next(part.strip("<> ") for part in header.split(",") if "/unsubscribe/" in part)
         assert client.post(target, content=b"List-Unsubscribe=One-Click").status_code == 200
-    served.app.state.recorder.flush()
-    served.app.state.aggregator.catch_up()
+    served.node.recorder.flush()
+    served.node.aggregator.catch_up()
     return "ana@gmail.com"
 
 

@@ -100,7 +100,7 @@ def test_overview_numbers_are_the_apis_numbers(stack: Stack) -> None:
     assert pixel is not None
     stack.client.get(pixel.removeprefix("https://track.example.com"), headers={"User-Agent": BROWSER})
     stack.flush_tracking()
-    stack.client.app.state.aggregator.catch_up()
+    stack.node.aggregator.catch_up()
     sign_in(stack)
     overview = stack.client.get("/dashboard/api/overview?key=1").json()
     api = stack.client.get(

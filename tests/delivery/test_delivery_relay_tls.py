@@ -15,7 +15,7 @@ from support import SmtpSink, free_port
 from mailstack.config import load_settings
 from mailstack.delivery import OutgoingMail
 from mailstack.delivery._transport import Outcome
-from mailstack.service import Runtime
+from mailstack.runtime import Runtime
 from mailstack.smtp._tls import ensure_self_signed
 
 MAIL = OutgoingMail(1, "bounce@example.com", "ana@example.org", b"Subject: hi\r\n\r\nhello\r\n")

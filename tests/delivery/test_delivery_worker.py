@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, select
 from support import SmtpSink, make_vault
 
-from mailstack.delivery import DeliveryWorker, OutgoingMail, SmtpRelay, WorkerSettings
+from mailstack.delivery import DeliveryWorker, OutgoingMail, SmtpRelay, Undeliverable, WorkerSettings
 from mailstack.model import Address, Envelope, MessageSpec
 from mailstack.queue import queue_for
 from mailstack.storage import (
@@ -178,3 +178,29 @@ def test_mail_queued_before_a_suppression_is_blocked_not_sent(engine: Engine, sm
     assert [e[0] for e in events] == ["queued", "blocked"]
     assert events[1][2]["mailjet"]["error"] == "preblocked"
     assert queue_for(engine).stats(now=1000.0).ready == 0
+
+
+def test_an_undeliverable_message_fails_at_once_and_a_malfunction_is_retried(
+    engine: Engine, smtp_sink: SmtpSink
+) -> None:
+    verdict, broken = _accept(engine, ["verdict@example.net", "broken@example.net"])
+
+    def prepare(envelope: Envelope) -> OutgoingMail:
+        if envelope.message_id == verdict:
+            raise Undeliverable("template error in Html-part: unknown function")
+        raise KeyError("a bug in preparing, not a verdict on the message")
+
+    settings = WorkerSettings(batch_size=10, lease_seconds=60, max_attempts=3, retry_base_seconds=10)
+    relay = SmtpRelay(smtp_sink.host, smtp_sink.port, helo_name="test.example.com", pool_size=1, timeout=10)
+    clock = Clock(1000.0)
+    worker = DeliveryWorker(
+        engine, queue_for(engine), prepare, relay, settings, clock=clock, vault=make_vault(engine)
+    )
+    assert worker.run_once() == 2
+    assert _status(engine, verdict)[:2] == ("failed", 1)
+    # A malfunction keeps the message: deferred with a retry time, not failed.
+    assert _status(engine, broken)[:2] == ("deferred", 1)
+    clock.now += 11.5
+    assert worker.run_once() == 1
+    assert _status(engine, broken)[:2] == ("deferred", 2)
+    assert smtp_sink.received == []

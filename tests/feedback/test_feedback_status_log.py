@@ -20,7 +20,7 @@ from feedback_loop_helpers import (
     stamp,
 )
 from sqlalchemy import Engine, delete, func, select
-from support import make_vault
+from support import make_store, make_vault
 
 from mailstack.compose import verp_address
 from mailstack.config import FeedbackSettings
@@ -39,8 +39,9 @@ def sent_lines(qid: str, message_id: int, rcpt: str) -> str:
 
 
 def reader(engine: Engine, path: Path, settings: FeedbackSettings = FEEDBACK) -> PostfixLogReader:
+    store = make_store(engine)
     return PostfixLogReader(
-        engine, path, COMPOSE, FeedbackRecorder(settings, make_vault(engine)), name="node-1:postfix.log"
+        store, path, COMPOSE, FeedbackRecorder(settings, store), name="node-1:postfix.log"
     )
 
 
@@ -294,11 +295,12 @@ def test_the_reader_thread_follows_the_log_and_stops(engine: Engine, tmp_path: P
     (message_id,) = seed_messages(engine, ["live@example.net"])
     log = tmp_path / "postfix.log"
     log.touch()
+    store = make_store(engine)
     follower = PostfixLogReader(
-        engine,
+        store,
         log,
         COMPOSE,
-        FeedbackRecorder(FEEDBACK, make_vault(engine)),
+        FeedbackRecorder(FEEDBACK, store),
         name="node-1:postfix.log",
         poll_seconds=0.05,
     )

@@ -28,7 +28,7 @@ from infra.boot import (
     instance_identity,
     ip_variables,
 )
-from infra.userdata import render_user_data
+from infra.userdata import BOOT_SCRIPT, render_user_data
 
 TODAY = datetime.date(2026, 3, 1)
 
@@ -51,6 +51,17 @@ def test_user_data_is_valid_bash_that_runs_the_same_playbook(tmp_path: Path) -> 
     assert "site.yml --limit senders" in lines[playbook_at]
     vars_text = script.split("<<'MAILSTACK_VARS'\n", 1)[1].split("\nMAILSTACK_VARS\n", 1)[0]
     assert json.loads(vars_text) == {"mailstack_cloud": {"ip_pool": "p", "queue": {"sqs_url": "u"}}}
+
+
+def test_the_boot_script_runs_on_its_own_as_the_user_data_installs_it(tmp_path: Path) -> None:
+    # Only boot.py travels in the user data: its types (infra/boot_types.py) must stay type-checking only.
+    script = tmp_path / "mailstack-boot"
+    script.write_text(BOOT_SCRIPT.read_text())
+    result = subprocess.run(
+        [sys.executable, "-I", str(script)], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2, result.stderr
+    assert "usage: mailstack-boot claim-ip|fetch-secrets" in result.stderr
 
 
 def test_user_data_refuses_a_ref_that_could_inject_shell() -> None:

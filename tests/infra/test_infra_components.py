@@ -166,7 +166,9 @@ def test_queue_has_a_kms_encrypted_dead_letter_queue(mocked: Mocked) -> None:
     mocked.assert_parented("mailstack:infra:MailQueue")
 
 
-def _database(mocked: Mocked, *, backup_days: int, multi_az: bool) -> dict[str, Any]:
+def _database(
+    mocked: Mocked, *, backup_days: int, multi_az: bool, allocated_storage_gb: int = 20
+) -> dict[str, Any]:
     def build() -> pulumi.Output[Any]:
         db = Database(
             "db",
@@ -176,7 +178,7 @@ def _database(mocked: Mocked, *, backup_days: int, multi_az: bool) -> dict[str, 
             secrets_key_arn=KEY + "-secrets",
             backup_days=backup_days,
             instance_class="db.t4g.micro",
-            allocated_storage_gb=20,
+            allocated_storage_gb=allocated_storage_gb,
             multi_az=multi_az,
             engine_version="16",
             deletion_protection=True,
@@ -208,6 +210,12 @@ def test_database_single_az_and_backups_capped_by_rds(mocked: Mocked) -> None:
     props = _database(mocked, backup_days=10, multi_az=False)
     assert props["multiAz"] is False and props["backupRetentionPeriod"] == 10
     assert backup_retention_days(400) == 35
+
+
+def test_database_storage_grows_by_itself_within_what_rds_allows(mocked: Mocked) -> None:
+    props = _database(mocked, backup_days=7, multi_az=False, allocated_storage_gb=20_000)
+    # Five times the start, but RDS PostgreSQL stops at 64 TiB (the bound of database.allocatedStorageGb).
+    assert (props["allocatedStorage"], props["maxAllocatedStorage"]) == (20_000, 65_536)
 
 
 def test_archive_bucket_is_private_encrypted_versioned_and_expires_by_policy(mocked: Mocked) -> None:

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from infra_mocks import Mocked
 
 from infra.config import StackConfigError, load_stack_config
@@ -171,6 +173,16 @@ def test_encrypted_values_in_an_example_stack_are_refused(tmp_path: Path) -> Non
         config_from_stack_file(stack)
 
 
+def test_a_stack_file_that_is_not_a_mapping_is_refused_with_its_path(tmp_path: Path) -> None:
+    stack = tmp_path / "Pulumi.list.yaml"
+    stack.write_text("- config\n- mailstack:domain\n")
+    with pytest.raises(ValueError, match=r"Pulumi\.list\.yaml: a stack file is a mapping"):
+        config_from_stack_file(stack)
+    numbered = tmp_path / "Pulumi.numbered.yaml"
+    numbered.write_text("config:\n  mailstack:domain: example.com\n  2: two\n")
+    assert config_from_stack_file(numbered)["mailstack:2"] == "two"
+
+
 def test_a_pool_too_large_for_the_mta_sts_policy_is_a_config_error() -> None:
     config = config_from_stack_file(REPO_ROOT / "Pulumi.dev.yaml")
     config["mailstack:fleet"] = json.dumps(
@@ -178,3 +190,149 @@ def test_a_pool_too_large_for_the_mta_sts_policy_is_a_config_error() -> None:
     )
     with pytest.raises(StackConfigError, match=r"mailstack:fleet\.ipPoolSize: 40 sender host names"):
         run_program("dev", config)
+
+
+_RELEASE = {"repository": "https://git.example.com/mailstack.git", "ref": "v1"}
+_HOST = {"name": "mta1", "address": "192.0.2.1"}
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        # An empty text is no value: it used to skip the pattern and reach the resources as it was.
+        (_with(release={**_RELEASE, "ref": ""}), "mailstack:release.ref: expected the git tag or commit"),
+        (_with(release={**_RELEASE, "repository": ""}), "mailstack:release.repository: expected the git URL"),
+        (_with(fleet={"hostnamePrefix": ""}), "mailstack:fleet.hostnamePrefix: expected a DNS label"),
+        (_with(fleet={"instanceType": ""}), "mailstack:fleet.instanceType: expected a string, got ''"),
+        (_with(dns={"apiHost": ""}), "mailstack:dns.apiHost: expected a host name, got ''"),
+        (_with(dns={"dkimRsaSelector": ""}), "mailstack:dns.dkimRsaSelector: expected a DNS label"),
+        (_with(dns={"dmarcReports": ""}), "mailstack:dns.dmarcReports: expected an address, got ''"),
+        (
+            _with(target="baremetal", baremetal={"hosts": [{**_HOST, "name": ""}]}),
+            "mailstack:baremetal.hosts[0].name: expected an inventory host name",
+        ),
+        (
+            _with(target="baremetal", baremetal={"hosts": [{**_HOST, "user": ""}]}),
+            "mailstack:baremetal.hosts[0].user: expected a string, got ''",
+        ),
+        # Only an absent object is empty; a falsy value of another type is a mistake.
+        (_with(fleet={"warmup": []}), "mailstack:fleet.warmup: expected an object (a YAML mapping), got []"),
+        (_with(fleet={"warmup": False}), "mailstack:fleet.warmup: expected an object"),
+        (
+            _with(target="baremetal", baremetal={"hosts": [_HOST], "extraVars": []}),
+            "mailstack:baremetal.extraVars: expected an object of Ansible variables, got []",
+        ),
+    ],
+)
+def test_an_empty_value_is_refused_with_the_key_named(
+    mocked: Mocked, config: dict[str, str], message: str
+) -> None:
+    mocked.configure(config)
+    with pytest.raises(StackConfigError) as raised:
+        load_stack_config()
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("dns", "message"),
+    [
+        ({"apiHost": "api.example.org"}, "mailstack:dns.apiHost: api.example.org is outside example.com"),
+        (
+            {"bounceDomain": "bounces.example.net"},
+            "mailstack:dns.bounceDomain: bounces.example.net is outside",
+        ),
+        ({"trackingHost": "notexample.com"}, "mailstack:dns.trackingHost: notexample.com is outside"),
+        ({"trackingHost": "api.example.com"}, "mailstack:dns.trackingHost: the API, tracking and MTA-STS"),
+    ],
+)
+def test_hosts_the_new_zone_cannot_hold_are_refused(
+    mocked: Mocked, dns: dict[str, str], message: str
+) -> None:
+    mocked.configure(_with(dns=dns))
+    with pytest.raises(StackConfigError) as raised:
+        load_stack_config()
+    assert message in str(raised.value)
+
+
+def test_an_existing_zone_may_hold_hosts_outside_the_sending_domain(mocked: Mocked) -> None:
+    # mail.example.com sending, its hosts in the example.com zone the operator already has.
+    mocked.configure(
+        {
+            **_with(dns={"zoneId": "Z123", "apiHost": "api.example.com"}),
+            "mailstack:domain": "mail.example.com",
+        }
+    )
+    config = load_stack_config()
+    assert config.aws is not None and config.aws.dns.api_host == "api.example.com"
+
+
+def test_empty_text_still_means_unset_where_unset_is_allowed(mocked: Mocked) -> None:
+    mocked.configure(_with(dns={"zoneId": ""}, alerts={"email": ""}))
+    config = load_stack_config()
+    assert config.aws is not None
+    assert (config.aws.dns.zone_id, config.aws.alerts.email) == ("", "")  # a new zone, no subscription
+    mocked.configure(
+        _with(
+            target="baremetal",
+            baremetal={"hosts": [{**_HOST, "privateAddress": ""}], "sshPrivateKeyFile": ""},
+        )
+    )
+    metal = load_stack_config()
+    assert metal.baremetal is not None
+    assert metal.baremetal.hosts[0].private_address == "192.0.2.1"
+    assert metal.baremetal.ssh_private_key_file == ""
+
+
+_SECTIONS = {
+    "network": ("cidr", "azCount"),
+    "fleet": ("instanceType", "architecture", "minSize", "maxSize", "ipPoolSize", "hostnamePrefix", "warmup"),
+    "queue": ("leaseSeconds", "maxAttempts", "maxReceiveCount"),
+    "database": ("instanceClass", "allocatedStorageGb", "multiAz", "engineVersion"),
+    "dns": ("zoneId", "apiHost", "dkimRsaSelector", "dmarcPolicy", "dmarcReports", "mtaStsMode"),
+    "alerts": ("email", "queueAgeSeconds", "bounceRatePercent"),
+    "release": ("repository", "ref"),
+    "api": ("allowedCidrs",),
+    "baremetal": ("hosts", "playbook", "extraVars"),
+}
+_VALUE = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-10, 10**6)
+    | st.floats(allow_nan=True)
+    | st.sampled_from(["", "mta", "10.0.0.0/16", "192.0.2.1", "a@b.example", "none", "arm64", "*"])
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["name", "address", "first", "growth", "ceiling", "groups"]), inner)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    target=st.sampled_from(["aws", "baremetal"]),
+    sections=st.dictionaries(
+        st.sampled_from(sorted(_SECTIONS)),
+        st.none() | _VALUE,
+        max_size=4,
+    ).flatmap(
+        lambda chosen: st.fixed_dictionaries(
+            {
+                name: st.dictionaries(st.sampled_from(_SECTIONS[name]), _VALUE, max_size=3)
+                if value is None
+                else st.just(value)
+                for name, value in chosen.items()
+            }
+        )
+    ),
+)
+def test_any_stack_configuration_loads_or_names_its_key(
+    mocked: Mocked, target: str, sections: dict[str, object]
+) -> None:
+    # Whatever a stack file holds, `pulumi up` ends in a config or a StackConfigError (no traceback).
+    mocked.configure(_with(target=target, **{"release": _RELEASE, **sections}))
+    try:
+        load_stack_config()
+    except StackConfigError as refused:
+        assert str(refused).startswith("mailstack:")

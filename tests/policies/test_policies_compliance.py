@@ -84,7 +84,7 @@ def _init(data_dir: Path) -> None:
             "--data-dir",
             str(data_dir),
             "--domain",
-            "c.test",
+            "c.example",
             "--json",
         ],
         capture_output=True,
@@ -130,6 +130,21 @@ def test_purge_settings_that_break_the_policy_fail_the_check(tmp_path: Path) -> 
     (data_dir / "laxer.yaml").write_text(laxer.replace("action: anonymise", "action: forget", 1))
     (broken,) = compliance.check_purges_by_itself(data_dir, load_retention())
     assert broken.blocking and "classes.events.action" in broken.message
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        [],
+        {"settings": None, "classes": None},
+        {"settings": {"enabled": True, "interval_seconds": "3600"}, "classes": ["events"]},
+    ],
+)
+def test_a_purge_report_of_another_shape_fails_its_checks_instead_of_the_run(report: object) -> None:
+    # Another mailstack version (--data-dir) may print other JSON: each check it cannot back fails.
+    findings = compliance.judge_purge(report, load_retention(), "purge")
+    failed = {f.resource for f in findings if f.verdict == "fail" and f.blocking}
+    assert {"purge: policy file", "purge: classes", "purge: interval"} <= failed
 
 
 def test_a_broken_stack_fails_the_command(tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pulumi_policy import (
     EnforcementLevel,
     PolicyCustomTimeouts,
@@ -463,6 +465,16 @@ def test_every_rule_is_tested_and_documented() -> None:
         assert rule.enforcement in (EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY)
 
 
+def test_a_rule_without_its_own_level_enforces_the_packs_as_the_cli_does() -> None:
+    # The CLI applies PolicyPack(enforcement_level=...) to such a rule; make compliance must agree.
+    bare = Rule(
+        ResourceValidationPolicy("bare", "no level of its own", validate=lambda args, report: None),
+        frozenset(),
+    )
+    assert bare.enforcement == EnforcementLevel.MANDATORY
+    assert "enforcement_level=PACK_ENFORCEMENT" in (REPO / "policies" / "__main__.py").read_text()
+
+
 def test_the_policy_pack_is_declared_for_the_pulumi_cli() -> None:
     manifest = yaml.safe_load((REPO / "policies" / "PulumiPolicy.yaml").read_text())
     assert manifest["runtime"]["name"] == "python"
@@ -470,3 +482,80 @@ def test_the_policy_pack_is_declared_for_the_pulumi_cli() -> None:
     assert "PolicyPack(" in main and "RULES" in main
     # The rules module must not start the analyzer server when imported.
     assert "PolicyPack(" not in (REPO / "policies" / "rules.py").read_text()
+
+
+# Properties the rules read, so that generated resources reach their branches.
+_PROPERTY_NAMES = (
+    "tags", "data-classification", "retention-class", "mailstack:role", "blockDeviceMappings", "ebs",
+    "encrypted", "kmsKeyId", "rules", "applyServerSideEncryptionByDefault", "sseAlgorithm", "metadataOptions",
+    "httpTokens", "httpEndpoint", "inlinePolicies", "policy", "Statement", "Effect", "Action", "Resource",
+    "Principal", "defaultActions", "type", "redirect", "protocol", "sslPolicy", "metricQueries", "metric",
+    "metricName", "alarmActions", "egress", "ingress", "fromPort", "toPort", "cidrBlocks", "id", "bucket",
+    "arn", "expiration", "days", "noncurrentVersionExpiration", "noncurrentDays", "versioningConfiguration",
+    "status", "filter", "prefix", "retentionInDays", "backupRetentionPeriod", "storageEncrypted",
+    "serverSideEncryptionConfiguration", "rule", "redrivePolicy", "kmsMasterKeyId", "securityGroupId",
+)  # fmt: skip
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.sampled_from(["*", "true", "NaN", "Enabled"]),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(_PROPERTY_NAMES) | st.text(max_size=5), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_PROPS = st.dictionaries(st.sampled_from(_PROPERTY_NAMES), _JSON, max_size=6)
+_TYPES = sorted({kind for rule in RULES for kind in rule.resource_types})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(resources=st.lists(st.tuples(st.sampled_from(_TYPES), _PROPS), min_size=1, max_size=4))
+def test_resources_of_any_shape_are_judged_never_crash_a_rule(
+    resources: list[tuple[str, dict[str, Any]]],
+) -> None:
+    # A rule that raises fails `pulumi preview` with a traceback instead of a violation and its remedy.
+    for rule in RULES:
+        if rule.is_stack_rule:
+            _stack_violations(rule.name, resources)
+        else:
+            for kind, props in resources:
+                _resource_violations(rule.name, kind, props)
+
+
+@pytest.mark.parametrize(
+    ("name", "resource_type", "props", "fragment"),
+    [
+        # Non-finite numbers compare false with every limit: NaN days used to pass every check.
+        (
+            "log-retention-within-policy",
+            "aws:cloudwatch/logGroup:LogGroup",
+            {"retentionInDays": "NaN", "tags": {"retention-class": "delivery_logs"}},
+            "kept forever",
+        ),
+        (
+            "rds-private-encrypted-backed-up",
+            "aws:rds/instance:Instance",
+            {"storageEncrypted": True, "backupRetentionPeriod": "NaN"},
+            "backups are off",
+        ),
+        # Objects of another shape configure nothing: they are violations, not crashes.
+        ("senders-imdsv2", LT, {"metadataOptions": "required"}, "IMDSv1"),
+        ("kms-encryption-at-rest", LT, {"blockDeviceMappings": ["/dev/xvda"]}, "not encrypted"),
+        ("kms-encryption-at-rest", SSE, {"rules": ["aws:kms"]}, "SSE-KMS"),
+    ],
+)
+def test_malformed_properties_are_violations(
+    name: str, resource_type: str, props: dict[str, Any], fragment: str
+) -> None:
+    found = _resource_violations(name, resource_type, props)
+    assert any(fragment in message for message in found), found
+
+
+def test_a_listener_whose_actions_are_not_objects_is_not_taken_for_a_redirect() -> None:
+    found = _stack_violations(
+        "api-tls-only", [(LISTENER, {"protocol": "HTTP", "defaultActions": ["redirect"]})]
+    )
+    assert any("without TLS" in message for message in found), found

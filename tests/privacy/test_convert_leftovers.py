@@ -19,6 +19,7 @@ from mailstack.model import Address, MessageSpec
 from mailstack.privacy import convert_plaintext
 from mailstack.stats import link_clicks
 from mailstack.storage import (
+    Store,
     create_api_key,
     create_storage_engine,
     insert_messages,
@@ -125,7 +126,7 @@ def test_migrate_then_convert_seals_the_leftovers_and_keeps_them_working(
     }
     assert convert_plaintext(engine, vault) == {}  # idempotent
     with engine.connect() as conn:
-        assert link_clicks(conn, 1, "spring", vault=vault) == [
+        assert link_clicks(conn, 1, "spring", store=Store(engine, vault)) == [
             {"URL": PERSONAL, "PositionIndex": 1, "ClickedMessagesCount": 3, "ClickedEventsCount": 4},
             {"URL": SHARED, "PositionIndex": 2, "ClickedMessagesCount": 1, "ClickedEventsCount": 1},
         ]

@@ -470,6 +470,7 @@ def test_consent_proof_is_kept_while_relied_upon_and_the_audit_trail_for_five_ye
             conn.execute(
                 insert(consents).values(
                     subject=subject,
+                    api_key_id=world.api_key_id,
                     address=b"sealed",
                     list_name="news",
                     status=status,

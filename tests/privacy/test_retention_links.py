@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from alembic import command
 from sqlalchemy import Engine, event, insert, select, text
-from support import make_vault, stored_bytes
+from support import make_store, make_vault, stored_bytes
 
 from mailstack.model import Address, MessageSpec
 from mailstack.privacy import PurgeReport, RetentionPolicy, export_subject, list_audit, load_retention, purge
@@ -82,8 +82,7 @@ def click(engine: Engine, message_id: int, position: int, url: str, at: float) -
 
 def aggregate(engine: Engine) -> None:
     Aggregator(
-        engine,
-        vault=make_vault(engine),
+        make_store(engine),
         batch_size=50,
         providers=ProviderClassifier().classify,
         gap_grace_seconds=0,
@@ -92,7 +91,7 @@ def aggregate(engine: Engine) -> None:
 
 def links(engine: Engine) -> list[dict[str, Any]]:
     with engine.connect() as conn:
-        return link_clicks(conn, 1, "spring", vault=make_vault(engine))
+        return link_clicks(conn, 1, "spring", store=make_store(engine))
 
 
 def rows(engine: Engine, campaign: str | None = "spring") -> list[Any]:
@@ -295,7 +294,7 @@ def test_the_command_passes_its_vault(tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([mailstack, *args], capture_output=True, text=True, check=False, timeout=120)
 
-    assert run("init", "--data-dir", data_dir, "--domain", "shop.test", "--json").returncode == 0
+    assert run("init", "--data-dir", data_dir, "--domain", "shop.example", "--json").returncode == 0
     result = run("privacy", "purge", "--data-dir", data_dir, "--dry-run", "--json")
     assert result.returncode == 0, result.stderr
     counted = json.loads(result.stdout)["classes"]["events"]["tables"]["link_counters"]

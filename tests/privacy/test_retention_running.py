@@ -40,7 +40,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
-    result = _run("init", "--data-dir", str(tmp_path / "data"), "--domain", "shop.test", "--json")
+    result = _run("init", "--data-dir", str(tmp_path / "data"), "--domain", "shop.example", "--json")
     assert result.returncode == 0, result.stderr
     return tmp_path / "data"
 
@@ -99,7 +99,9 @@ def test_the_background_job_purges_on_its_schedule_and_stops_promptly(engine: En
     keyring = Keyring(secrets.token_bytes(32))
     vault = Vault(engine, keyring, LocalKeyProvider(keyring))
     old = time.time() - 100 * DAY
-    spec = MessageSpec(sender=Address("news@shop.test"), to=(Address("ana@example.net", "Ana"),), text="hi")
+    spec = MessageSpec(
+        sender=Address("news@shop.example"), to=(Address("ana@example.net", "Ana"),), text="hi"
+    )
     with engine.begin() as conn:
         create_api_key(conn)
         (accepted,) = insert_messages(conn, 1, [spec], now=old, vault=vault)

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from netns_support import VethNamespace
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -80,6 +81,7 @@ def provided_dkim_keys() -> list[dict[str, str]]:
 NETNS = "mailstack-outside"
 HOST_IF, OUTSIDE_IF = "msout0", "msout1"
 HOST_ADDRESS, OUTSIDE_ADDRESS = "10.200.0.1", "10.200.0.2"
+OUTSIDE_NAMESPACE = VethNamespace(NETNS, HOST_IF, OUTSIDE_IF, HOST_ADDRESS, OUTSIDE_ADDRESS)
 
 
 def require_root() -> None:
@@ -92,6 +94,58 @@ def require_commands(*names: str) -> None:
     missing = [name for name in names if shutil.which(name, path=path) is None]
     if missing:
         pytest.fail(f"missing commands: {', '.join(missing)} (make system-deps installs them)", False)
+
+
+# The deployed service is the one its init script or unit started, not whatever runs under its name (a
+# developer's own `make run` is a `mailstack serve` too).
+INIT_SCRIPT = Path("/etc/init.d/mailstack")
+
+
+def _service_main_pid() -> int:
+    """The deployed service's main process: systemd's MainPID, else the init script's pid file."""
+    if Path("/run/systemd/system").is_dir():
+        shown = subprocess.run(
+            ["systemctl", "show", "--property=MainPID", "--value", "mailstack"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if shown.returncode == 0 and shown.stdout.strip() not in {"", "0"}:
+            return int(shown.stdout)
+    if not INIT_SCRIPT.exists():
+        pytest.fail(f"{INIT_SCRIPT} is missing: is mailstack deployed?", False)
+    pid_file = next(
+        (
+            Path(line.partition("=")[2].strip().strip("\"'"))
+            for line in INIT_SCRIPT.read_text().splitlines()
+            if line.startswith("PIDFILE=")
+        ),
+        None,
+    )
+    if pid_file is None or not pid_file.exists():
+        pytest.fail(f"the init script's pid file ({pid_file}) is missing: mailstack is not running", False)
+    pid = int(pid_file.read_text().strip())
+    if not Path(f"/proc/{pid}").exists():
+        pytest.fail(f"{pid_file} names pid {pid}, which is not running", False)
+    return pid
+
+
+def deployed_service_pids() -> set[int]:
+    """The deployed mailstack's processes: the init script's (or unit's) process and its descendants."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name (field 2) may hold spaces and parentheses: the ppid follows the last ")".
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # exited meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    pids, todo = set(), [_service_main_pid()]
+    while todo:
+        pid = todo.pop()
+        pids.add(pid)
+        todo.extend(children.get(pid, []))
+    return pids
 
 
 @dataclass
@@ -174,16 +228,6 @@ class Deployment:
         return json.loads((DATA_DIR / "api-credentials.json").read_text())
 
 
-def _snapshot_sources(target: Path) -> Path:
-    """A frozen copy of what the mailstack role builds: other engineers edit the checkout meanwhile, and an
-    idempotence check needs the same inputs twice."""
-    target.mkdir(parents=True)
-    for name in ("pyproject.toml", "README.md", "requirements.lock"):
-        shutil.copy2(REPO / name, target / name)
-    shutil.copytree(REPO / "mailstack", target / "mailstack", ignore=shutil.ignore_patterns("__pycache__"))
-    return target
-
-
 @pytest.fixture(scope="session")
 def roles_lock() -> Iterator[None]:
     """Held for the whole session: one deployment (and one outside host) at a time on this machine."""
@@ -208,30 +252,21 @@ def roles_lock() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def deployment(roles_lock: None, tmp_path_factory: pytest.TempPathFactory) -> Deployment:
     """site.yml applied to this machine, then applied again, then run in check mode; with provided DKIM
-    keys (as the cloud's boot script passes them)."""
+    keys (as the cloud's boot script passes them). The playbook's own defaults otherwise: the wheel is
+    built from this checkout as it is, as a user's run builds it (no copy, no mailstack__source_dir)."""
     require_commands("apt-get", "runuser", "setpriv", "start-stop-daemon")
     scratch = tmp_path_factory.mktemp("roles")
-    sources = _snapshot_sources(scratch / "src")
     provided = scratch / "provided-dkim.json"
     descriptor = os.open(provided, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         json.dump({"mailstack_dkim_provided_keys": provided_dkim_keys()}, handle)
-    source = ["-e", f"mailstack__source_dir={sources}", "-e", f"@{provided}"]
-    first = run_playbook(*source)
+    keys = ["-e", f"@{provided}"]
+    first = run_playbook(*keys)
     if first.returncode != 0:
         pytest.fail(f"site.yml failed on this machine:\n{first.describe()}", False)
-    second = run_playbook(*source)
-    check = run_playbook(*source, "--check", "--diff")
+    second = run_playbook(*keys)
+    check = run_playbook(*keys, "--check", "--diff")
     return Deployment(first, second, check)
-
-
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
-
-
-def _remove_outside_host() -> None:
-    _ip("link", "del", HOST_IF, check=False)
-    _ip("netns", "del", NETNS, check=False)
 
 
 @dataclass
@@ -244,7 +279,7 @@ class OutsideHost:
     def python(self, code: str, *args: str, timeout: float = 60) -> Any:
         """Run Python ``code`` in the namespace; it prints one JSON value, which is returned."""
         result = subprocess.run(
-            ["ip", "netns", "exec", NETNS, sys.executable, "-c", code, *args],
+            OUTSIDE_NAMESPACE.command(sys.executable, "-c", code, *args),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -258,23 +293,14 @@ class OutsideHost:
 def outside(deployment: Deployment) -> Iterator[OutsideHost]:
     """A network namespace with a veth pair: 10.200.0.2 (outside) talks to this machine at 10.200.0.1."""
     require_commands("ip")
-    _remove_outside_host()  # leftovers of an interrupted session
     try:
-        _ip("netns", "add", NETNS)
-        _ip("link", "add", HOST_IF, "type", "veth", "peer", "name", OUTSIDE_IF)
-        _ip("link", "set", OUTSIDE_IF, "netns", NETNS)
-        _ip("addr", "add", f"{HOST_ADDRESS}/30", "dev", HOST_IF)
-        _ip("link", "set", HOST_IF, "up")
-        _ip("-n", NETNS, "addr", "add", f"{OUTSIDE_ADDRESS}/30", "dev", OUTSIDE_IF)
-        _ip("-n", NETNS, "link", "set", OUTSIDE_IF, "up")
-        _ip("-n", NETNS, "link", "set", "lo", "up")
+        OUTSIDE_NAMESPACE.create()
     except subprocess.CalledProcessError as exc:
-        _remove_outside_host()
         pytest.fail(f"cannot create the outside host: {exc.stderr}", False)
     try:
         yield OutsideHost()
     finally:
-        _remove_outside_host()
+        OUTSIDE_NAMESPACE.remove()
 
 
 @dataclass

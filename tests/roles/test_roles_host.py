@@ -17,7 +17,17 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from roles_support import API, BOUNCE_DOMAIN, CONTROLLER_DIR, DATA_DIR, PROVIDED_DKIM, REPO, SENDING_IPS
+from roles_support import (
+    API,
+    BOUNCE_DOMAIN,
+    CONTROLLER_DIR,
+    DATA_DIR,
+    PROVIDED_DKIM,
+    REPO,
+    SENDING_IPS,
+    deployed_service_pids,
+)
+from serve_support import Instance
 
 pytestmark = [pytest.mark.timeout(1500), pytest.mark.usefixtures("deployment")]
 
@@ -49,8 +59,8 @@ def test_mailstack_runs_as_its_own_unprivileged_user(host: Any) -> None:
     user = host.user("mailstack")
     assert user.exists and user.uid < 1000 and user.shell == "/usr/sbin/nologin"
     assert "adm" in user.groups  # reads Postfix's log for delivery status
-    processes = [p for p in host.process.filter(comm="mailstack") if "/opt/mailstack/venv/" in p.args]
-    assert processes, "no mailstack process from /opt/mailstack/venv"
+    processes = [host.process.get(pid=pid) for pid in sorted(deployed_service_pids())]
+    assert all("/opt/mailstack/venv/bin/mailstack" in process.args for process in processes), processes
     assert {process.user for process in processes} == {"mailstack"}
     status = Path(f"/proc/{processes[0].pid}/status").read_text()
     effective = int(re.search(r"^CapEff:\s+([0-9a-f]+)", status, re.M).group(1), 16)
@@ -58,25 +68,31 @@ def test_mailstack_runs_as_its_own_unprivileged_user(host: Any) -> None:
     assert re.search(r"^NoNewPrivs:\s+1", status, re.M)
 
 
-SERVICE_OF = {"master": "postfix", "smtpd": "postfix", "nginx": "nginx", "mailstack": "mailstack"}
+SERVICE_OF = {"master": "postfix", "smtpd": "postfix", "nginx": "nginx"}
 
 
 def _listeners() -> list[tuple[str, int, str]]:
-    """(address, port, service) of every listening TCP socket (service: ours by process name, else the
-    first process name)."""
+    """(address, port, service) of every listening TCP socket. The service is "mailstack" for the deployed
+    service's processes only (by its pid file, not its name: other `mailstack serve` may run here), ours
+    by process name for Postfix and nginx, else "<first process name> pid <its pid>"."""
+    mailstack = deployed_service_pids()
     out = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
     found = []
     for line in out.splitlines():
         fields = line.split()
         address, _, port = fields[3].rpartition(":")
-        names = re.findall(r'\("([^"]+)",pid=', line)
-        services = {SERVICE_OF[name] for name in names if name in SERVICE_OF}
-        service = services.pop() if len(services) == 1 else (names[0] if names else "")
+        owners = re.findall(r'\("([^"]+)",pid=(\d+)', line)
+        services = {"mailstack" for _, pid in owners if int(pid) in mailstack}
+        services |= {SERVICE_OF[name] for name, _ in owners if name in SERVICE_OF}
+        other = f"{owners[0][0]} pid {owners[0][1]}" if owners else ""
+        service = services.pop() if len(services) == 1 else other
         found.append((address.strip("[]"), int(port), service))
     return found
 
 
-def test_ports_are_bound_only_where_allowed() -> None:
+def test_ports_are_bound_only_where_allowed(instance: Instance) -> None:
+    # A developer's own `mailstack serve` on this machine (make run) is not the deployed service.
+    instance.start()
     api_host, api_port = API.split(":")
     allowed = {
         # the bounce domain's MX (relay refused), and a loopback listener per sending IP

@@ -24,7 +24,8 @@ from sqlalchemy import func, select
 
 from mailstack.config import load_settings, render_default_config
 from mailstack.delivery import DeliveryWorker, SandboxOutbox
-from mailstack.service import Runtime, create_domain_keys, published_keys
+from mailstack.domains import create_domain_keys, published_keys
+from mailstack.runtime import Runtime
 from mailstack.smtp import SmtpIngress, server_tls_context
 from mailstack.storage import create_api_key, list_outbox
 from mailstack.storage.schema import messages
@@ -124,7 +125,7 @@ def smtp_stack(
         worker = DeliveryWorker(
             runtime.engine,
             runtime.queue,
-            runtime.prepare,
+            runtime.preparer,
             SandboxOutbox(runtime.engine, runtime.vault),
             runtime.worker_settings(),
             runtime.metrics,

@@ -177,4 +177,6 @@ def test_serve_exits_non_zero_when_the_smtp_address_is_taken(instance: Instance)
             check=False,
         )
     assert result.returncode == 1
-    assert "smtp submission cannot start" in result.stderr + result.stdout
+    output = result.stderr + result.stdout
+    assert "a service cannot start" in output
+    assert "smtp-submission" in output

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, insert, select
-from support import make_vault
+from support import make_store, make_vault
 
 from mailstack.model import Address, MessageSpec
 from mailstack.providers import ProviderClassifier
@@ -33,8 +33,7 @@ def aggregator(engine: Engine, **kwargs: Any) -> Aggregator:
     # Every event of these tests is committed before aggregating: holes in PostgreSQL's ids (an event
     # stored twice consumes a sequence value) are final, no need to wait for them.
     kwargs.setdefault("gap_grace_seconds", 0)
-    kwargs.setdefault("vault", make_vault(engine))
-    return Aggregator(engine, batch_size=7, providers=ProviderClassifier().classify, **kwargs)
+    return Aggregator(make_store(engine), batch_size=7, providers=ProviderClassifier().classify, **kwargs)
 
 
 def messages(engine: Engine, recipients: list[str], campaign: str = "", at: float = DAY1) -> list[int]:
@@ -132,7 +131,7 @@ def test_counts_each_thing_once_per_message_and_once_per_event(engine: Engine) -
     assert (by_provider["google"]["opened"], by_provider["microsoft"]["unsubscribed"]) == (1, 1)
     assert by_provider["other"]["hard_bounced"] == 1 and by_provider["yahoo"]["processed"] == 0
     with engine.connect() as conn:
-        links = link_clicks(conn, 1, "spring", vault=make_vault(engine))
+        links = link_clicks(conn, 1, "spring", store=make_store(engine))
     assert links == [
         {
             "URL": "https://shop.example/1",

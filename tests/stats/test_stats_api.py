@@ -23,7 +23,7 @@ def stack(tmp_path: Path, db_url: str) -> Any:
 
 def aggregate(stack: Stack) -> None:
     stack.flush_tracking()
-    stack.client.app.state.aggregator.catch_up()
+    stack.node.aggregator.catch_up()
 
 
 def local(url: str) -> str:

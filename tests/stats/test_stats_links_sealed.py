@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import Engine, select
-from support import make_vault, stored_bytes
+from support import make_store, make_vault, stored_bytes
 
 from mailstack.model import Address, MessageSpec
 from mailstack.privacy import erase_subject, export_subject
@@ -52,8 +52,7 @@ def click(engine: Engine, message_id: int, position: int, url: str, **extra: Any
 
 def aggregate(engine: Engine) -> None:
     Aggregator(
-        engine,
-        vault=make_vault(engine),
+        make_store(engine),
         batch_size=3,
         providers=ProviderClassifier().classify,
         gap_grace_seconds=0,
@@ -62,7 +61,7 @@ def aggregate(engine: Engine) -> None:
 
 def links(engine: Engine, campaign: str = "spring") -> list[dict[str, Any]]:
     with engine.connect() as conn:
-        return link_clicks(conn, 1, campaign, vault=make_vault(engine))
+        return link_clicks(conn, 1, campaign, store=make_store(engine))
 
 
 def leaks(engine: Engine) -> list[str]:

@@ -89,7 +89,7 @@ def subscribe(stack: Stack, event_type: str, url: str, **extra: Any) -> tuple[in
 
 def dispatch(stack: Stack) -> None:
     stack.flush_tracking()
-    dispatcher: Dispatcher = stack.client.app.state.webhooks
+    dispatcher: Dispatcher = stack.node.dispatcher
     while dispatcher.fan_out():
         pass
     dispatcher.send_due(None)
@@ -146,7 +146,7 @@ def test_failed_deliveries_are_retried_with_backoff_for_a_day_then_given_up(
     endpoint_id, _secret = subscribe(stack, "sent", receiver.url + "/hook")
     stack.send()
     stack.deliver()
-    stack.client.app.state.webhooks.fan_out()
+    stack.node.dispatcher.fan_out()
     now = [1_000_000.0]
     settings = stack.runtime.settings.webhooks
     dispatcher = Dispatcher(
@@ -172,7 +172,7 @@ def test_failed_deliveries_are_retried_with_backoff_for_a_day_then_given_up(
     # A receiver that never recovers: retried until the delivery is a day old, then abandoned.
     stack.send()
     stack.deliver()
-    stack.client.app.state.webhooks.fan_out()
+    stack.node.dispatcher.fan_out()
     with stack.runtime.engine.begin() as conn:
         conn.execute(
             webhook_deliveries.update()
@@ -226,7 +226,7 @@ def test_dns_rebinding_is_caught_at_connect_time(stack: Stack, receiver: Receive
     )
     stack.send()
     stack.deliver()
-    stack.client.app.state.webhooks.fan_out()
+    stack.node.dispatcher.fan_out()
     assert dispatcher.send_due(None) == 1
     assert receiver.received == []
     with stack.runtime.engine.connect() as conn:

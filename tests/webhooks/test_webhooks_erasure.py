@@ -76,7 +76,7 @@ def test_the_erased_persons_events_are_dropped_from_pending_and_logged_webhooks(
 ) -> None:
     url, bodies = received
     runtime = stack.runtime
-    dispatcher: Dispatcher = stack.client.app.state.webhooks
+    dispatcher: Dispatcher = stack.node.dispatcher
     subscribe(stack, "sent", url + "/sent", 2)  # grouped: one request carries several people's events
     subscribe(stack, "open", url + "/open", 1)  # one event per request
     with runtime.engine.begin() as conn:

@@ -1,0 +1,167 @@
+"""SQLite writers of one process take turns: all of them commit, and a transaction that ends in any way
+(commit, rollback, error, a connection closed with its transaction open) hands the turn on; a writer
+accepting mail goes before the background writers waiting."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import IntegrityError
+
+from mailstack.storage import create_storage_engine, urgent_writes
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Engine:
+    engine = create_storage_engine(f"sqlite:///{tmp_path / 'turns.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, who TEXT NOT NULL)"))
+    return engine
+
+
+def _in_thread(target: object, timeout: float = 10.0) -> None:
+    """Run ``target`` in another thread; fail if it does not finish in time (it waits for a turn)."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            target()  # type: ignore[operator]
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), "the writer is still waiting for its turn"
+    if errors:
+        raise errors[0]
+
+
+def _write(engine: Engine, who: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO t (who) VALUES (:who)"), {"who": who})
+
+
+def _count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM t")).scalar_one())
+
+
+def test_concurrent_writers_all_commit(sqlite_engine: Engine) -> None:
+    def writer(name: str) -> None:
+        for _ in range(50):
+            _write(sqlite_engine, name)
+
+    threads = [threading.Thread(target=writer, args=(f"w{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert _count(sqlite_engine) == 400
+
+
+def test_every_way_a_transaction_ends_hands_the_turn_on(sqlite_engine: Engine) -> None:
+    with pytest.raises(RuntimeError), sqlite_engine.begin() as conn:  # rolled back by an exception
+        conn.execute(text("INSERT INTO t (who) VALUES ('rolled back')"))
+        raise RuntimeError
+    _in_thread(lambda: _write(sqlite_engine, "after rollback"))
+
+    with pytest.raises(IntegrityError), sqlite_engine.begin() as conn:  # a failing statement
+        conn.execute(text("INSERT INTO t (id, who) VALUES (1, 'duplicate')"))
+    _in_thread(lambda: _write(sqlite_engine, "after an error"))
+
+    conn = sqlite_engine.connect()  # a read left open, then closed without commit
+    conn.execute(text("SELECT count(*) FROM t"))
+    conn.close()
+    _in_thread(lambda: _write(sqlite_engine, "after close"))
+
+    with sqlite_engine.connect() as conn:  # commit, then the same connection begins again
+        conn.execute(text("INSERT INTO t (who) VALUES ('first')"))
+        conn.commit()
+        conn.execute(text("INSERT INTO t (who) VALUES ('second')"))
+        conn.commit()
+    _in_thread(lambda: _write(sqlite_engine, "after two commits"))
+
+    with sqlite_engine.connect() as conn:
+        rows = [r.who for r in conn.execute(text("SELECT who FROM t ORDER BY id"))]
+    assert rows == ["after rollback", "after an error", "after close", "first", "second", "after two commits"]
+
+
+def test_a_writer_waits_for_the_turn_in_hand(sqlite_engine: Engine) -> None:
+    done = threading.Event()
+
+    def other() -> None:
+        _write(sqlite_engine, "other")
+        done.set()
+
+    with sqlite_engine.begin() as conn:
+        conn.execute(text("INSERT INTO t (who) VALUES ('holder')"))
+        thread = threading.Thread(target=other)
+        thread.start()
+        assert not done.wait(0.3)  # it waits while this transaction is open
+    thread.join(10)
+    assert done.is_set()
+    with sqlite_engine.connect() as conn:
+        assert [r.who for r in conn.execute(text("SELECT who FROM t ORDER BY id"))] == ["holder", "other"]
+
+
+def _waiting_for_turn(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is blocked waiting for its turn to write (seen in its stack)."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    while frame is not None:
+        if frame.f_code.co_name == "enter" and frame.f_code.co_filename.endswith("_engine.py"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _until_waiting(threads: list[threading.Thread]) -> None:
+    deadline = time.monotonic() + 10
+    while not all(_waiting_for_turn(thread) for thread in threads):
+        assert time.monotonic() < deadline, "a writer never started waiting for its turn"
+        time.sleep(0.01)
+
+
+def test_accepting_mail_writes_before_the_waiting_background_writers(sqlite_engine: Engine) -> None:
+    # A client waits on an accepting transaction; the delivery backlog's writes can wait for it.
+    def accepting() -> None:
+        with urgent_writes():
+            _write(sqlite_engine, "accepted")
+
+    with sqlite_engine.begin() as conn:
+        conn.execute(text("INSERT INTO t (who) VALUES ('holder')"))
+        background = [threading.Thread(target=_write, args=(sqlite_engine, f"delivery{i}")) for i in range(3)]
+        for thread in background:
+            thread.start()
+        _until_waiting(background)
+        urgent = threading.Thread(target=accepting)
+        urgent.start()
+        _until_waiting([urgent])
+    for thread in [*background, urgent]:
+        thread.join(10)
+    with sqlite_engine.connect() as conn:
+        rows = [r.who for r in conn.execute(text("SELECT who FROM t ORDER BY id"))]
+    assert rows[:2] == ["holder", "accepted"]
+    assert sorted(rows[2:]) == ["delivery0", "delivery1", "delivery2"]
+
+
+def test_urgent_and_background_writers_mixed_all_commit(sqlite_engine: Engine) -> None:
+    # Urgent writers take turns among themselves too, and background writers still get theirs.
+    def writer(name: str, urgent: bool) -> None:
+        with urgent_writes() if urgent else contextlib.nullcontext():
+            for _ in range(20):
+                _write(sqlite_engine, name)
+
+    threads = [threading.Thread(target=writer, args=(f"w{i}", i % 2 == 0)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert _count(sqlite_engine) == 160
