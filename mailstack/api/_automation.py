@@ -126,10 +126,11 @@ def list_route(api_key: SendKey, runtime: RuntimeDep) -> Response:
                     "schema": {
                         "type": "object",
                         "required": ["EventType", "CustomCampaign", "Template"],
+                        "additionalProperties": False,
                         "properties": {
                             "Name": {"type": "string", "maxLength": 200},
                             "EventType": {"type": "string", "enum": list(TRIGGER_EVENTS)},
-                            "CustomCampaign": {"type": "string", "maxLength": 255},
+                            "CustomCampaign": {"type": "string", "minLength": 1, "maxLength": 255},
                             "Template": {
                                 "type": "object",
                                 "description": "A Send API message without To",

@@ -35,7 +35,7 @@ from mailstack.storage import ApiKeyRecord, valid_address
 
 from ._accept import check_senders
 from ._auth import scope
-from ._deps import JsonDep, RuntimeDep
+from ._deps import EmailPath, JsonDep, RuntimeDep
 from ._errors import ERROR_RESPONSES, ApiError, error_responses
 from ._sendv31 import MessageErrors, ParsedMessage, error_message_json, parse_send_request
 from ._tracking import _page
@@ -119,6 +119,7 @@ def _confirmation_message(
                     "schema": {
                         "type": "object",
                         "required": ["Email", "List", "From"],
+                        "additionalProperties": False,
                         "properties": {
                             "Email": {"type": "string", "format": "email"},
                             "List": {"type": "string", "maxLength": 200},
@@ -211,10 +212,10 @@ def _store_request(
     summary="An address's consent records, every list of this API key",
     responses={**ERROR_RESPONSES, **error_responses(404)},
 )
-def show_route(email: str, api_key: ConsentsKey, runtime: RuntimeDep) -> Response:
+def show_route(email: EmailPath, api_key: ConsentsKey, runtime: RuntimeDep) -> Response:
     address = valid_address(email)
     if address is None:
-        raise ApiError(400, "expected /api/v1/consents/{email}")
+        raise ApiError(404, "Object not found: not an email address")
     with runtime.engine.connect() as conn:
         records = list_consents(conn, runtime.vault, address, api_key_id=api_key.id)
     if not records:
@@ -229,14 +230,14 @@ def show_route(email: str, api_key: ConsentsKey, runtime: RuntimeDep) -> Respons
     responses={**ERROR_RESPONSES, **error_responses(404)},
 )
 def withdraw_route(
-    email: str,
+    email: EmailPath,
     api_key: ConsentsKey,
     runtime: RuntimeDep,
     list_name: Annotated[str | None, Query(alias="list", max_length=200)] = None,
 ) -> Response:
     address = valid_address(email)
     if address is None:
-        raise ApiError(400, "expected /api/v1/consents/{email}[?list=NAME]")
+        raise ApiError(404, "Object not found: not an email address")
     try:
         with runtime.engine.begin() as conn:
             records = withdraw_consent(
@@ -268,7 +269,9 @@ _PAGE = {"content": {"text/html": {"schema": {"type": "string"}}}}
     response_class=HTMLResponse,
     responses={400: {"description": "Not a valid link", **_PAGE}},
 )
-def confirm_page(runtime: RuntimeDep, token: Annotated[str, Query(max_length=_MAX_FORM)] = "") -> Response:
+def confirm_page(
+    runtime: RuntimeDep, token: Annotated[str, Query(description="The signed link")] = ""
+) -> Response:
     try:
         with runtime.engine.connect() as conn:
             record = check_consent_link(conn, runtime.vault, runtime.compose_settings.tokens, token)

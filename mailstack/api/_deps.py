@@ -16,6 +16,7 @@ from ._errors import MALFORMED_JSON, ApiError
 __all__ = [
     "MAX_ID",
     "MAX_JSON_DEPTH",
+    "EmailPath",
     "JsonBody",
     "JsonDep",
     "RuntimeDep",
@@ -35,6 +36,10 @@ def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+# An address in the path: what is not an address names nothing here (404), as an unknown one does.
+EmailPath = Annotated[str, Path(min_length=1, max_length=320, description="An email address")]
 
 
 def id_path(description: str) -> Any:

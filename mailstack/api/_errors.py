@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from mailstack.observability import get_logger
 from mailstack.storage import StorageUnavailable, is_unavailable
@@ -128,6 +129,22 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, list[str]]:
     return "Invalid request: " + "; ".join(problems) + ".", related
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _methods(request: Request) -> list[str]:
+    # Starlette's 405 names the methods of the first route matching the path; a path served by several
+    # routes (GET and POST apart) supports all of theirs. Asked of the router itself, method by method.
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+
+
 async def _render(request: Request, exc: Exception) -> Response:
     if isinstance(exc, ApiError):
         return exc.response()
@@ -137,7 +154,10 @@ async def _render(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException):
         # Starlette's own answers: unknown route (404), wrong method (405, with Allow), FastAPI's.
         detail = exc.detail if isinstance(exc.detail, str) else "Error"
-        return ApiError(exc.status_code, detail, headers=exc.headers).response()
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_methods(request))
+        return ApiError(exc.status_code, detail, headers=headers).response()
     if is_unavailable(exc):
         log.warning("database unavailable", path=request.url.path, error=type(exc).__name__)
         return ApiError(

@@ -56,12 +56,18 @@ _MESSAGE: dict[str, Any] = {
     },
 }
 
+# Globals give every message its defaults; recipients are per message.
+_GLOBALS: dict[str, Any] = {
+    **_MESSAGE,
+    "properties": {k: v for k, v in _MESSAGE["properties"].items() if k not in ("To", "Cc", "Bcc")},
+}
+
 SEND_REQUEST_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["Messages"],
     "properties": {
         "Messages": {"type": "array", "items": _MESSAGE, "minItems": 1, "maxItems": 50},
-        "Globals": _MESSAGE,
+        "Globals": _GLOBALS,
         "SandboxMode": {"type": "boolean", "description": "Validate only: nothing is stored or sent."},
         "AdvanceErrorHandling": {"type": "boolean"},
     },

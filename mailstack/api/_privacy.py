@@ -21,9 +21,9 @@ from mailstack.runtime import Runtime
 from mailstack.storage import ApiKeyRecord, valid_address
 
 from ._auth import scope
-from ._deps import RuntimeDep
-from ._errors import ERROR_RESPONSES, ApiError
-from ._stats import StatsParamError, parse_timestamp
+from ._deps import EmailPath, RuntimeDep
+from ._errors import ERROR_RESPONSES, ApiError, error_responses
+from ._stats import TIMESTAMP_SCHEMA, StatsParamError, parse_timestamp
 
 __all__ = ["router"]
 
@@ -60,7 +60,7 @@ def _on_subject(
     ``after_commit`` on its result, outside it)."""
     address = valid_address(email)
     if address is None:
-        raise ApiError(400, "expected /api/v1/privacy/subjects/{email}")
+        raise ApiError(404, "Object not found: not an email address")
     actor = f"api:{api_key.public_key}"
     with runtime.engine.begin() as conn:  # a transaction: the operation and its audit entry go together
         result = operation(conn, address, actor)
@@ -72,8 +72,9 @@ def _on_subject(
 @router.get(
     "/api/v1/privacy/subjects/{email}",
     summary="Everything held about an address, as JSON (GDPR access); audited",
+    responses=error_responses(404),
 )
-def export_route(email: str, api_key: PrivacyKey, runtime: RuntimeDep) -> Response:
+def export_route(email: EmailPath, api_key: PrivacyKey, runtime: RuntimeDep) -> Response:
     return _on_subject(
         runtime,
         api_key,
@@ -87,8 +88,9 @@ def export_route(email: str, api_key: PrivacyKey, runtime: RuntimeDep) -> Respon
 @router.delete(
     "/api/v1/privacy/subjects/{email}",
     summary="Erase an address (GDPR erasure): delete, crypto-shred, keep a hashed suppression; audited",
+    responses=error_responses(404),
 )
-def erase_route(email: str, api_key: PrivacyKey, runtime: RuntimeDep) -> Response:
+def erase_route(email: EmailPath, api_key: PrivacyKey, runtime: RuntimeDep) -> Response:
     return _on_subject(
         runtime,
         api_key,
@@ -104,23 +106,23 @@ def erase_route(email: str, api_key: PrivacyKey, runtime: RuntimeDep) -> Respons
 @router.get(
     "/api/v1/privacy/audit",
     summary="The audit trail, newest first (?action=, ?email= or ?subject=, ?since=, ?limit=)",
+    # Documented by hand: its schema is a timestamp, read from a string that may be a date-time too.
+    openapi_extra={"parameters": [{"name": "since", "in": "query", "schema": TIMESTAMP_SCHEMA}]},
 )
 def audit_route(
     _api_key: PrivacyKey,
     runtime: RuntimeDep,
     limit: Annotated[int, Query(ge=1, le=_MAX_AUDIT)] = 100,
-    since: Annotated[
-        str | None, Query(max_length=64, description="Unix seconds or an ISO 8601 date-time")
-    ] = None,
-    email: Annotated[str | None, Query(max_length=320)] = None,
+    since: Annotated[str | None, Query(max_length=64, include_in_schema=False)] = None,
+    email: Annotated[str | None, Query(max_length=320, json_schema_extra={"format": "email"})] = None,
     subject: Annotated[str | None, Query(max_length=128, description="A blind index")] = None,
     action: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     try:
-        since_at = parse_timestamp(since, "since") if since else None
+        since_at = parse_timestamp(since, "since") if since is not None else None
     except StatsParamError as exc:
         raise ApiError(400, str(exc)) from None
-    if email:
+    if email is not None:  # ?email= names no one: refused, not "every subject"
         address = valid_address(email)
         if address is None:
             raise ApiError(400, "email must be an email address")

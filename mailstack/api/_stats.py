@@ -24,14 +24,14 @@ from mailstack.stats import (
     link_clicks,
     statcounter_json,
 )
-from mailstack.storage import ApiKeyRecord
+from mailstack.storage import LAST_TIMESTAMP, ApiKeyRecord
 
 from ._auth import scope
 from ._deps import RuntimeDep
 from ._errors import ERROR_RESPONSES, ApiError
 
 __all__ = [
-    "MAX_TIMESTAMP",
+    "TIMESTAMP_SCHEMA",
     "StatsParamError",
     "parse_statcounters",
     "parse_timestamp",
@@ -44,7 +44,6 @@ MAX_DAYS = 3 * 366
 _SOURCES = {"apikey": "APIKey", "campaign": "Campaign", "list": "List"}
 _TIMINGS = {"message": "message", "event": "event"}
 _RESOLUTIONS = {"lifetime": "lifetime", "day": "day", "hour": "hour"}
-MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z: the last second a date-time can name
 
 
 class StatsParamError(ValueError):
@@ -61,7 +60,8 @@ def parse_timestamp(value: str, name: str) -> int:
     text = value.strip()
     problem = f"{name} must be a Unix timestamp or an ISO 8601 date-time up to year 9999: {value[:64]!r}"
     if text.isascii() and text.isdigit():
-        seconds = int(text) if len(text) <= 20 else MAX_TIMESTAMP + 1  # int() of 5000 digits raises
+        digits = text.lstrip("0") or "0"
+        seconds = int(digits) if len(digits) <= 20 else int(LAST_TIMESTAMP) + 1  # int() of 5000 digits raises
     else:
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -70,7 +70,7 @@ def parse_timestamp(value: str, name: str) -> int:
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
         seconds = int(parsed.timestamp())
-    if not 0 <= seconds <= MAX_TIMESTAMP:
+    if not 0 <= seconds <= int(LAST_TIMESTAMP):
         raise StatsParamError(problem)
     return seconds
 
@@ -106,8 +106,8 @@ def parse_statcounters(params: dict[str, str], api_key: ApiKeyRecord) -> tuple[S
         answer_id = campaign
     elif source_id and source_id not in (str(api_key.id), api_key.public_key):
         raise StatsParamError("SourceId must be your own API key with CounterSource=APIKey.")
-    start = parse_timestamp(params["fromts"], "FromTS") if params.get("fromts") else None
-    end = parse_timestamp(params["tots"], "ToTS") if params.get("tots") else None
+    start = parse_timestamp(params["fromts"], "FromTS") if "fromts" in params else None
+    end = parse_timestamp(params["tots"], "ToTS") if "tots" in params else None
     if resolution != "lifetime":
         if start is None or end is None:
             raise StatsParamError(
@@ -131,12 +131,30 @@ router = APIRouter(tags=["Statistics"], responses=ERROR_RESPONSES)
 ReadKey = Annotated[ApiKeyRecord, Security(scope("read"))]
 
 
+TIMESTAMP_SCHEMA: dict[str, Any] = {
+    "type": "integer",
+    "minimum": 0,
+    "maximum": int(LAST_TIMESTAMP),
+    "description": "Unix seconds (an ISO 8601 date-time is accepted too)",
+}
+_PARAMETERS: dict[str, tuple[bool, dict[str, Any]]] = {
+    "CounterSource": (True, {"type": "string", "enum": ["APIKey", "Campaign"]}),
+    "CounterTiming": (True, {"type": "string", "enum": ["Message", "Event"]}),
+    "CounterResolution": (True, {"type": "string", "enum": ["Lifetime", "Day", "Hour"]}),
+    "SourceId": (False, {"type": "string", "description": "The CustomCampaign with CounterSource=Campaign"}),
+    "CampaignId": (False, {"type": "string", "description": "A CustomCampaign"}),
+    "FromTS": (False, TIMESTAMP_SCHEMA),
+    "ToTS": (False, TIMESTAMP_SCHEMA),
+}
+
+
 def _documented(*names: str) -> dict[str, Any]:
     # Mailjet's filters are matched case-insensitively, so they are read from the query string by hand
     # and only documented here.
     return {
         "parameters": [
-            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}} for name in names
+            {"name": name, "in": "query", "required": _PARAMETERS[name][0], "schema": _PARAMETERS[name][1]}
+            for name in names
         ]
     }
 
@@ -176,8 +194,8 @@ def statcounters(request: Request, api_key: ReadKey, runtime: RuntimeDep) -> Res
 def recipient_esp(request: Request, api_key: ReadKey, runtime: RuntimeDep) -> Response:
     params = _params(request)
     try:
-        start = parse_timestamp(params["fromts"], "FromTS") if params.get("fromts") else None
-        end = parse_timestamp(params["tots"], "ToTS") if params.get("tots") else None
+        start = parse_timestamp(params["fromts"], "FromTS") if "fromts" in params else None
+        end = parse_timestamp(params["tots"], "ToTS") if "tots" in params else None
     except StatsParamError as exc:
         raise ApiError(400, str(exc)) from None
     spec = StatsQuery(api_key.id, params.get("campaignid", "")[:255], "message", start, end)

@@ -28,12 +28,19 @@ from mailstack.storage import (
 )
 
 from ._auth import scope
-from ._deps import MAX_ID, JsonDep, RuntimeDep
+from ._deps import MAX_ID, EmailPath, JsonDep, RuntimeDep
 from ._errors import ERROR_RESPONSES, ApiError, error_responses
 
 __all__ = ["router", "suppression_json"]
 
 _MAX_REASON = 500
+# What parse_scope accepts, for the document (the server also takes upper case, IDNs and a final dot).
+SCOPE_PATTERN = (
+    r"^([Gg][Ll][Oo][Bb][Aa][Ll]|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+)$"
+)
+_SCOPE_DOC = {"pattern": SCOPE_PATTERN}
+_MAX_SCOPE = 253  # a domain name's longest
 router = APIRouter(tags=["Suppressions"], responses=ERROR_RESPONSES)
 SuppressionsKey = Annotated[ApiKeyRecord, Security(scope("suppressions"))]
 
@@ -84,7 +91,13 @@ def listing(
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     email: Annotated[str | None, Query(max_length=320)] = None,
     scope_name: Annotated[
-        str | None, Query(alias="scope", max_length=255, description="'global' or a sender domain")
+        str | None,
+        Query(
+            alias="scope",
+            max_length=_MAX_SCOPE,
+            description="'global' or a sender domain",
+            json_schema_extra=_SCOPE_DOC,
+        ),
     ] = None,
     include_expired: Annotated[bool, Query(description="Entries no longer in force too")] = False,
 ) -> Response:
@@ -117,11 +130,19 @@ def listing(
                         "required": ["Email"],
                         "properties": {
                             "Email": {"type": "string", "format": "email"},
-                            "Scope": {"type": "string", "description": "'global' (default) or a domain"},
+                            "Scope": {
+                                "type": ["string", "null"],
+                                "pattern": SCOPE_PATTERN,
+                                "maxLength": _MAX_SCOPE,
+                                "description": "'global' (default) or a sender domain",
+                            },
                             "Reason": {"type": "string", "maxLength": _MAX_REASON},
                             "ExpiresAt": {
-                                "description": "ISO-8601 date-time or Unix seconds; absent: never",
-                                "anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}],
+                                "description": "Unix seconds up to the end of year 9999 (or an ISO 8601 "
+                                "date-time); absent or null: until removed",
+                                "type": ["number", "null"],
+                                "minimum": 0,
+                                "maximum": LAST_TIMESTAMP,
                             },
                         },
                     }
@@ -175,15 +196,19 @@ def add(_api_key: SuppressionsKey, body: JsonDep, runtime: RuntimeDep) -> Respon
     responses=error_responses(404),
 )
 def remove(
-    email: str,
+    email: EmailPath,
     _api_key: SuppressionsKey,
     runtime: RuntimeDep,
-    scope_name: Annotated[str | None, Query(alias="scope", max_length=255)] = None,
+    scope_name: Annotated[
+        str | None, Query(alias="scope", max_length=_MAX_SCOPE, json_schema_extra=_SCOPE_DOC)
+    ] = None,
 ) -> Response:
     address = valid_address(email)
     scope_value = parse_scope(scope_name) if scope_name is not None else None
-    if address is None or (scope_name is not None and scope_value is None):
+    if scope_name is not None and scope_value is None:
         raise ApiError(400, "expected /api/v1/suppressions/{email}[?scope=global|DOMAIN]")
+    if address is None:
+        raise ApiError(404, "Object not found: not an email address")
     with runtime.engine.begin() as conn:
         removed = unsuppress(conn, address, scope=scope_value, vault=runtime.vault)
     if removed == 0:

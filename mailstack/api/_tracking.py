@@ -29,7 +29,7 @@ from mailstack.tokens import InvalidToken
 from mailstack.tracking import Detector, EventRecorder, TrackedEvent, TrackingUrls, store_events
 
 from ._auth import scope
-from ._deps import JsonDep, RuntimeDep
+from ._deps import MAX_ID, JsonDep, RuntimeDep
 from ._errors import ERROR_RESPONSES, ApiError, error_responses
 from ._unsubscribe import suppress_unsubscribed
 
@@ -267,9 +267,15 @@ def unsubscribe(
                     "schema": {
                         "type": "object",
                         "required": ["MessageID", "Name"],
+                        "additionalProperties": False,
                         "properties": {
-                            "MessageID": {"type": "integer"},
-                            "Name": {"type": "string", "maxLength": MAX_CONVERSION_NAME},
+                            "MessageID": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                            "Name": {
+                                "type": "string",
+                                "minLength": 1,
+                                "maxLength": MAX_CONVERSION_NAME,
+                                "description": "Printable characters",
+                            },
                             "Value": {"type": "number"},
                             "EventID": {
                                 "type": "string",
@@ -322,8 +328,8 @@ def _parse_conversion(body: object) -> tuple[str, _Conversion | None]:
     if unknown:
         return f"Unknown properties: {', '.join(sorted(unknown))}.", None
     message_id = body.get("MessageID")
-    if not isinstance(message_id, int) or isinstance(message_id, bool) or message_id <= 0:
-        return "MessageID must be a positive integer.", None
+    if not isinstance(message_id, int) or isinstance(message_id, bool) or not 0 < message_id <= MAX_ID:
+        return "MessageID must be a positive integer (a MessageID the Send API answered).", None
     name = body.get("Name")
     if not isinstance(name, str) or not 0 < len(name) <= MAX_CONVERSION_NAME or not name.isprintable():
         return f"Name must be 1-{MAX_CONVERSION_NAME} printable characters.", None

@@ -94,6 +94,7 @@ def list_route(api_key: WebhooksKey, runtime: RuntimeDep) -> Response:
                     "schema": {
                         "type": "object",
                         "required": ["EventType", "Url"],
+                        "additionalProperties": False,
                         "properties": {
                             "EventType": {"type": "string", "enum": list(EVENT_TYPES)},
                             "Url": {"type": "string", "format": "uri"},
