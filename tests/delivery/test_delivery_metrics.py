@@ -1,5 +1,6 @@
 """``mailstack_messages_failed_total`` counts every message that becomes ``failed``: refused for good by
-the relay, out of retries (a dead letter), or impossible to compose — in process and on ``/metrics``."""
+the relay, out of retries (a dead letter), or impossible to compose (``Undeliverable``) — in process and on
+``/metrics``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from serve_support import Instance
 from sqlalchemy import Engine
 from support import SmtpSink, make_vault
 
-from mailstack.delivery import DeliveryWorker, OutgoingMail, SmtpRelay, WorkerSettings
+from mailstack.delivery import DeliveryWorker, OutgoingMail, SmtpRelay, Undeliverable, WorkerSettings
 from mailstack.model import Address, Envelope, MessageSpec
 from mailstack.observability import Metrics
 from mailstack.queue import queue_for
@@ -21,7 +22,7 @@ from mailstack.storage import create_api_key, find_api_key, insert_messages
 
 def _prepare(envelope: Envelope) -> OutgoingMail:
     if envelope.recipient.email.startswith("uncomposable"):
-        raise ValueError("cannot compose this one")
+        raise Undeliverable("cannot compose this one")
     data = f"From: a@example.com\r\nTo: {envelope.recipient.email}\r\nSubject: t\r\n\r\nhello\r\n".encode()
     return OutgoingMail(
         envelope.message_id, f"b-{envelope.message_id}@bounces.example.com", envelope.recipient.email, data
