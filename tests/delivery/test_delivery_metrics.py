@@ -1,5 +1,6 @@
 """``mailstack_messages_failed_total`` counts every message that becomes ``failed``: refused for good by
-the relay, out of retries (a dead letter), or impossible to compose — in process and on ``/metrics``."""
+the relay, out of retries (a dead letter), or impossible to compose (``Undeliverable``) — in process and on
+``/metrics``."""
 
 from __future__ import annotations
 
