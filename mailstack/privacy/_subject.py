@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData, delete, func, or_, select, update
+from sqlalchemy import Connection, Engine, MetaData, Table, delete, func, or_, select, update
 
 from mailstack.keyring import Keyring
 from mailstack.storage import (
@@ -38,16 +38,20 @@ from mailstack.storage import (
     PURPOSE_SPEC,
     PURPOSE_WEBHOOK_PAYLOAD,
     Erasure,
+    Form,
+    Personal,
     Vault,
     address_index,
     forget_link_subject,
     list_events,
     list_suppressions,
+    mark_of,
     normalize_address,
     open_link_urls,
     personal_columns,
     schema,
     seal_json,
+    sealed_purpose,
     suppress,
 )
 from mailstack.storage.schema import (
@@ -178,6 +182,23 @@ def _text(vault: Vault, conn: Connection, blob: bytes | None, purpose: str) -> s
     return None if plain is None else plain.decode("utf-8", "replace")
 
 
+def _marked(conn: Connection, vault: Vault, table: Table, row: Any) -> dict[str, Any]:
+    """Every personal column of ``row`` the marks say is about the person, opened when sealed: an export
+    entry starts from these, so a personal column added to the table is exported without more code.
+    Blind indexes are left out (the export names its subject once, at the top)."""
+    values: dict[str, Any] = {}
+    fields = row._mapping
+    for column in table.columns:
+        mark = mark_of(column)
+        if not isinstance(mark, Personal) or mark.form is Form.INDEX or column.name not in fields:
+            continue
+        value = fields[column.name]
+        values[column.name] = (
+            _text(vault, conn, value, sealed_purpose(column)) if mark.form is Form.SEALED else value
+        )
+    return values
+
+
 def _own_content(spec: dict[str, Any], address: str) -> dict[str, Any]:
     """A content as its recipient saw it: other people's blind copies (Bcc) are not theirs to see."""
     bcc = spec.get("Bcc")
@@ -210,11 +231,10 @@ def export_subject(
     exported_messages = []
     for row in rows:
         spec = vault.open_optional(conn, row.spec, purpose=PURPOSE_SPEC)
-        kept = conn.execute(
-            select(outbox.c.rcpt_to, outbox.c.data, outbox.c.created_at).where(outbox.c.message_id == row.id)
-        ).all()
+        kept = conn.execute(select(outbox).where(outbox.c.message_id == row.id)).all()
         exported_messages.append(
             {
+                **_marked(conn, vault, messages, row),
                 "id": row.id,
                 "uuid": row.uuid,
                 "recipient": _text(vault, conn, row.recipient, PURPOSE_RECIPIENT),
@@ -236,6 +256,7 @@ def export_subject(
                 ],
                 "outbox": [
                     {
+                        **_marked(conn, vault, outbox, item),
                         "rcpt_to": _text(vault, conn, item.rcpt_to, PURPOSE_RCPT_TO),
                         "data": _text(vault, conn, item.data, PURPOSE_OUTBOX_DATA),
                         "created_at": item.created_at,

@@ -4,11 +4,14 @@ from it, fails these checks instead of being silently missed."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from sqlalchemy import BigInteger, Column, Engine, LargeBinary, MetaData, String, Table
 from support import make_vault
 
 from mailstack.keyring import Keyring
+from mailstack.model import Address, MessageSpec, MessageStatus
 from mailstack.privacy import (
     ERASURE_STEPS,
     EXPORT_SECTIONS,
@@ -19,8 +22,20 @@ from mailstack.privacy import (
     export_subject,
     load_retention,
 )
-from mailstack.storage import Erasure, Form, Kind, Retention, personal
-from mailstack.storage.schema import metadata
+from mailstack.storage import (
+    Erasure,
+    Form,
+    Kind,
+    Retention,
+    create_api_key,
+    find_api_key,
+    insert_messages,
+    personal,
+    personal_columns,
+    store_outbox,
+    update_message_status,
+)
+from mailstack.storage.schema import messages, metadata, outbox
 
 SECRET = b"k" * 32
 
@@ -104,3 +119,37 @@ def test_every_export_section_is_in_the_export(engine: Engine) -> None:
         exported = export_subject(conn, vault, Keyring(SECRET), "ana@example.net")
     sections = {section for section in EXPORT_SECTIONS.values() if section is not None}
     assert sections <= set(exported)
+
+
+def test_every_personal_column_of_a_message_and_its_sandbox_copy_is_exported_opened(engine: Engine) -> None:
+    vault = make_vault(engine, SECRET)
+    address = "ana.export-probe@example.net"
+    spec = MessageSpec(
+        sender=Address("news@example.com"), to=(Address(address, "Ana"),), subject="Hi", text="b"
+    )
+    with engine.begin() as conn:
+        record = find_api_key(conn, create_api_key(conn, "test")[0])
+        assert record is not None
+        ((accepted,),) = insert_messages(conn, record.id, [spec], now=time.time(), vault=vault)
+        update_message_status(
+            conn, accepted.message_id, MessageStatus.FAILED, now=time.time(), last_reply="550 no", vault=vault
+        )
+        store_outbox(
+            conn, accepted.message_id, "b-1@bounces.example.com", address, b"Hi", now=1.0, vault=vault
+        )
+        exported = export_subject(conn, vault, Keyring(SECRET), address)
+    (message,) = exported["messages"]
+    (copy,) = message["outbox"]
+    for table, entry in ((messages, message), (outbox, copy)):
+        wanted = {
+            column.name
+            for t, column, mark in personal_columns(metadata)
+            if t is table and mark.form is not Form.INDEX
+        }
+        assert wanted <= set(entry), f"{table.name}: {wanted - set(entry)} not exported"
+    assert (message["recipient"], message["recipient_name"], message["last_reply"]) == (
+        address,
+        "Ana",
+        "550 no",
+    )
+    assert (copy["rcpt_to"], copy["data"], copy["mail_from"]) == (address, "Hi", "b-1@bounces.example.com")
