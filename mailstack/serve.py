@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import signal
 import threading
 from collections.abc import Iterator
@@ -266,6 +267,10 @@ def serve(settings: Settings) -> int:
         cloudwatch_metrics=settings.metrics.namespace if settings.metrics.enabled else "off",
         services=[service.name for service in node.lifecycle.services],
     )
+    # Everything built so far lives as long as the process: the collector need not scan it again. Full
+    # collections over it took 100-270 ms (every other thread stopped) and set the API's p99 under load.
+    gc.collect()
+    gc.freeze()
     try:
         server.run()
     finally:
