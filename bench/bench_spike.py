@@ -275,7 +275,8 @@ def run_spike(
         normal, spike = Phase(), Phase()
 
         async def drive() -> None:
-            limits = httpx.Limits(max_connections=2000, max_keepalive_connections=2000)
+            # Idle connections go before uvicorn closes them (5 s): a reuse racing its close is no answer.
+            limits = httpx.Limits(max_connections=2000, max_keepalive_connections=2000, keepalive_expiry=1.0)
             auth = (creds["api_key"], creds["api_secret"])
             async with httpx.AsyncClient(auth=auth, timeout=120, limits=limits) as client:
                 await _run_phase(client, url, pid, rate, 1.0, 90_000_000, Phase())  # warm-up

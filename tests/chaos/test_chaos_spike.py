@@ -42,7 +42,8 @@ def _message(recipient: str) -> dict[str, object]:
 async def _spike(instance: Instance) -> Spike:
     """POST ``REQUESTS`` requests at ``RATE`` (open loop), one message to its own recipient each."""
     spike = Spike()
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    # Idle connections are dropped before uvicorn drops them (5 s): never reused while it closes them.
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200, keepalive_expiry=1.0)
     async with httpx.AsyncClient(auth=instance.auth, timeout=120, limits=limits) as client:
         loop = asyncio.get_running_loop()
         start = loop.time()
