@@ -1,8 +1,8 @@
 """Delivery journal: each relay outcome is written to a local file the moment it arrives.
 
-A worker records a batch's outcomes in the database in one transaction after the batch (the database's
-throughput depends on it). Between the relay's reply and that commit, the outcome lives only in the
-process: a SIGKILL there used to send the whole batch again. The journal closes that window: one
+A worker's outcomes reach the database in small groups as the relay answers (see ._group_commit).
+Between the relay's reply and that commit, the outcome lives only in the process, and a database that is
+away makes that window last. The journal closes it for a node that restarts: one
 ``write`` per outcome (no fsync: a killed process's writes survive in the page cache; only a power loss
 can lose them, and then the queue's at-least-once rule still holds), cleared once the batch is
 committed. At the next start the journals are replayed into the database before any lease is taken

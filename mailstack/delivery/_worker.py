@@ -30,6 +30,7 @@ from mailstack.storage import (
 )
 from mailstack.throttle import Request, Throttle
 
+from ._group_commit import GroupCommit
 from ._journal import Journal, JournalEntry
 from ._prepare import Undeliverable
 from ._transport import DeliveryResult, Outcome, OutgoingMail, Transport
@@ -46,13 +47,22 @@ Prepare = Callable[[Envelope], OutgoingMail]
 
 
 @dataclass(frozen=True, slots=True)
+class _Delivered:
+    """A relay's final answer for a leased message."""
+
+    lease: Lease
+    message_id_header: str | None
+    result: DeliveryResult
+    created_at: float | None  # when the message was accepted (for the latency metric), if known
+
+
+@dataclass(frozen=True, slots=True)
 class _Batch:
-    """A batch's outcomes between the relay's replies and their commit."""
+    """What a batch left to record once the relay had answered (all of it while the database is away)."""
 
     finished: list[tuple[Lease, DeliveryResult | None, str | None]]
-    delivered: list[tuple[Lease, str | None, DeliveryResult]]
+    delivered: list[_Delivered]
     blocked: list[tuple[Lease, Suppression]]
-    created_at: dict[int, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +108,7 @@ class DeliveryWorker:
         """``throttle`` paces delivery; ``ip_transports`` maps a sending IP the throttle picks to the relay
         that sends from it (IPs not in it, and messages without one, use ``transport``); ``vault`` opens
         the sealed recipients and contents and seals the relay's replies; ``journal`` keeps each relay
-        outcome from the moment it arrives until its batch is committed (see :mod:`._journal`); ``owner``
+        outcome from the moment it arrives until its batch is all committed (see :mod:`._journal`); ``owner``
         is the node and incarnation its leases are held by (see :mod:`._recovery`)."""
         self._engine = engine
         self._vault = vault
@@ -114,6 +124,10 @@ class DeliveryWorker:
         self._owner = owner
         self._outage = OutageNotice(log, "delivery batch")
         self._pending: _Batch | None = None  # delivered, not yet recorded (the database was away)
+        # Each relay answer is committed while the rest of the batch goes out (see ._group_commit).
+        self._outcomes: GroupCommit[_Delivered] = GroupCommit(
+            self._commit_delivered, name="delivery-outcomes"
+        )
         self._abandoned: list[Lease] = []  # leased, not worked on, not yet given back
         # When the messages this worker put back come due (a heap): an idle worker wakes for each.
         self._due: list[float] = []
@@ -182,14 +196,9 @@ class DeliveryWorker:
         self._pending = None
         if self._journal is not None:
             self._journal.clear()
-        if self._metrics is not None:
-            now = self._clock()
-            for lease, _header, result in batch.delivered:
-                if result.outcome is Outcome.SENT:
-                    self._metrics.delivery_latency.observe(now - batch.created_at[lease.message_id])
 
     def _work(self, leases: list[Lease]) -> _Batch:
-        """Check, throttle, compose, sign and deliver ``leases``; the outcomes are not recorded yet."""
+        """Check, throttle, compose, sign and deliver ``leases``; returns what is left to record."""
         now = self._clock()
         with self._engine.connect() as conn:
             envelopes = load_envelopes(conn, [lease.message_id for lease in leases], vault=self._vault)
@@ -237,13 +246,50 @@ class DeliveryWorker:
                 finished.append((lease, result, None))
                 continue
             to_send.append((lease, mail))
-        results = self._deliver(to_send, routes)
-        delivered = [
-            (lease, _message_id_header(mail), result)
-            for (lease, mail), result in zip(to_send, results, strict=True)
-        ]
         created_at = {message_id: found.created_at for message_id, found in envelopes.items()}
-        return _Batch(finished, delivered, blocked, created_at)
+        delivered = [
+            _Delivered(lease, _message_id_header(mail), DeliveryResult(Outcome.DEFERRED, 0, ""), None)
+            for lease, mail in to_send
+        ]
+        answered: set[int] = set()
+
+        def on_result(index: int, result: DeliveryResult) -> None:
+            # The moment the relay answers: journaled (a restart replays it), then committed soon.
+            outcome = _Delivered(
+                delivered[index].lease,
+                delivered[index].message_id_header,
+                result,
+                created_at.get(delivered[index].lease.message_id),
+            )
+            delivered[index] = outcome
+            answered.add(index)
+            if self._journal is not None:
+                self._journal.append(
+                    JournalEntry(
+                        outcome.lease.job_id,
+                        outcome.lease.token,
+                        outcome.lease.message_id,
+                        outcome.lease.attempts,
+                        result,
+                        outcome.message_id_header,
+                    )
+                )
+            self._outcomes.add(outcome)
+
+        try:
+            results = self._deliver(to_send, routes, on_result)
+        finally:
+            uncommitted = self._outcomes.drain()
+        # A transport that did not report a result as it came: recorded with the batch.
+        for index, result in enumerate(results):
+            if index not in answered:
+                item = delivered[index]
+                uncommitted.append(
+                    _Delivered(
+                        item.lease, item.message_id_header, result, created_at.get(item.lease.message_id)
+                    )
+                )
+        return _Batch(finished, uncommitted, blocked)
 
     def _throttled(
         self, candidates: list[tuple[Lease, Envelope]]
@@ -276,41 +322,31 @@ class DeliveryWorker:
         return allowed, routes
 
     def _deliver(
-        self, to_send: list[tuple[Lease, OutgoingMail]], routes: Mapping[int, str]
+        self,
+        to_send: list[tuple[Lease, OutgoingMail]],
+        routes: Mapping[int, str],
+        on_result: Callable[[int, DeliveryResult], None],
     ) -> list[DeliveryResult]:
-        """Each message through the relay of its sending IP; results in the order of ``to_send``."""
+        """Each message through the relay of its sending IP; results in the order of ``to_send``, each
+        also given to ``on_result`` (with its index in ``to_send``) as soon as the relay answers."""
         groups: dict[str, list[int]] = {}
         for index, (lease, _mail) in enumerate(to_send):
             groups.setdefault(routes.get(lease.message_id, ""), []).append(index)
         results: dict[int, DeliveryResult] = {}
         for ip, indexes in groups.items():
             transport = self._ip_transports.get(ip, self._transport)
-            on_result = None
-            if self._journal is not None:
-                on_result = functools.partial(self._journaled, self._journal, to_send, indexes)
-            outcomes = transport.deliver([to_send[index][1] for index in indexes], on_result)
+            in_batch = functools.partial(_report_in_batch, on_result, indexes)
+            outcomes = transport.deliver([to_send[index][1] for index in indexes], in_batch)
             results.update(zip(indexes, outcomes, strict=True))
         return [results[index] for index in range(len(to_send))]
 
-    @staticmethod
-    def _journaled(
-        journal: Journal,
-        to_send: list[tuple[Lease, OutgoingMail]],
-        indexes: list[int],
-        position: int,
-        result: DeliveryResult,
-    ) -> None:
-        # Written the moment the relay answers: a crash from here on does not send it again.
-        lease, mail = to_send[indexes[position]]
-        header = _message_id_header(mail)
-        journal.append(
-            JournalEntry(lease.job_id, lease.token, lease.message_id, lease.attempts, result, header)
-        )
+    def _commit_delivered(self, delivered: list[_Delivered]) -> None:
+        self._record([], delivered, [])
 
     def _record(
         self,
         finished: list[tuple[Lease, DeliveryResult | None, str | None]],
-        delivered: list[tuple[Lease, str | None, DeliveryResult]],
+        delivered: list[_Delivered],
         blocked: list[tuple[Lease, Suppression]],
     ) -> None:
         now = self._clock()
@@ -340,10 +376,13 @@ class DeliveryWorker:
                     failed += 1
             sent: list[SentRecord] = []
             sent_leases: list[Lease] = []
-            for lease, header, result in delivered:
+            for item in delivered:
+                lease, result = item.lease, item.result
                 if result.outcome is Outcome.SENT:
                     sent_leases.append(lease)
-                    sent.append(SentRecord(lease.message_id, lease.attempts, result.summary(), header))
+                    sent.append(
+                        SentRecord(lease.message_id, lease.attempts, result.summary(), item.message_id_header)
+                    )
                 elif self._retry_or_fail(conn, lease, result, now) is MessageStatus.DEFERRED:
                     deferred += 1
                 else:
@@ -357,6 +396,9 @@ class DeliveryWorker:
             self._metrics.sent.inc(len(sent))
             self._metrics.deferred.inc(deferred)
             self._metrics.failed.inc(failed)
+            for item in delivered:
+                if item.result.outcome is Outcome.SENT and item.created_at is not None:
+                    self._metrics.delivery_latency.observe(now - item.created_at)
 
     def _retry_or_fail(
         self, conn: Connection, lease: Lease, result: DeliveryResult, now: float
@@ -390,15 +432,27 @@ class DeliveryWorker:
         if not entries:
             return 0
         now = self._clock()
-        leases = [
-            (Lease(e.job_id, e.message_id, e.attempts, e.token, now), e.message_id_header, e.result)
+        journaled = [
+            _Delivered(
+                Lease(e.job_id, e.message_id, e.attempts, e.token, now), e.message_id_header, e.result, None
+            )
             for e in entries
         ]
         with self._engine.connect() as conn:
-            owned = self._queue.owned(conn, [lease for lease, _header, _result in leases])
-        delivered = [item for item in leases if item[0].job_id in owned]
+            owned = self._queue.owned(conn, [item.lease for item in journaled])
+        delivered = [item for item in journaled if item.lease.job_id in owned]
         self._record([], delivered, [])
         return len(delivered)
+
+
+def _report_in_batch(
+    on_result: Callable[[int, DeliveryResult], None],
+    indexes: list[int],
+    position: int,
+    result: DeliveryResult,
+) -> None:
+    # A transport numbers the messages it was given; the batch numbers all of them.
+    on_result(indexes[position], result)
 
 
 def _settle(

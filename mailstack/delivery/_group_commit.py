@@ -1,0 +1,80 @@
+"""Group commit: a worker's relay outcomes reach the database while the rest of its batch is delivered.
+
+A worker hands each outcome over the moment the relay answers; one writer thread commits whatever has
+arrived since its last commit, in one transaction. When the relay is faster than the database the groups
+grow (the commits keep pace), and when it is slower each outcome is committed alone within milliseconds.
+So at any instant only the outcomes of the commit under way are delivered but not recorded: a node that
+dies for good (its journal gone with it) leaves only those, and the SMTP transactions that were open, to
+be sent again by the node that takes its jobs over.
+
+A commit that fails (the database is away) stops the writer: what it held, and what arrives after, is
+handed back to the worker by :meth:`GroupCommit.drain`, which keeps it until the database returns.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+__all__ = ["GroupCommit"]
+
+T = TypeVar("T")
+
+# An idle writer thread ends after this long; the next outcome starts a new one.
+_IDLE_SECONDS = 2.0
+
+
+class GroupCommit(Generic[T]):
+    """Commits items with ``commit`` on a thread of its own, in groups of whatever has arrived."""
+
+    def __init__(self, commit: Callable[[list[T]], None], *, name: str = "group-commit") -> None:
+        self._commit = commit
+        self._name = name
+        self._changed = threading.Condition()
+        self._arrived: list[T] = []
+        self._committing = False
+        self._failed: list[T] = []  # not committed: handed back by drain()
+        self._thread: threading.Thread | None = None
+
+    def add(self, item: T) -> None:
+        """Commit ``item`` soon (never blocks on the database)."""
+        with self._changed:
+            if self._failed:  # the database is away: the worker writes it all once it is back
+                self._failed.append(item)
+                return
+            self._arrived.append(item)
+            self._changed.notify_all()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+
+    def drain(self) -> list[T]:
+        """Wait until every item added so far is committed; returns those that could not be, in order."""
+        with self._changed:
+            while self._arrived or self._committing:
+                self._changed.wait()
+            failed, self._failed = self._failed, []
+            return failed
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._arrived:
+                    if not self._changed.wait(_IDLE_SECONDS) and not self._arrived:
+                        self._thread = None
+                        return
+                group, self._arrived = self._arrived, []
+                self._committing = True
+            try:
+                self._commit(group)
+                failed: list[T] = []
+            except Exception:  # the worker retries and reports it (its outage notice)
+                failed = group
+            with self._changed:
+                self._committing = False
+                if failed:
+                    self._failed.extend(failed)
+                    self._failed.extend(self._arrived)
+                    self._arrived = []
+                self._changed.notify_all()
