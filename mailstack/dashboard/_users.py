@@ -7,6 +7,7 @@ hash: changing the password ends every session, and nothing is kept server-side.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import time
@@ -34,8 +35,6 @@ __all__ = [
 MIN_PASSWORD = 12
 MAX_PASSWORD = 1024
 _HASHER = PasswordHasher()  # argon2id with the library's current recommended parameters
-# Verified against when the user does not exist, so that a wrong name costs as long as a wrong password.
-_DUMMY_HASH = _HASHER.hash("mailstack-no-such-user")
 _SESSION = "dashboard-session"
 
 
@@ -96,13 +95,20 @@ def _user(conn: Connection, **where: object) -> UserRecord | None:
     return None if row is None else UserRecord(row.id, row.username, row.password_hash)
 
 
+@functools.cache
+def _dummy_hash() -> str:
+    # Verified against when the user does not exist, so that a wrong name costs as long as a wrong
+    # password. Made at the first login, not at import: hashing takes a quarter of a second.
+    return _HASHER.hash("mailstack-no-such-user")
+
+
 def authenticate(conn: Connection, username: str, password: str) -> UserRecord | None:
     """The user, when the password is right; None otherwise (in about the same time either way)."""
     if len(password) > MAX_PASSWORD or len(username) > 100:
         return None
     user = _user(conn, username=username.strip())
     try:
-        _HASHER.verify(user.password_hash if user is not None else _DUMMY_HASH, password)
+        _HASHER.verify(user.password_hash if user is not None else _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         return None
     if user is None:

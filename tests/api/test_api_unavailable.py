@@ -4,9 +4,6 @@ database is back."""
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +12,7 @@ from typing import Any
 import pytest
 from engagement_support import Stack, make_stack
 from sqlalchemy import event, func, select, text
+from tcp_relay_support import TcpRelay
 
 from mailstack.storage import create_storage_engine, is_unavailable
 from mailstack.storage.schema import messages
@@ -27,79 +25,17 @@ MESSAGE = {
 }
 
 
-class Relay:
-    """A TCP relay in front of PostgreSQL: ``stop()`` drops every connection and refuses new ones,
-    ``start()`` accepts again on the same port."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = 0
-        self._listener: socket.socket | None = None
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        self.port = listener.getsockname()[1]
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return  # stopped
-            try:
-                server = socket.create_connection(self.target)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._sockets += [client, server]
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        for end in (source, sink):
-            with contextlib.suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)
-
-    def stop(self) -> None:
-        if self._listener is not None:
-            with contextlib.suppress(OSError):  # wakes the thread blocked in accept()
-                self._listener.shutdown(socket.SHUT_RDWR)
-            self._listener.close()
-            self._listener = None
-        with self._lock:
-            for sock in self._sockets:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-            self._sockets.clear()
-
-
 @pytest.fixture
-def relay() -> Iterator[Relay]:
-    running = Relay(("127.0.0.1", 5432))
-    running.start()
+def relay() -> Iterator[TcpRelay]:
+    running = TcpRelay(("127.0.0.1", 5432))
     try:
         yield running
     finally:
-        running.stop()
+        running.cut()
 
 
 @pytest.fixture
-def stack(tmp_path: Path, pg_url: str, relay: Relay) -> Iterator[Stack]:
+def stack(tmp_path: Path, pg_url: str, relay: TcpRelay) -> Iterator[Stack]:
     through_relay = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{relay.port}")
     assert through_relay != pg_url
     with make_stack(tmp_path, through_relay) as running:
@@ -115,11 +51,11 @@ def _assert_unavailable(response: Any) -> None:
 
 
 @pytest.mark.postgres
-def test_postgresql_going_away_is_a_503_and_the_api_recovers(stack: Stack, relay: Relay) -> None:
+def test_postgresql_going_away_is_a_503_and_the_api_recovers(stack: Stack, relay: TcpRelay) -> None:
     (message_id,) = stack.send(**MESSAGE)
     assert stack.client.get(f"/v3/REST/message/{message_id}", auth=stack.auth).status_code == 200
 
-    relay.stop()
+    relay.cut()
     _assert_unavailable(stack.client.get(f"/v3/REST/message/{message_id}", auth=stack.auth))
     _assert_unavailable(stack.client.post("/v3.1/send", json={"Messages": [MESSAGE]}, auth=stack.auth))
     _assert_unavailable(stack.client.get("/api/v1/suppressions", auth=stack.auth))
@@ -127,7 +63,7 @@ def test_postgresql_going_away_is_a_503_and_the_api_recovers(stack: Stack, relay
     _assert_unavailable(stack.client.get("/api/v1/outbox", auth=("no-such-key", "secret")))
     assert stack.client.get("/healthz").status_code == 503
 
-    relay.start()
+    relay.restore()
     deadline = time.monotonic() + 30
     while (answer := stack.client.get(f"/v3/REST/message/{message_id}", auth=stack.auth)).status_code != 200:
         assert answer.status_code == 503 and time.monotonic() < deadline, answer.text

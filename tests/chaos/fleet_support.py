@@ -51,57 +51,6 @@ def _port_free_on(hosts: Sequence[str]) -> int:
     return port
 
 
-class TcpRelay:
-    """Listens on ``hosts`` (this machine's ends of the nodes' links) and relays each connection to
-    ``target``: how the namespaces reach PostgreSQL on 127.0.0.1 without reconfiguring it. A node's
-    connections close when the node dies, and so do their server sessions (their row locks go)."""
-
-    def __init__(self, hosts: Sequence[str], target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = _port_free_on(hosts)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-relay", daemon=True)
-        self._thread.start()
-        self._server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._relay, host=list(hosts), port=self.port), self._loop
-        ).result(10)
-
-    async def _relay(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        try:
-            server_reader, server_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            client_writer.close()
-            return
-        await asyncio.gather(
-            _pipe(client_reader, server_writer), _pipe(server_reader, client_writer), return_exceptions=True
-        )
-
-    def stop(self) -> None:
-        async def close() -> None:
-            self._server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except OSError:
-        pass
-    finally:
-        # One side gone: close the other, whose reader then ends the opposite pipe.
-        writer.close()
-
-
 @dataclass(frozen=True)
 class Arrival:
     """One message the sink accepted: its recipient, Message-ID, when (time.time()) and from where."""

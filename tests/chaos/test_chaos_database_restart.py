@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-from chaos_support import Clients, Node, RecordingSink, TcpCut, tally, wait_drained
+from chaos_support import Clients, Node, RecordingSink, tally, wait_drained
+from tcp_relay_support import TcpRelay
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -15,7 +16,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 def test_database_restart_while_sending_loses_nothing_and_sends_nothing_twice(
     tmp_path: Path, sink: RecordingSink, pg_url: str
 ) -> None:
-    database = TcpCut(("127.0.0.1", 5432))
+    database = TcpRelay(("127.0.0.1", 5432))
     node = Node.initialise(
         tmp_path / "data", sink.address, pg_url.replace("127.0.0.1:5432", database.address)
     )

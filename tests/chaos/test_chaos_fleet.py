@@ -35,9 +35,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from fleet_support import Arrival, ArrivalSink, FleetNode, TcpRelay, copy_node_config, fleet_namespaces
+from fleet_support import Arrival, ArrivalSink, FleetNode, copy_node_config, fleet_namespaces
 from netns_support import VethNamespace, veth_namespaces
 from serve_support import initialise, serve_env
+from tcp_relay_support import TcpRelay
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -128,7 +129,7 @@ def make_fleet(pg_url: str, tmp_path: Path) -> Iterator[FleetFactory]:
             spaces: list[VethNamespace] = fleet_namespaces(count)
             cleanup.enter_context(veth_namespaces(spaces))
             hosts = [space.host_address for space in spaces]
-            database = TcpRelay(hosts, ("127.0.0.1", 5432))
+            database = TcpRelay(("127.0.0.1", 5432), hosts)
             cleanup.callback(database.stop)
             sink = ArrivalSink(hosts)
             cleanup.callback(sink.stop)
