@@ -8,9 +8,10 @@ from ._recovery import LeaseKeeper, node_owner, recover
 from ._sandbox import SandboxOutbox
 from ._smtp import SmtpRelay
 from ._transport import DeliveryResult, Outcome, OutgoingMail, ResultCallback, Transport
-from ._worker import DeliveryWorker, WorkerSettings, retry_delay
+from ._worker import MAX_UNCOMMITTED, DeliveryWorker, WorkerSettings, retry_delay
 
 __all__ = [
+    "MAX_UNCOMMITTED",
     "DeliveryResult",
     "DeliveryWorker",
     "Journal",

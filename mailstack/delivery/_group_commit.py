@@ -3,9 +3,10 @@
 A worker hands each outcome over the moment the relay answers; one writer thread commits whatever has
 arrived since its last commit, in one transaction. When the relay is faster than the database the groups
 grow (the commits keep pace), and when it is slower each outcome is committed alone within milliseconds.
-So at any instant only the outcomes of the commit under way are delivered but not recorded: a node that
-dies for good (its journal gone with it) leaves only those, and the SMTP transactions that were open, to
-be sent again by the node that takes its jobs over.
+The writer may fall behind by ``max_lag`` outcomes at most: beyond that, handing one over waits for the
+commit under way (a database slower than the relay then paces delivery). So a node that dies for good
+(its journal gone with it) leaves at most ``max_lag`` outcomes, and the SMTP transactions that were open,
+to be sent again by the node that takes its jobs over.
 
 A commit that fails (the database is away) stops the writer: what it held, and what arrives after, is
 handed back to the worker by :meth:`GroupCommit.drain`, which keeps it until the database returns.
@@ -28,18 +29,23 @@ _IDLE_SECONDS = 2.0
 class GroupCommit(Generic[T]):
     """Commits items with ``commit`` on a thread of its own, in groups of whatever has arrived."""
 
-    def __init__(self, commit: Callable[[list[T]], None], *, name: str = "group-commit") -> None:
+    def __init__(
+        self, commit: Callable[[list[T]], None], *, max_lag: int, name: str = "group-commit"
+    ) -> None:
         self._commit = commit
+        self._max_lag = max_lag
         self._name = name
         self._changed = threading.Condition()
         self._arrived: list[T] = []
-        self._committing = False
+        self._committing = 0  # how many items the commit under way holds
         self._failed: list[T] = []  # not committed: handed back by drain()
         self._thread: threading.Thread | None = None
 
     def add(self, item: T) -> None:
-        """Commit ``item`` soon (never blocks on the database)."""
+        """Commit ``item`` soon; waits while ``max_lag`` items are not committed yet."""
         with self._changed:
+            while len(self._arrived) + self._committing >= self._max_lag and not self._failed:
+                self._changed.wait()
             if self._failed:  # the database is away: the worker writes it all once it is back
                 self._failed.append(item)
                 return
@@ -65,14 +71,14 @@ class GroupCommit(Generic[T]):
                         self._thread = None
                         return
                 group, self._arrived = self._arrived, []
-                self._committing = True
+                self._committing = len(group)
             try:
                 self._commit(group)
                 failed: list[T] = []
             except Exception:  # the worker retries and reports it (its outage notice)
                 failed = group
             with self._changed:
-                self._committing = False
+                self._committing = 0
                 if failed:
                     self._failed.extend(failed)
                     self._failed.extend(self._arrived)

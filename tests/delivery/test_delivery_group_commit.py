@@ -77,7 +77,7 @@ def test_outcomes_a_failed_commit_held_are_handed_back_in_order_and_commits_resu
             raise ConnectionError("database away")
         committed.append(group)
 
-    writer: GroupCommit[int] = GroupCommit(commit)
+    writer: GroupCommit[int] = GroupCommit(commit, max_lag=100)
     writer.add(1)
     assert first_commit_started.wait(5)
     for item in (2, 3):
@@ -89,3 +89,25 @@ def test_outcomes_a_failed_commit_held_are_handed_back_in_order_and_commits_resu
         writer.add(item)
     assert writer.drain() == []
     assert [item for group in committed for item in group] == [4, 5]
+
+
+def test_handing_over_waits_once_max_lag_outcomes_are_not_committed() -> None:
+    release = threading.Event()
+    committed: list[int] = []
+
+    def commit(group: list[int]) -> None:
+        release.wait(10)
+        committed.extend(group)
+
+    writer: GroupCommit[int] = GroupCommit(commit, max_lag=3)
+    for item in (1, 2, 3):
+        writer.add(item)  # the first is being committed (held), two more wait: at the bound
+    fourth = threading.Thread(target=writer.add, args=(4,))
+    fourth.start()
+    fourth.join(0.5)
+    assert fourth.is_alive()  # a node lost now would leave 3 uncommitted, never more
+    release.set()
+    fourth.join(10)
+    assert not fourth.is_alive()
+    assert writer.drain() == []
+    assert committed == [1, 2, 3, 4]
