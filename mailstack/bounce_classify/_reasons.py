@@ -1595,6 +1595,10 @@ def _first_pass(ev: Evidence, temp: str) -> str:
         return "requireptr"
     if ev.has("badreputation"):
         return "badreputation"
+    if ev.command == "MAIL" and temp in ("userunknown", "hostunknown"):
+        # An addressing status (RFC 3463 X.1.x) in reply to MAIL FROM is about the sender's address
+        # (RFC 5321 3.3): the recipient was never looked at.
+        return "rejected"
     if ev.command in ("CONN", "EHLO", "HELO") and ev.status[:1] != "2":
         # Refused before the envelope: the server objects to the connecting host itself.
         return "blocked"
