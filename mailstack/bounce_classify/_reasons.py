@@ -1599,8 +1599,9 @@ def _first_pass(ev: Evidence, temp: str) -> str:
         # An addressing status (RFC 3463 X.1.x) in reply to MAIL FROM is about the sender's address
         # (RFC 5321 3.3): the recipient was never looked at.
         return "rejected"
-    if ev.command in ("CONN", "EHLO", "HELO") and ev.status[:1] != "2":
-        # Refused before the envelope: the server objects to the connecting host itself.
+    if ev.command in ("CONN", "EHLO", "HELO") and ev.status[:1] != "2" and ev.status[1:3] != ".4":
+        # Refused before the envelope: the server objects to the connecting host itself (unless the
+        # status says the connection itself failed: RFC 3463 X.4.x, network and routing).
         return "blocked"
     if _userunknown(ev, temp):
         return "userunknown"
@@ -1694,14 +1695,21 @@ def decide(ev: Evidence) -> str:
 
 
 def _local_mailer(ev: Evidence) -> bool:
-    """A local delivery agent's own failure (X-Unix, or X-Postfix without any remote reply in it):
-    its words ("no such user" from procmail...) are not a receiving server's verdict."""
+    """A local delivery program's own failure (X-Unix, or X-Postfix quoting a command's output):
+    its words ("no such user" from procmail...) are not a mail system's verdict. Postfix's own
+    agents' words (local(8) "unknown user", smtp(8) "host not found") are."""
     if ev.diagnostic_type == "X-UNIX":
         return True
-    return ev.diagnostic_type == "X-POSTFIX" and not _REMOTE_REPLY.search(ev.diagnostic)
+    return (
+        ev.diagnostic_type == "X-POSTFIX"
+        and not _REMOTE_REPLY.search(ev.diagnostic)
+        and _COMMAND_OUTPUT.search(ev.diagnostic) is not None
+    )
 
 
 _REMOTE_REPLY = re.compile(r"\bsaid: [245]\d\d\b|\b[45]\d\d[ -][245]\.\d{1,3}\.\d{1,3}\b")
+# How Postfix's local(8) and pipe(8) report a delivery command's failure.
+_COMMAND_OUTPUT = re.compile(r"\bcommand (?:died|output|failed|time limit)|\bpipe\b|\bexit status\b")
 
 
 def _decide(ev: Evidence) -> str:
