@@ -1200,6 +1200,9 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
         r"re:\b(?:spf|dkim|dmarc)\b.{0,40}\b(?:fail|failed|fails|failure|invalid|reject|rejected)\b",
         r"re:\b(?:fail|failed|fails|failure|not pass|does not pass)\b.{0,40}\b(?:spf|dkim|dmarc)\b",
         r"re:\bsender policy framework\b",
+        # RFC 7372 X.7.26 "multiple authentication checks failed", and providers' "fails to pass
+        # authentication checks": a rejection that names the checks names why.
+        r"re:\bauthentication checks?\b(?! (?:passed|succeeded))",
         r"re:\b(?:bad|invalid|broken|missing|no|per (?:its|it'?s))\b.{0,10}\bspf records?\b",
     ),
     "requireptr": (
@@ -1577,7 +1580,9 @@ def _rejected(ev: Evidence, temp: str) -> bool:
 
 def _first_pass(ev: Evidence, temp: str) -> str:
     """Reasons decided by the status code together with the diagnostic (Sisimai's ``true()`` checks)."""
-    if temp == "mailboxfull" or ev.has("mailboxfull"):
+    if temp == "mailboxfull" or (ev.has("mailboxfull") and temp != "systemfull"):
+        # Unless the status says the whole mail system is out of storage (RFC 3463 X.3.1, X.4.5):
+        # then "insufficient disk space" is the server's disk, not the recipient's mailbox.
         return "mailboxfull"
     if temp == "mesgtoobig" or (temp != "exceedlimit" and ev.has("mesgtoobig")):
         return "mesgtoobig"

@@ -79,3 +79,25 @@ def test_raw_utf8_headers_and_a_mislabelled_7bit_charset_are_read() -> None:
     [result] = classify(raw)
     assert (result.recipient, result.category, result.reason) == ("alice@example.jp", "soft", "mailboxfull")
     assert "メールボックス" in result.diagnostic
+
+
+def test_a_system_storage_status_is_the_server_full_not_the_mailbox() -> None:
+    # RFC 3463 X.4.5 (congestion) / X.3.1 (mail system full), RFC 5321 452: the server's own disk.
+    text = (
+        "<alice@example.org>: host mx.example.org[192.0.2.1] said: 452 4.4.5 Insufficient disk space; "
+        "try again later (in reply to MAIL FROM command)\n"
+    )
+    diagnostic = "smtp; 452 4.4.5 Insufficient disk space; try again later"
+    assert _one("alice@example.org", "failed", "4.4.5", diagnostic, text) == ("soft", "systemfull")
+    # The same words with a mailbox status are the recipient's mailbox.
+    assert _one("alice@example.org", "failed", "4.2.2", "smtp; 452 4.2.2 Insufficient disk space")[1] == (
+        "mailboxfull"
+    )
+
+
+def test_a_rejection_naming_failed_authentication_checks_is_an_auth_failure() -> None:
+    diagnostic = (
+        "smtp; 550 5.7.1 Message refused: the authentication checks for example.com did not come "
+        "out right. To protect our users from spam, the message has been blocked."
+    )
+    assert _one("alice@example.org", "failed", "5.7.1", diagnostic) == ("soft", "authfailure")
