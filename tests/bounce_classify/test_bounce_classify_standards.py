@@ -101,3 +101,20 @@ def test_a_rejection_naming_failed_authentication_checks_is_an_auth_failure() ->
         "out right. To protect our users from spam, the message has been blocked."
     )
     assert _one("alice@example.org", "failed", "5.7.1", diagnostic) == ("soft", "authfailure")
+
+
+def test_a_null_sender_notice_naming_a_failure_is_a_bounce_and_a_null_sender_vacation_is_not() -> None:
+    # Null reverse-path (RFC 5321 4.5.5), Auto-Submitted like any DSN, no layout the classifier knows.
+    head = (
+        "Return-Path: <>\nFrom: <>\nTo: sender@example.com\nAuto-Submitted: auto-replied\n"
+        "Message-Id: <n1@mx.example.org>\nDate: Tue, 29 Dec 2009 12:12:54 +0000\n\n"
+    )
+    [notice] = classify(
+        (head + "You sent mail to alice@example.org. That mailbox does not exist here.\n").encode()
+    )
+    assert notice.recipient == "alice@example.org"
+    assert notice.category in ("hard", "soft")
+    [reply] = classify(
+        (head + "I am out of the office until Monday and will answer when I return.\n").encode()
+    )
+    assert (reply.category, reply.reason) == ("not_bounce", "vacation")
