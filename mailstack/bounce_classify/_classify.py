@@ -433,14 +433,22 @@ def _verp(candidates: Iterable[str]) -> str:
     return ""
 
 
-def _is_bounce(parsed: Parsed, note: str) -> bool:
+# Failures only a mail system reports: a person's or a robot's reply never says them about itself.
+_FAILURE_TABLES = ("userunknown-definite", "userunknown", "hostunknown", "mailboxfull", "mesgtoobig")
+
+
+def _is_bounce(parsed: Parsed, note: str, rules: Rules = ALL_RULES) -> bool:
     msg = parsed.message
     if parsed.report_type or parsed.dsn or msg.get("x-failed-recipients"):
         return True
     sender = decode_header_value(msg.get("from", "")) + " " + decode_header_value(msg.get("return-path", ""))
     subject = decode_header_value(msg.get("subject", ""))
     if _BOUNCE_SENDER.search(sender) or str(msg.get("return-path", "")).strip() == "<>":
-        return bool(_BOUNCE_BODY.search(note) or _BOUNCE_SUBJECT.search(subject) or _is_dsnish(note))
+        if _BOUNCE_BODY.search(note) or _BOUNCE_SUBJECT.search(subject) or _is_dsnish(note):
+            return True
+        # A null-sender notice (RFC 5321 4.5.5) in no known layout that names a failure of delivery.
+        head = normalise(note[:2000])
+        return any(rules.has(t, head) for t in _FAILURE_TABLES) and not rules.has("vacation", head)
     if _BOUNCE_SUBJECT.search(subject) and _BOUNCE_BODY.search(note):
         return True
     return _is_dsnish(note)
@@ -637,7 +645,7 @@ def _classify(raw: bytes, envelope_recipient: str | None, rules: Rules = ALL_RUL
                 rcpt.text = lines[: _MAX_BLOCK_LINES * 2]
         return [_finish(r, context, message_id, verp, rules, microsoft) for r in dsn_rcpts[:_MAX_RECIPIENTS]]
 
-    bounce = _is_bounce(parsed, note)
+    bounce = _is_bounce(parsed, note, rules)
     if not bounce:
         if _autoreply(parsed, note, rules):
             froms = _header_addresses(msg, "from", "sender", "reply-to")

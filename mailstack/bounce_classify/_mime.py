@@ -6,7 +6,7 @@ import email
 import email.policy
 import re
 from dataclasses import dataclass, field
-from email.header import decode_header
+from email.header import Header, decode_header
 from email.message import Message
 from email.parser import HeaderParser
 
@@ -50,6 +50,20 @@ def decode_header_value(value: object) -> str:
     """An RFC 2047-decoded, unfolded header value; never raises."""
     if value is None:
         return ""
+    if isinstance(value, Header):
+        # Raw 8-bit bytes in a header (RFC 6532 UTF-8, or a legacy charset): compat32 keeps them as
+        # unknown-8bit, which str() would turn into replacement characters.
+        try:
+            return re.sub(
+                r"\r?\n[ \t]*",
+                " ",
+                "".join(
+                    _decode_bytes(chunk, charset or "ascii") if isinstance(chunk, bytes) else chunk
+                    for chunk, charset in decode_header(value)
+                ),
+            ).strip()
+        except Exception:  # noqa: S110 - fall back to the plain rendering below
+            pass
     text = str(value)
     if "=?" in text:
         try:
@@ -68,6 +82,10 @@ def decode_header_value(value: object) -> str:
 def _decode_bytes(data: bytes, charset: str) -> str:
     charset = (charset or "").strip().strip('"').lower() or "utf-8"
     if charset in ("us-ascii", "ascii", "unknown-8bit", "x-unknown", "8bit", "binary"):
+        charset = "utf-8"
+    elif charset.startswith("iso-2022") and not data.isascii():
+        # ISO-2022 charsets are 7-bit: 8-bit bytes mean the label is wrong (often text re-encoded
+        # as UTF-8 on the way, the label left as it was).
         charset = "utf-8"
     try:
         return data.decode(charset, "replace")

@@ -1200,6 +1200,9 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
         r"re:\b(?:spf|dkim|dmarc)\b.{0,40}\b(?:fail|failed|fails|failure|invalid|reject|rejected)\b",
         r"re:\b(?:fail|failed|fails|failure|not pass|does not pass)\b.{0,40}\b(?:spf|dkim|dmarc)\b",
         r"re:\bsender policy framework\b",
+        # RFC 7372 X.7.26 "multiple authentication checks failed", and providers' "fails to pass
+        # authentication checks": a rejection that names the checks names why.
+        r"re:\bauthentication checks?\b(?! (?:passed|succeeded))",
         r"re:\b(?:bad|invalid|broken|missing|no|per (?:its|it'?s))\b.{0,10}\bspf records?\b",
     ),
     "requireptr": (
@@ -1577,7 +1580,9 @@ def _rejected(ev: Evidence, temp: str) -> bool:
 
 def _first_pass(ev: Evidence, temp: str) -> str:
     """Reasons decided by the status code together with the diagnostic (Sisimai's ``true()`` checks)."""
-    if temp == "mailboxfull" or ev.has("mailboxfull"):
+    if temp == "mailboxfull" or (ev.has("mailboxfull") and temp != "systemfull"):
+        # Unless the status says the whole mail system is out of storage (RFC 3463 X.3.1, X.4.5):
+        # then "insufficient disk space" is the server's disk, not the recipient's mailbox.
         return "mailboxfull"
     if temp == "mesgtoobig" or (temp != "exceedlimit" and ev.has("mesgtoobig")):
         return "mesgtoobig"
@@ -1595,8 +1600,13 @@ def _first_pass(ev: Evidence, temp: str) -> str:
         return "requireptr"
     if ev.has("badreputation"):
         return "badreputation"
-    if ev.command in ("CONN", "EHLO", "HELO") and ev.status[:1] != "2":
-        # Refused before the envelope: the server objects to the connecting host itself.
+    if ev.command == "MAIL" and temp in ("userunknown", "hostunknown"):
+        # An addressing status (RFC 3463 X.1.x) in reply to MAIL FROM is about the sender's address
+        # (RFC 5321 3.3): the recipient was never looked at.
+        return "rejected"
+    if ev.command in ("CONN", "EHLO", "HELO") and ev.status[:1] != "2" and ev.status[1:3] != ".4":
+        # Refused before the envelope: the server objects to the connecting host itself (unless the
+        # status says the connection itself failed: RFC 3463 X.4.x, network and routing).
         return "blocked"
     if _userunknown(ev, temp):
         return "userunknown"
@@ -1690,14 +1700,21 @@ def decide(ev: Evidence) -> str:
 
 
 def _local_mailer(ev: Evidence) -> bool:
-    """A local delivery agent's own failure (X-Unix, or X-Postfix without any remote reply in it):
-    its words ("no such user" from procmail...) are not a receiving server's verdict."""
+    """A local delivery program's own failure (X-Unix, or X-Postfix quoting a command's output):
+    its words ("no such user" from procmail...) are not a mail system's verdict. Postfix's own
+    agents' words (local(8) "unknown user", smtp(8) "host not found") are."""
     if ev.diagnostic_type == "X-UNIX":
         return True
-    return ev.diagnostic_type == "X-POSTFIX" and not _REMOTE_REPLY.search(ev.diagnostic)
+    return (
+        ev.diagnostic_type == "X-POSTFIX"
+        and not _REMOTE_REPLY.search(ev.diagnostic)
+        and _COMMAND_OUTPUT.search(ev.diagnostic) is not None
+    )
 
 
 _REMOTE_REPLY = re.compile(r"\bsaid: [245]\d\d\b|\b[45]\d\d[ -][245]\.\d{1,3}\.\d{1,3}\b")
+# How Postfix's local(8) and pipe(8) report a delivery command's failure.
+_COMMAND_OUTPUT = re.compile(r"\bcommand (?:died|output|failed|time limit)|\bpipe\b|\bexit status\b")
 
 
 def _decide(ev: Evidence) -> str:

@@ -1,0 +1,120 @@
+"""Verdicts that follow from the standards (RFC 5321 stages, RFC 3463 classes, RFC 6532 headers) rather
+than from any one mail system's wording."""
+
+from __future__ import annotations
+
+from bounce_samples import dsn
+
+from mailstack.bounce_classify import classify
+
+
+def _one(address: str, action: str, status: str, diagnostic: str, text: str = "") -> tuple[str, str]:
+    [result] = classify(dsn(recipients=((address, action, status, diagnostic),), text=text))
+    return result.category, result.reason
+
+
+def test_an_addressing_status_in_reply_to_mail_from_is_the_sender_refused() -> None:
+    # RFC 5321 3.3: MAIL FROM carries the reverse-path; a 5.1.x there is about the sender.
+    text = (
+        "<alice@example.org>: host mx.example.org[192.0.2.1] said: 553 5.1.0 sender.example.com "
+        "lookup failed (in reply to MAIL FROM command)\n"
+    )
+    assert _one("alice@example.org", "failed", "5.1.0", "smtp; 553 5.1.0 lookup failed", text) == (
+        "soft",
+        "rejected",
+    )
+    # The same status in reply to RCPT TO is the recipient.
+    assert _one("alice@example.org", "failed", "5.1.1", "smtp; 550 5.1.1 lookup failed") == (
+        "hard",
+        "userunknown",
+    )
+
+
+def test_postfix_own_words_are_a_verdict_but_a_command_output_is_not() -> None:
+    # local(8) has no such user: Postfix's own verdict, even with a generic 5.0.0.
+    text = '<alice@example.org>: unknown user: "alice"\n'
+    assert _one("alice@example.org", "failed", "5.0.0", 'X-Postfix; unknown user: "alice"', text) == (
+        "hard",
+        "userunknown",
+    )
+    # A delivery program's output quoted by pipe(8) is that program's words, not a verdict on the address.
+    diagnostic = 'X-Postfix; Command died with status 67: "/usr/bin/procmail". Command output: no such user'
+    text = f"<alice@example.org>: {diagnostic[11:]}\n"
+    category, reason = _one("alice@example.org", "failed", "5.0.0", diagnostic, text)
+    assert reason != "userunknown" and category == "soft"
+
+
+def test_a_connection_lost_during_the_greeting_is_a_network_error_not_a_block() -> None:
+    text = (
+        "<alice@example.org>: lost connection with mx.example.org[192.0.2.1] while performing the "
+        "HELO handshake\n"
+    )
+    diagnostic = (
+        "X-Postfix; lost connection with mx.example.org[192.0.2.1] while performing the HELO handshake"
+    )
+    assert _one("alice@example.org", "failed", "4.4.2", diagnostic, text) == ("soft", "networkerror")
+    # Refused at the greeting with a policy status: the connecting host is blocked.
+    text = "<alice@example.org>: host mx.example.org[192.0.2.1] refused to talk to me: 554 5.7.1 go away\n"
+    diagnostic = "X-Postfix; host mx.example.org[192.0.2.1] refused to talk to me: 554 5.7.1 go away"
+    assert _one("alice@example.org", "failed", "5.7.1", diagnostic, text)[1] == "blocked"
+
+
+def test_raw_utf8_headers_and_a_mislabelled_7bit_charset_are_read() -> None:
+    # RFC 6532 allows UTF-8 in header fields; ISO-2022-JP is 7-bit, so 8-bit bytes under that label are
+    # not ISO-2022-JP (text re-encoded on the way with its label left as it was).
+    raw = (
+        "From: no-reply@mail.example.jp\n"
+        "To: sender@example.com\n"
+        "Subject: メールエラー通知\n"
+        "MIME-Version: 1.0\n"
+        'Content-Type: multipart/mixed; boundary="B"\n\n'
+        '--B\nContent-Type: text/plain; charset="ISO-2022-JP"\n\n'
+        "送信先のメールボックスが一杯のため、送信できませんでした。\n"
+        "     Could not be delivered to: <alice@example.jp>\n"
+        "     As their mailbox is full.\n"
+        "--B\nContent-Type: message/rfc822\n\n"
+        "From: sender@example.com\nTo: alice@example.jp\nSubject: hello\n\nhello\n"
+        "--B--\n"
+    ).encode()
+    [result] = classify(raw)
+    assert (result.recipient, result.category, result.reason) == ("alice@example.jp", "soft", "mailboxfull")
+    assert "メールボックス" in result.diagnostic
+
+
+def test_a_system_storage_status_is_the_server_full_not_the_mailbox() -> None:
+    # RFC 3463 X.4.5 (congestion) / X.3.1 (mail system full), RFC 5321 452: the server's own disk.
+    text = (
+        "<alice@example.org>: host mx.example.org[192.0.2.1] said: 452 4.4.5 Insufficient disk space; "
+        "try again later (in reply to MAIL FROM command)\n"
+    )
+    diagnostic = "smtp; 452 4.4.5 Insufficient disk space; try again later"
+    assert _one("alice@example.org", "failed", "4.4.5", diagnostic, text) == ("soft", "systemfull")
+    # The same words with a mailbox status are the recipient's mailbox.
+    assert _one("alice@example.org", "failed", "4.2.2", "smtp; 452 4.2.2 Insufficient disk space")[1] == (
+        "mailboxfull"
+    )
+
+
+def test_a_rejection_naming_failed_authentication_checks_is_an_auth_failure() -> None:
+    diagnostic = (
+        "smtp; 550 5.7.1 Message refused: the authentication checks for example.com did not come "
+        "out right. To protect our users from spam, the message has been blocked."
+    )
+    assert _one("alice@example.org", "failed", "5.7.1", diagnostic) == ("soft", "authfailure")
+
+
+def test_a_null_sender_notice_naming_a_failure_is_a_bounce_and_a_null_sender_vacation_is_not() -> None:
+    # Null reverse-path (RFC 5321 4.5.5), Auto-Submitted like any DSN, no layout the classifier knows.
+    head = (
+        "Return-Path: <>\nFrom: <>\nTo: sender@example.com\nAuto-Submitted: auto-replied\n"
+        "Message-Id: <n1@mx.example.org>\nDate: Tue, 29 Dec 2009 12:12:54 +0000\n\n"
+    )
+    [notice] = classify(
+        (head + "You sent mail to alice@example.org. That mailbox does not exist here.\n").encode()
+    )
+    assert notice.recipient == "alice@example.org"
+    assert notice.category in ("hard", "soft")
+    [reply] = classify(
+        (head + "I am out of the office until Monday and will answer when I return.\n").encode()
+    )
+    assert (reply.category, reply.reason) == ("not_bounce", "vacation")
