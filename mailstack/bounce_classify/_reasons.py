@@ -1192,7 +1192,7 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
     ),
     "norelaying": (
         r"re:\brelay(?:ing)?\b.{0,30}\b(?:denied|not (?:permitted|allowed)|prohibited|refused|rejected)\b",
-        r"re:\b(?:not|unable) (?:configured )?to relay\b",
+        r"re:\b(?:no|not|unable to|cannot|can'?t|won'?t) (?:configured to )?relay(?:ing)?\b",
         r"re:\b(?:insecure|open) (?:mail )?relay\b",
         r"re:\bas an? relay\b",
     ),

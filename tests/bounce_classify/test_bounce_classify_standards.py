@@ -118,3 +118,13 @@ def test_a_null_sender_notice_naming_a_failure_is_a_bounce_and_a_null_sender_vac
         (head + "I am out of the office until Monday and will answer when I return.\n").encode()
     )
     assert (reply.category, reply.reason) == ("not_bounce", "vacation")
+
+
+def test_relaying_refusals_in_any_wording_are_norelaying() -> None:
+    for words in (
+        "Recipient address rejected: No relaying",
+        "This system is not configured to relay mail",
+        "we cannot relay for example.org",
+    ):
+        diagnostic = f"smtp; 550 5.7.0 {words}"
+        assert _one("alice@example.org", "failed", "5.7.0", diagnostic) == ("soft", "norelaying"), words
