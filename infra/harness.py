@@ -11,6 +11,7 @@ Pulumi's mocks and configuration are process-wide: each run installs fresh ones,
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import json
@@ -315,6 +316,14 @@ def _run_entry_point() -> None:
     runpy.run_path(str(ENTRY_POINT), run_name="__main__")
 
 
+@cache
+def mocks_event_loop() -> asyncio.AbstractEventLoop:
+    """The one event loop every run under the mocks uses: Pulumi keeps futures of the loop current when
+    mocks are installed, and fails on any other ("attached to a different loop"). An asyncio.run()
+    earlier in the process leaves the thread with no current loop at all."""
+    return asyncio.new_event_loop()
+
+
 def run_program(
     stack: str,
     config: Mapping[str, str],
@@ -325,6 +334,7 @@ def run_program(
     """Run ``program`` (default: ``infra/__main__.py``, as ``pulumi up`` would) under fresh mocks with
     ``config``; returns what it registered and exported. Errors of the program propagate."""
     region = config.get("aws:region", DEFAULT_REGION)
+    asyncio.set_event_loop(mocks_event_loop())
     mocks = MailstackMocks(region)
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)

@@ -1,4 +1,4 @@
-"""Fixtures of the infra tests: fresh Pulumi mocks per test (see infra_mocks)."""
+"""Fixtures of the infra tests: fresh Pulumi mocks per test (see infra_mocks), on the mocks' event loop."""
 
 from __future__ import annotations
 
@@ -8,5 +8,6 @@ from infra_mocks import Mocked
 
 @pytest.fixture
 def mocked() -> Mocked:
-    """Fresh Pulumi mocks and empty configuration for one test."""
+    """Fresh Pulumi mocks and empty configuration for one test, on the mocks' event loop (whatever an
+    earlier test did to the thread's)."""
     return Mocked()

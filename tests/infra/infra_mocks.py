@@ -6,6 +6,7 @@ imported, and afresh for every test, so tests neither see each other's resources
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +17,12 @@ import pulumi
 # infra/ and policies/ are not installed packages: the repository root makes them importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from infra.harness import MailstackMocks, RecordedResource, RecordingMonitor
+from infra.harness import MailstackMocks, RecordedResource, RecordingMonitor, mocks_event_loop
 
 
 def install_mocks(config: dict[str, str] | None = None, stack: str = "test") -> RecordingMonitor:
     """Fresh mocks and configuration for the project ``mailstack``."""
+    asyncio.set_event_loop(mocks_event_loop())
     mocks = MailstackMocks()
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="mailstack", stack=stack, preview=False, monitor=monitor)
