@@ -1408,17 +1408,25 @@ class RuleSet:
 
 
 class Rules:
-    """A :class:`RuleSet` made ready for matching (its phrase tables compiled)."""
+    """A :class:`RuleSet` made ready for matching (each phrase table compiled when first used: compiling
+    them all took a third of a second of every start, and a node may never see a bounce)."""
 
-    __slots__ = ("patterns", "sources_off")
+    __slots__ = ("_off", "_patterns", "sources_off")
 
     def __init__(self, ruleset: RuleSet) -> None:
-        off = ruleset.without_phrases
-        self.patterns: dict[str, re.Pattern[str] | None] = {
-            name: _compile(tuple(p for p in phrases if (name, p) not in off))
-            for name, phrases in _PHRASES.items()
-        }
+        self._off = ruleset.without_phrases
+        self._patterns: dict[str, re.Pattern[str] | None] = {}
         self.sources_off = ruleset.without_sources
+
+    def pattern(self, table: str) -> re.Pattern[str] | None:
+        """The compiled phrases of ``table`` in force (None: none)."""
+        try:
+            return self._patterns[table]
+        except KeyError:
+            phrases = tuple(p for p in _PHRASES.get(table, ()) if (table, p) not in self._off)
+            # Two threads may both compile it; either result is the same.
+            compiled = self._patterns[table] = _compile(phrases)
+            return compiled
 
     def allows(self, source: str) -> bool:
         """True unless the rules documented for ``source`` (a vendor family) are switched off."""
@@ -1426,7 +1434,7 @@ class Rules:
 
     def has(self, table: str, text: str) -> bool:
         """True when the normalised ``text`` contains one of the phrases of ``table``."""
-        pattern = self.patterns.get(table)
+        pattern = self.pattern(table)
         return pattern is not None and pattern.search(text) is not None
 
 
