@@ -1549,7 +1549,9 @@ def _userunknown(ev: Evidence, temp: str) -> bool:
     # Otherwise only a refusal of RCPT TO proves the mailbox unknown; after DATA it is a filter.
     if ev.command == "RCPT":
         return ev.has("userunknown")
-    return False
+    # No SMTP reply quoted and no status: the reporting system's own directory lookup (Exchange,
+    # Domino, GroupWise "recipient not recognized"), not a remote server's reply after DATA.
+    return not (ev.command or ev.reply_code or temp) and ev.has("userunknown") and not ev.has("filtered")
 
 
 def _filtered(ev: Evidence, temp: str) -> bool:

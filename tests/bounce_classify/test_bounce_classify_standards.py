@@ -128,3 +128,27 @@ def test_relaying_refusals_in_any_wording_are_norelaying() -> None:
     ):
         diagnostic = f"smtp; 550 5.7.0 {words}"
         assert _one("alice@example.org", "failed", "5.7.0", diagnostic) == ("soft", "norelaying"), words
+
+
+def _notice(body: str, subject: str = "Undeliverable: hello") -> bytes:
+    return (
+        "Return-Path: <>\nFrom: Mail Administrator <postmaster@mx.example.org>\nTo: sender@example.com\n"
+        f"Subject: {subject}\nMessage-Id: <n2@mx.example.org>\nDate: Tue, 29 Dec 2009 12:12:54 +0000\n\n"
+        + body
+    ).encode()
+
+
+def test_a_reporting_systems_own_unknown_recipient_verdict_is_userunknown() -> None:
+    # No SMTP reply quoted, no status: the reporting system looked the name up in its own directory
+    # (Exchange's "recipient name is not recognized", Domino's "not listed", GroupWise's "not found").
+    body = (
+        "Your message could not be delivered to the following recipient(s):\n\n"
+        "alice@example.org on Tue, 29 Dec 2009 12:12:54 +0000\n"
+        "    User not listed in the address book\n"
+    )
+    [result] = classify(_notice(body))
+    assert (result.recipient, result.category, result.reason) == ("alice@example.org", "hard", "userunknown")
+    # A remote server's 550 quoted without its SMTP stage may have come after DATA: a filter.
+    body = "Your message could not be delivered to:\n\nalice@example.org\n    550 No such user\n"
+    [result] = classify(_notice(body))
+    assert (result.category, result.reason) == ("soft", "filtered")
