@@ -1146,7 +1146,9 @@ _PHRASES: dict[str, tuple[str, ...]] = {
 
 # How mail systems in general word each failure: a subject and what is wrong with it, within a few
 # words. One form per entry, so that a measurement can attribute each form to the families that use it
-# (see RuleSet); they come after the phrase lists above, which stay the most specific evidence.
+# (see RuleSet); an entry may spell one statement in more than one voice ("X not found" / "couldn't
+# find X"), never two different statements. They come after the phrase lists above, which stay the
+# most specific evidence.
 # Words, not parts of an address or host name ("recipient@example.net", "host1.example.org").
 _WHO = (
     r"(?<![\w@.-])(?:user|recipient|mailbox|address|account|addressee|local[ -]?part|e-?mail)(?![\w@-]|\.\w)"
@@ -1170,10 +1172,14 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
         rf"re:\bnot an? (?:known|valid|active|existing|local)\b.{{0,10}}{_WHO}",
     ),
     "hostunknown": (
-        rf"re:{_HOST}.{{0,30}}\b(?:unknown|not found|does ?n[o']t exist|not exist)\b",
+        # The name lookup found nothing, said of the host (passive) or by the sender (active): Postfix
+        # "Host or domain name not found", Sendmail "Host unknown", OpenSMTPD "Domain does not
+        # exist", qmail "couldn't find any host named", resolvers' "unable to resolve host".
+        rf"re:{_HOST}.{{0,30}}\b(?:unknown|not found|does ?n[o']t exist|not exist)\b|"
+        rf"\b(?:couldn'?t|could not|can'?t|cannot|unable to|failed to) (?:find|resolve) "
+        rf"(?:any |the |a )?{_HOST}",
         rf"re:\b(?:unknown|no such|non-?existent|invalid)\b.{{0,10}}{_HOST}",
         r"re:\bnxdomain\b",
-        rf"re:\b(?:couldn'?t|could not|can'?t|cannot|unable to) find (?:any |the |a )?{_HOST}",
     ),
     "mailboxfull": (
         r"re:\b(?:mailbox|inbox|mail ?box|quota|disk|storage|mail ?folder)\b.{0,30}\bfull\b",

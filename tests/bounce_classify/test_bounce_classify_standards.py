@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from bounce_samples import dsn
 
-from mailstack.bounce_classify import classify
+from mailstack.bounce_classify import classify, phrase_in, phrase_tables
+from mailstack.bounce_classify._reasons import normalise
 
 
 def _one(address: str, action: str, status: str, diagnostic: str, text: str = "") -> tuple[str, str]:
@@ -152,3 +153,28 @@ def test_a_reporting_systems_own_unknown_recipient_verdict_is_userunknown() -> N
     body = "Your message could not be delivered to:\n\nalice@example.org\n    550 No such user\n"
     [result] = classify(_notice(body))
     assert (result.category, result.reason) == ("soft", "filtered")
+
+
+def _forms_matching_all(table: str, *texts: str) -> list[str]:
+    return [p for p in phrase_tables()[table] if all(phrase_in(p, normalise(t)) for t in texts)]
+
+
+def test_a_failed_name_lookup_is_one_concept_in_either_voice() -> None:
+    # "X not found" (Postfix, Sendmail) and "couldn't find X" (qmail, resolvers) say the same thing:
+    # one form, so a rule written from one MTA's wording also hears the other's.
+    wordings = (
+        "Host or domain name not found. Name service error for name=example.org type=MX",
+        "Sorry, I couldn't find any host named example.org. (#5.1.2)",
+        "unable to resolve host example.org",
+    )
+    assert _forms_matching_all("hostunknown", *wordings)
+    body = (
+        "Hi. This is the qmail-send program at mx.example.com.\n"
+        "I'm afraid I wasn't able to deliver your message to the following addresses.\n"
+        "This is a permanent error; I've given up. Sorry it didn't work out.\n\n"
+        "<alice@example.org>:\nSorry, I couldn't find any host by that name.\n\n"
+        "--- Below this line is a copy of the message.\n\n"
+        "From: sender@example.com\nTo: alice@example.org\nSubject: hi\n\nhi\n"
+    )
+    [result] = classify(_notice(body, "failure notice"))
+    assert (result.recipient, result.category, result.reason) == ("alice@example.org", "hard", "hostunknown")
