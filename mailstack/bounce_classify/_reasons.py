@@ -1279,7 +1279,11 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
     "contenterror": (r"re:\b(?:header|mime|content|encoding)\b.{0,30}\b(?:invalid|malformed|illegal)\b",),
     "rejected": (
         r"re:\bsender\b.{0,30}\b(?:rejected|refused|denied|blocked|not allowed|invalid|unknown)\b",
-        r"re:\b(?:not a member|non-?member|members only)\b",
+        # A list refusing a post from someone not on it: fml and Mailman "not a member", Mailman
+        # "members-only list", Google Groups and Sympa "(not) have permission to post/send".
+        r"re:\b(?:not a member|non-?member|members[ -]only)\b|"
+        r"\b(?:not|n't) (?:have )?(?:the )?(?:permission|allowed|permitted|authori[sz]ed) to "
+        r"(?:post|send (?:messages )?to (?:this|the) (?:list|group))\b",
     ),
     "filtered": (r"re:\b(?:filtered|refuses? to (?:receive|accept))\b",),
     "securityerror": (r"re:\b(?:unauthenticated (?:senders?|users?)|authentication (?:is )?required)\b",),

@@ -178,3 +178,17 @@ def test_a_failed_name_lookup_is_one_concept_in_either_voice() -> None:
     )
     [result] = classify(_notice(body, "failure notice"))
     assert (result.recipient, result.category, result.reason) == ("alice@example.org", "hard", "hostunknown")
+
+
+def test_a_list_refusing_a_non_members_post_is_rejected_in_any_list_managers_words() -> None:
+    wordings = (
+        "You are not a member of this mailing list <list@example.org>.",
+        "you may not have permission to post messages to the group",
+        "You are not allowed to post to this mailing list",
+    )
+    for words in wordings:
+        assert _forms_matching_all("rejected", words), words
+    assert _forms_matching_all("rejected", wordings[0], wordings[1])
+    body = f"Hello sender@example.com,\n\n{wordings[2]}: list@example.org\n\nYour message was rejected.\n"
+    [result] = classify(_notice(body, "Delivery failure"))
+    assert (result.recipient, result.category, result.reason) == ("list@example.org", "soft", "rejected")
