@@ -1263,7 +1263,10 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
         r"re:\bcould not (?:be )?deliver(?:ed)? (?:for|in|within)\b",
         r"re:\b(?:delayed|retr(?:y|ies|ying))\b",
         r"re:\btoo long\b",
-        r"re:\bfor (?:a long time|too long)\b",
+        # Undelivered for a stated time, then given up: exim "failing for a long time", sendmail
+        # "could not be delivered for 5 days", "cannot send message for 4 days", "aborted after 5 hours".
+        r"re:\b(?:for|after) (?:more than |over )?(?:a long time|too long|"
+        r"\d+(?:\.\d+)? ?(?:hours?|days?|hour\(s\)|day\(s\)))\b",
     ),
     "notaccept": (
         r"re:\bnull mx\b",

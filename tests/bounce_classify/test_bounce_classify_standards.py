@@ -192,3 +192,15 @@ def test_a_list_refusing_a_non_members_post_is_rejected_in_any_list_managers_wor
     body = f"Hello sender@example.com,\n\n{wordings[2]}: list@example.org\n\nYour message was rejected.\n"
     [result] = classify(_notice(body, "Delivery failure"))
     assert (result.recipient, result.category, result.reason) == ("list@example.org", "soft", "rejected")
+
+
+def test_a_delivery_given_up_after_a_stated_time_is_expired() -> None:
+    wordings = (
+        "all hosts have been failing for a long time and were last tried after this message arrived",
+        "Message could not be delivered for 5 days",
+        "Delivery to the following recipients was aborted after 5.0 hour(s)",
+    )
+    assert _forms_matching_all("expired", *wordings)
+    body = f"{wordings[2]}:\n\n  * alice@example.org\n"
+    [result] = classify(_notice(body, "Delivery Status Notification (Failure)"))
+    assert (result.recipient, result.category, result.reason) == ("alice@example.org", "soft", "expired")
