@@ -1164,12 +1164,13 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
         rf"re:\bunknown\b.{{0,10}}{_WHO}",
         rf"re:{_WHO}.{{0,30}}\bnot found\b",
         rf"re:{_WHO}.{{0,30}}\b(?:does ?n[o']t|did ?n[o']t|not) exist\b",
-        rf"re:{_WHO}.{{0,30}}\bnot (?:recogni[sz]ed|known|listed|valid)\b",
-        rf"re:\b(?:invalid|non-?existent|no such|bad)\b.{{0,10}}{_WHO}",
-        rf"re:{_WHO}.{{0,20}}\b(?:is )?invalid\b",
-        rf"re:\bno (?:such )?{_WHO} (?:here|by that name|available)",
-        rf"re:\bno (?:such )?(?:{_WHO}|mail box)\b.{{0,10}}\b(?:found|available|exists?)\b",
-        rf"re:\bnot an? (?:known|valid|active|existing|local)\b.{{0,10}}{_WHO}",
+        # Each of the next three in both word orders: "user not known" / "not a known user",
+        # "invalid user" / "user is invalid", "no such user here" / "no mailbox found".
+        rf"re:{_WHO}.{{0,30}}\bnot (?:recogni[sz]ed|known|listed|valid)\b|"
+        rf"\bnot an? (?:known|valid|active|existing|local)\b.{{0,10}}{_WHO}",
+        rf"re:\b(?:invalid|non-?existent|no such|bad)\b.{{0,10}}{_WHO}|{_WHO}.{{0,20}}\b(?:is )?invalid\b",
+        rf"re:\bno (?:such )?{_WHO} (?:here|by that name|available)|"
+        rf"\bno (?:such )?(?:{_WHO}|mail box)\b.{{0,10}}\b(?:found|available|exists?)\b",
     ),
     "hostunknown": (
         # The name lookup found nothing, said of the host (passive) or by the sender (active): Postfix

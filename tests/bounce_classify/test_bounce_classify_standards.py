@@ -204,3 +204,20 @@ def test_a_delivery_given_up_after_a_stated_time_is_expired() -> None:
     body = f"{wordings[2]}:\n\n  * alice@example.org\n"
     [result] = classify(_notice(body, "Delivery Status Notification (Failure)"))
     assert (result.recipient, result.category, result.reason) == ("alice@example.org", "soft", "expired")
+
+
+def test_an_unknown_recipient_is_heard_in_either_word_order() -> None:
+    for pair in (
+        ("550 5.1.1 Recipient not known here", '550 "alice@example.org" is not a known user'),
+        ("550 Invalid recipient <alice@example.org>", "550 The mailbox is invalid"),
+        ("550 No such user here", "550 ** No mail box available for this user **"),
+    ):
+        assert _forms_matching_all("userunknown", *pair), pair
+    text = (
+        "<alice@example.org>: host mx.example.org[192.0.2.1] said: 550 No mailbox found "
+        "(in reply to RCPT TO command)\n"
+    )
+    assert _one("alice@example.org", "failed", "5.0.0", "smtp; 550 No mailbox found", text) == (
+        "hard",
+        "userunknown",
+    )
