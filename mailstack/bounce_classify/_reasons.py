@@ -1252,9 +1252,11 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
     ),
     "networkerror": (
         r"re:\b(?:no route|network (?:is )?unreachable|network error)\b",
-        r"re:\bname service error\b",
-        r"re:\bmalformed (?:or unexpected )?(?:name server |dns )?reply\b",
-        r"re:\b(?:name server|nameserver|dns)\b.{0,40}\b(?:error|failure|failed|timeout|timed out)\b",
+        # The name service failed (not: found nothing): "name service error", "DNS failure",
+        # "malformed or unexpected name server reply".
+        r"re:\b(?:name server|nameserver|name service|dns)\b.{0,40}"
+        r"\b(?:error|failure|failed|timeout|timed out)\b|"
+        r"\bmalformed (?:or unexpected )?(?:name server |dns )?reply\b",
         r"re:\b(?:mail|routing|forwarding) loop\b",
         r"re:\btoo many hops\b",
     ),
@@ -1293,7 +1295,12 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
     "securityerror": (r"re:\b(?:unauthenticated (?:senders?|users?)|authentication (?:is )?required)\b",),
     "badreputation": (r"re:\b(?:ip|sender|sending|domain|poor|low|bad)\b.{0,20}\breputation\b",),
     # A name server's "try again" (SERVFAIL) says nothing about whether the domain exists.
-    "dns-temporary": (r"re:\bnot found, try again\b", r"re:\btemporary failure in name resolution\b"),
+    # The resolver's TRY_AGAIN in its usual spellings: Postfix "Host not found, try again", the C
+    # library's "Host name lookup failure" (hstrerror) and "Temporary failure in name resolution".
+    "dns-temporary": (
+        r"re:\bnot found, try again\b|\bhost ?name lookup failure\b",
+        r"re:\btemporary failure in name resolution\b",
+    ),
 }
 # Wording fixed by standards rather than by any one mail system: the reply texts of RFC 5321, the
 # descriptions of the enhanced status codes (RFC 3463, RFC 7505, the IANA registry) and the operating

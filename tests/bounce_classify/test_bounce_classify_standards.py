@@ -221,3 +221,20 @@ def test_an_unknown_recipient_is_heard_in_either_word_order() -> None:
         "hard",
         "userunknown",
     )
+
+
+def test_a_name_service_failure_is_a_network_error_not_an_unknown_host() -> None:
+    assert _forms_matching_all(
+        "networkerror",
+        "Name service error for name=example.org type=MX: Malformed or unexpected name server reply",
+        "DNS lookup failed for example.org",
+    )
+    # The resolver's TRY_AGAIN, as Postfix and as the C library (hstrerror) spell it.
+    assert _forms_matching_all(
+        "dns-temporary",
+        "Name service error for domain example.org: Host not found, try again",
+        "Deferred: example.org: host name lookup failure",
+    )
+    text = "<alice@example.org>: Name service error for domain example.org: Host not found, try again\n"
+    diagnostic = "X-Postfix; Name service error for domain example.org: Host not found, try again"
+    assert _one("alice@example.org", "failed", "", diagnostic, text) == ("soft", "networkerror")
