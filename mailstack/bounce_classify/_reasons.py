@@ -1146,7 +1146,9 @@ _PHRASES: dict[str, tuple[str, ...]] = {
 
 # How mail systems in general word each failure: a subject and what is wrong with it, within a few
 # words. One form per entry, so that a measurement can attribute each form to the families that use it
-# (see RuleSet); they come after the phrase lists above, which stay the most specific evidence.
+# (see RuleSet); an entry may spell one statement in more than one voice ("X not found" / "couldn't
+# find X"), never two different statements. They come after the phrase lists above, which stay the
+# most specific evidence.
 # Words, not parts of an address or host name ("recipient@example.net", "host1.example.org").
 _WHO = (
     r"(?<![\w@.-])(?:user|recipient|mailbox|address|account|addressee|local[ -]?part|e-?mail)(?![\w@-]|\.\w)"
@@ -1162,18 +1164,23 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
         rf"re:\bunknown\b.{{0,10}}{_WHO}",
         rf"re:{_WHO}.{{0,30}}\bnot found\b",
         rf"re:{_WHO}.{{0,30}}\b(?:does ?n[o']t|did ?n[o']t|not) exist\b",
-        rf"re:{_WHO}.{{0,30}}\bnot (?:recogni[sz]ed|known|listed|valid)\b",
-        rf"re:\b(?:invalid|non-?existent|no such|bad)\b.{{0,10}}{_WHO}",
-        rf"re:{_WHO}.{{0,20}}\b(?:is )?invalid\b",
-        rf"re:\bno (?:such )?{_WHO} (?:here|by that name|available)",
-        rf"re:\bno (?:such )?(?:{_WHO}|mail box)\b.{{0,10}}\b(?:found|available|exists?)\b",
-        rf"re:\bnot an? (?:known|valid|active|existing|local)\b.{{0,10}}{_WHO}",
+        # Each of the next three in both word orders: "user not known" / "not a known user",
+        # "invalid user" / "user is invalid", "no such user here" / "no mailbox found".
+        rf"re:{_WHO}.{{0,30}}\bnot (?:recogni[sz]ed|known|listed|valid)\b|"
+        rf"\bnot an? (?:known|valid|active|existing|local)\b.{{0,10}}{_WHO}",
+        rf"re:\b(?:invalid|non-?existent|no such|bad)\b.{{0,10}}{_WHO}|{_WHO}.{{0,20}}\b(?:is )?invalid\b",
+        rf"re:\bno (?:such )?{_WHO} (?:here|by that name|available)|"
+        rf"\bno (?:such )?(?:{_WHO}|mail box)\b.{{0,10}}\b(?:found|available|exists?)\b",
     ),
     "hostunknown": (
-        rf"re:{_HOST}.{{0,30}}\b(?:unknown|not found|does ?n[o']t exist|not exist)\b",
+        # The name lookup found nothing, said of the host (passive) or by the sender (active): Postfix
+        # "Host or domain name not found", Sendmail "Host unknown", OpenSMTPD "Domain does not
+        # exist", qmail "couldn't find any host named", resolvers' "unable to resolve host".
+        rf"re:{_HOST}.{{0,30}}\b(?:unknown|not found|does ?n[o']t exist|not exist)\b|"
+        rf"\b(?:couldn'?t|could not|can'?t|cannot|unable to|failed to) (?:find|resolve) "
+        rf"(?:any |the |a )?{_HOST}",
         rf"re:\b(?:unknown|no such|non-?existent|invalid)\b.{{0,10}}{_HOST}",
         r"re:\bnxdomain\b",
-        rf"re:\b(?:couldn'?t|could not|can'?t|cannot|unable to) find (?:any |the |a )?{_HOST}",
     ),
     "mailboxfull": (
         r"re:\b(?:mailbox|inbox|mail ?box|quota|disk|storage|mail ?folder)\b.{0,30}\bfull\b",
@@ -1245,9 +1252,11 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
     ),
     "networkerror": (
         r"re:\b(?:no route|network (?:is )?unreachable|network error)\b",
-        r"re:\bname service error\b",
-        r"re:\bmalformed (?:or unexpected )?(?:name server |dns )?reply\b",
-        r"re:\b(?:name server|nameserver|dns)\b.{0,40}\b(?:error|failure|failed|timeout|timed out)\b",
+        # The name service failed (not: found nothing): "name service error", "DNS failure",
+        # "malformed or unexpected name server reply".
+        r"re:\b(?:name server|nameserver|name service|dns)\b.{0,40}"
+        r"\b(?:error|failure|failed|timeout|timed out)\b|"
+        r"\bmalformed (?:or unexpected )?(?:name server |dns )?reply\b",
         r"re:\b(?:mail|routing|forwarding) loop\b",
         r"re:\btoo many hops\b",
     ),
@@ -1257,7 +1266,10 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
         r"re:\bcould not (?:be )?deliver(?:ed)? (?:for|in|within)\b",
         r"re:\b(?:delayed|retr(?:y|ies|ying))\b",
         r"re:\btoo long\b",
-        r"re:\bfor (?:a long time|too long)\b",
+        # Undelivered for a stated time, then given up: exim "failing for a long time", sendmail
+        # "could not be delivered for 5 days", "cannot send message for 4 days", "aborted after 5 hours".
+        r"re:\b(?:for|after) (?:more than |over )?(?:a long time|too long|"
+        r"\d+(?:\.\d+)? ?(?:hours?|days?|hour\(s\)|day\(s\)))\b",
     ),
     "notaccept": (
         r"re:\bnull mx\b",
@@ -1273,13 +1285,22 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
     "contenterror": (r"re:\b(?:header|mime|content|encoding)\b.{0,30}\b(?:invalid|malformed|illegal)\b",),
     "rejected": (
         r"re:\bsender\b.{0,30}\b(?:rejected|refused|denied|blocked|not allowed|invalid|unknown)\b",
-        r"re:\b(?:not a member|non-?member|members only)\b",
+        # A list refusing a post from someone not on it: fml and Mailman "not a member", Mailman
+        # "members-only list", Google Groups and Sympa "(not) have permission to post/send".
+        r"re:\b(?:not a member|non-?member|members[ -]only)\b|"
+        r"\b(?:not|n't) (?:have )?(?:the )?(?:permission|allowed|permitted|authori[sz]ed) to "
+        r"(?:post|send (?:messages )?to (?:this|the) (?:list|group))\b",
     ),
     "filtered": (r"re:\b(?:filtered|refuses? to (?:receive|accept))\b",),
     "securityerror": (r"re:\b(?:unauthenticated (?:senders?|users?)|authentication (?:is )?required)\b",),
     "badreputation": (r"re:\b(?:ip|sender|sending|domain|poor|low|bad)\b.{0,20}\breputation\b",),
     # A name server's "try again" (SERVFAIL) says nothing about whether the domain exists.
-    "dns-temporary": (r"re:\bnot found, try again\b", r"re:\btemporary failure in name resolution\b"),
+    # The resolver's TRY_AGAIN in its usual spellings: Postfix "Host not found, try again", the C
+    # library's "Host name lookup failure" (hstrerror) and "Temporary failure in name resolution".
+    "dns-temporary": (
+        r"re:\bnot found, try again\b|\bhost ?name lookup failure\b",
+        r"re:\btemporary failure in name resolution\b",
+    ),
 }
 # Wording fixed by standards rather than by any one mail system: the reply texts of RFC 5321, the
 # descriptions of the enhanced status codes (RFC 3463, RFC 7505, the IANA registry) and the operating
@@ -1557,7 +1578,9 @@ def _userunknown(ev: Evidence, temp: str) -> bool:
     # Otherwise only a refusal of RCPT TO proves the mailbox unknown; after DATA it is a filter.
     if ev.command == "RCPT":
         return ev.has("userunknown")
-    return False
+    # No SMTP reply quoted and no status: the reporting system's own directory lookup (Exchange,
+    # Domino, GroupWise "recipient not recognized"), not a remote server's reply after DATA.
+    return not (ev.command or ev.reply_code or temp) and ev.has("userunknown") and not ev.has("filtered")
 
 
 def _filtered(ev: Evidence, temp: str) -> bool:

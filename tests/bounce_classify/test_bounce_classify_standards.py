@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from bounce_samples import dsn
 
-from mailstack.bounce_classify import classify
+from mailstack.bounce_classify import classify, phrase_in, phrase_tables
+from mailstack.bounce_classify._reasons import normalise
 
 
 def _one(address: str, action: str, status: str, diagnostic: str, text: str = "") -> tuple[str, str]:
@@ -128,3 +129,112 @@ def test_relaying_refusals_in_any_wording_are_norelaying() -> None:
     ):
         diagnostic = f"smtp; 550 5.7.0 {words}"
         assert _one("alice@example.org", "failed", "5.7.0", diagnostic) == ("soft", "norelaying"), words
+
+
+def _notice(body: str, subject: str = "Undeliverable: hello") -> bytes:
+    return (
+        "Return-Path: <>\nFrom: Mail Administrator <postmaster@mx.example.org>\nTo: sender@example.com\n"
+        f"Subject: {subject}\nMessage-Id: <n2@mx.example.org>\nDate: Tue, 29 Dec 2009 12:12:54 +0000\n\n"
+        + body
+    ).encode()
+
+
+def test_a_reporting_systems_own_unknown_recipient_verdict_is_userunknown() -> None:
+    # No SMTP reply quoted, no status: the reporting system looked the name up in its own directory
+    # (Exchange's "recipient name is not recognized", Domino's "not listed", GroupWise's "not found").
+    body = (
+        "Your message could not be delivered to the following recipient(s):\n\n"
+        "alice@example.org on Tue, 29 Dec 2009 12:12:54 +0000\n"
+        "    User not listed in the address book\n"
+    )
+    [result] = classify(_notice(body))
+    assert (result.recipient, result.category, result.reason) == ("alice@example.org", "hard", "userunknown")
+    # A remote server's 550 quoted without its SMTP stage may have come after DATA: a filter.
+    body = "Your message could not be delivered to:\n\nalice@example.org\n    550 No such user\n"
+    [result] = classify(_notice(body))
+    assert (result.category, result.reason) == ("soft", "filtered")
+
+
+def _forms_matching_all(table: str, *texts: str) -> list[str]:
+    return [p for p in phrase_tables()[table] if all(phrase_in(p, normalise(t)) for t in texts)]
+
+
+def test_a_failed_name_lookup_is_one_concept_in_either_voice() -> None:
+    # "X not found" (Postfix, Sendmail) and "couldn't find X" (qmail, resolvers) say the same thing:
+    # one form, so a rule written from one MTA's wording also hears the other's.
+    wordings = (
+        "Host or domain name not found. Name service error for name=example.org type=MX",
+        "Sorry, I couldn't find any host named example.org. (#5.1.2)",
+        "unable to resolve host example.org",
+    )
+    assert _forms_matching_all("hostunknown", *wordings)
+    body = (
+        "Hi. This is the qmail-send program at mx.example.com.\n"
+        "I'm afraid I wasn't able to deliver your message to the following addresses.\n"
+        "This is a permanent error; I've given up. Sorry it didn't work out.\n\n"
+        "<alice@example.org>:\nSorry, I couldn't find any host by that name.\n\n"
+        "--- Below this line is a copy of the message.\n\n"
+        "From: sender@example.com\nTo: alice@example.org\nSubject: hi\n\nhi\n"
+    )
+    [result] = classify(_notice(body, "failure notice"))
+    assert (result.recipient, result.category, result.reason) == ("alice@example.org", "hard", "hostunknown")
+
+
+def test_a_list_refusing_a_non_members_post_is_rejected_in_any_list_managers_words() -> None:
+    wordings = (
+        "You are not a member of this mailing list <list@example.org>.",
+        "you may not have permission to post messages to the group",
+        "You are not allowed to post to this mailing list",
+    )
+    for words in wordings:
+        assert _forms_matching_all("rejected", words), words
+    assert _forms_matching_all("rejected", wordings[0], wordings[1])
+    body = f"Hello sender@example.com,\n\n{wordings[2]}: list@example.org\n\nYour message was rejected.\n"
+    [result] = classify(_notice(body, "Delivery failure"))
+    assert (result.recipient, result.category, result.reason) == ("list@example.org", "soft", "rejected")
+
+
+def test_a_delivery_given_up_after_a_stated_time_is_expired() -> None:
+    wordings = (
+        "all hosts have been failing for a long time and were last tried after this message arrived",
+        "Message could not be delivered for 5 days",
+        "Delivery to the following recipients was aborted after 5.0 hour(s)",
+    )
+    assert _forms_matching_all("expired", *wordings)
+    body = f"{wordings[2]}:\n\n  * alice@example.org\n"
+    [result] = classify(_notice(body, "Delivery Status Notification (Failure)"))
+    assert (result.recipient, result.category, result.reason) == ("alice@example.org", "soft", "expired")
+
+
+def test_an_unknown_recipient_is_heard_in_either_word_order() -> None:
+    for pair in (
+        ("550 5.1.1 Recipient not known here", '550 "alice@example.org" is not a known user'),
+        ("550 Invalid recipient <alice@example.org>", "550 The mailbox is invalid"),
+        ("550 No such user here", "550 ** No mail box available for this user **"),
+    ):
+        assert _forms_matching_all("userunknown", *pair), pair
+    text = (
+        "<alice@example.org>: host mx.example.org[192.0.2.1] said: 550 No mailbox found "
+        "(in reply to RCPT TO command)\n"
+    )
+    assert _one("alice@example.org", "failed", "5.0.0", "smtp; 550 No mailbox found", text) == (
+        "hard",
+        "userunknown",
+    )
+
+
+def test_a_name_service_failure_is_a_network_error_not_an_unknown_host() -> None:
+    assert _forms_matching_all(
+        "networkerror",
+        "Name service error for name=example.org type=MX: Malformed or unexpected name server reply",
+        "DNS lookup failed for example.org",
+    )
+    # The resolver's TRY_AGAIN, as Postfix and as the C library (hstrerror) spell it.
+    assert _forms_matching_all(
+        "dns-temporary",
+        "Name service error for domain example.org: Host not found, try again",
+        "Deferred: example.org: host name lookup failure",
+    )
+    text = "<alice@example.org>: Name service error for domain example.org: Host not found, try again\n"
+    diagnostic = "X-Postfix; Name service error for domain example.org: Host not found, try again"
+    assert _one("alice@example.org", "failed", "", diagnostic, text) == ("soft", "networkerror")
