@@ -17,7 +17,8 @@ leave-one-family-out (LOFO). Each message belongs to the family of the MTA or pr
 trained, so "leaving a family out" means switching off, while that family is scored, every rule that
 could only have been learnt from it:
 
-* a phrase of a table (``phrase_tables()``) is *attributed* to a family when the only labelled
+* a phrase of a table (``phrase_tables()``; an entry's top-level alternatives are phrases of their own)
+  is *attributed* to a family when the only labelled
   messages that contain it (in ``evidence_text``) come from that family, or when the only messages
   that contain it *with a label the table stands for* come from that family. Attribution is computed
   from the data in every run, so a phrase added later for one sample is caught the same way;

@@ -1147,7 +1147,8 @@ _PHRASES: dict[str, tuple[str, ...]] = {
 # How mail systems in general word each failure: a subject and what is wrong with it, within a few
 # words. One form per entry, so that a measurement can attribute each form to the families that use it
 # (see RuleSet); an entry may spell one statement in more than one voice ("X not found" / "couldn't
-# find X"), never two different statements. They come after the phrase lists above, which stay the
+# find X"), never two different statements, and each voice still counts as a form of its own (see
+# _alternatives). They come after the phrase lists above, which stay the
 # most specific evidence.
 # Words, not parts of an address or host name ("recipient@example.net", "host1.example.org").
 _WHO = (
@@ -1371,6 +1372,42 @@ for _name, _forms in _STANDARD.items():
     _PHRASES[_name] = _PHRASES[_name] + tuple(f for f in _forms if f not in _PHRASES[_name])
 for _name, _forms in _CONCEPTS.items():
     _PHRASES[_name] = _PHRASES.get(_name, ()) + _forms
+
+
+def _alternatives(phrase: str) -> list[str]:
+    """The forms of one table entry: a regular expression split at its top-level ``|`` (outside groups
+    and character classes); a literal phrase is one form."""
+    if not phrase.startswith("re:"):
+        return [phrase]
+    regex = phrase[3:]
+    forms: list[str] = []
+    depth, start, index, in_class = 0, 0, 0, False
+    while index < len(regex):
+        char = regex[index]
+        if char == "\\":
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            forms.append(regex[start:index])
+            start = index + 1
+        index += 1
+    forms.append(regex[start:])
+    return [f"re:{form}" for form in forms]
+
+
+# A measurement attributes each form to the families whose messages show it (see RuleSet): an entry
+# joining forms with a top-level "|" is split back into them here, so that joining never hides which
+# family a form was learnt from. Matching is the same either way (the union of the forms).
+for _name, _phrases in _PHRASES.items():
+    _PHRASES[_name] = tuple(dict.fromkeys(form for phrase in _phrases for form in _alternatives(phrase)))
 
 
 def _trie_regex(words: list[str]) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from bounce_samples import dsn
 
 from mailstack.bounce_classify import classify, phrase_in, phrase_tables
-from mailstack.bounce_classify._reasons import normalise
+from mailstack.bounce_classify._reasons import _alternatives, normalise
 
 
 def _one(address: str, action: str, status: str, diagnostic: str, text: str = "") -> tuple[str, str]:
@@ -155,19 +155,19 @@ def test_a_reporting_systems_own_unknown_recipient_verdict_is_userunknown() -> N
     assert (result.category, result.reason) == ("soft", "filtered")
 
 
-def _forms_matching_all(table: str, *texts: str) -> list[str]:
-    return [p for p in phrase_tables()[table] if all(phrase_in(p, normalise(t)) for t in texts)]
+def _heard(table: str, *texts: str) -> bool:
+    """Every one of ``texts`` contains some form of ``table``."""
+    return all(any(phrase_in(p, normalise(t)) for p in phrase_tables()[table]) for t in texts)
 
 
 def test_a_failed_name_lookup_is_one_concept_in_either_voice() -> None:
-    # "X not found" (Postfix, Sendmail) and "couldn't find X" (qmail, resolvers) say the same thing:
-    # one form, so a rule written from one MTA's wording also hears the other's.
+    # "X not found" (Postfix, Sendmail) and "couldn't find X" (qmail, resolvers) say the same thing.
     wordings = (
         "Host or domain name not found. Name service error for name=example.org type=MX",
         "Sorry, I couldn't find any host named example.org. (#5.1.2)",
         "unable to resolve host example.org",
     )
-    assert _forms_matching_all("hostunknown", *wordings)
+    assert _heard("hostunknown", *wordings)
     body = (
         "Hi. This is the qmail-send program at mx.example.com.\n"
         "I'm afraid I wasn't able to deliver your message to the following addresses.\n"
@@ -187,8 +187,7 @@ def test_a_list_refusing_a_non_members_post_is_rejected_in_any_list_managers_wor
         "You are not allowed to post to this mailing list",
     )
     for words in wordings:
-        assert _forms_matching_all("rejected", words), words
-    assert _forms_matching_all("rejected", wordings[0], wordings[1])
+        assert _heard("rejected", words), words
     body = f"Hello sender@example.com,\n\n{wordings[2]}: list@example.org\n\nYour message was rejected.\n"
     [result] = classify(_notice(body, "Delivery failure"))
     assert (result.recipient, result.category, result.reason) == ("list@example.org", "soft", "rejected")
@@ -200,7 +199,7 @@ def test_a_delivery_given_up_after_a_stated_time_is_expired() -> None:
         "Message could not be delivered for 5 days",
         "Delivery to the following recipients was aborted after 5.0 hour(s)",
     )
-    assert _forms_matching_all("expired", *wordings)
+    assert _heard("expired", *wordings)
     body = f"{wordings[2]}:\n\n  * alice@example.org\n"
     [result] = classify(_notice(body, "Delivery Status Notification (Failure)"))
     assert (result.recipient, result.category, result.reason) == ("alice@example.org", "soft", "expired")
@@ -212,7 +211,7 @@ def test_an_unknown_recipient_is_heard_in_either_word_order() -> None:
         ("550 Invalid recipient <alice@example.org>", "550 The mailbox is invalid"),
         ("550 No such user here", "550 ** No mail box available for this user **"),
     ):
-        assert _forms_matching_all("userunknown", *pair), pair
+        assert _heard("userunknown", *pair), pair
     text = (
         "<alice@example.org>: host mx.example.org[192.0.2.1] said: 550 No mailbox found "
         "(in reply to RCPT TO command)\n"
@@ -224,13 +223,13 @@ def test_an_unknown_recipient_is_heard_in_either_word_order() -> None:
 
 
 def test_a_name_service_failure_is_a_network_error_not_an_unknown_host() -> None:
-    assert _forms_matching_all(
+    assert _heard(
         "networkerror",
         "Name service error for name=example.org type=MX: Malformed or unexpected name server reply",
         "DNS lookup failed for example.org",
     )
     # The resolver's TRY_AGAIN, as Postfix and as the C library (hstrerror) spell it.
-    assert _forms_matching_all(
+    assert _heard(
         "dns-temporary",
         "Name service error for domain example.org: Host not found, try again",
         "Deferred: example.org: host name lookup failure",
@@ -238,3 +237,12 @@ def test_a_name_service_failure_is_a_network_error_not_an_unknown_host() -> None
     text = "<alice@example.org>: Name service error for domain example.org: Host not found, try again\n"
     diagnostic = "X-Postfix; Name service error for domain example.org: Host not found, try again"
     assert _one("alice@example.org", "failed", "", diagnostic, text) == ("soft", "networkerror")
+
+
+def test_every_form_is_attributed_on_its_own() -> None:
+    # The leave-one-family-out measurement switches forms off one by one: a form that still joins two
+    # with a top-level "|" would keep the one learnt from the family being scored switched on.
+    for table, forms in phrase_tables().items():
+        for form in forms:
+            assert _alternatives(form) == [form], (table, form)
+    assert _alternatives(r"re:a (?:b|c)|d[|]e") == [r"re:a (?:b|c)", r"re:d[|]e"]
