@@ -345,6 +345,7 @@ class DeliveryWorker:
 
     def _commit_delivered(self, delivered: list[_Delivered]) -> None:
         self._record([], delivered, [])
+        self._queue.flush()  # on this (the writer's) thread, now that the outcomes are committed
 
     def _record(
         self,
@@ -445,6 +446,7 @@ class DeliveryWorker:
             owned = self._queue.owned(conn, [item.lease for item in journaled])
         delivered = [item for item in journaled if item.lease.job_id in owned]
         self._record([], delivered, [])
+        self._queue.flush()
         return len(delivered)
 
 

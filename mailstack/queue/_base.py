@@ -75,5 +75,9 @@ class Queue(Protocol):
     def release(self, leases: Sequence[Lease], *, now: float) -> None:
         """Give back leases not worked on (shutdown) so they are due at once, attempt not counted."""
 
+    def flush(self) -> None:
+        """Carry out what this thread's committed outcomes left for the backend to do (SQS deletes its
+        messages only after the commit); nothing for the SQL backends, whose jobs are rows."""
+
     def stats(self, *, now: float) -> QueueStats:
         """Counts per state, for metrics and health."""

@@ -153,6 +153,9 @@ class _SqlQueue:
         )
         return result.rowcount == 1
 
+    def flush(self) -> None:
+        """Nothing to do: completing a job deletes its row inside the caller's transaction."""
+
     def release(self, leases: Sequence[Lease], *, now: float) -> None:
         if not leases:
             return

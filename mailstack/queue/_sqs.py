@@ -25,7 +25,8 @@ Acknowledgements follow the commit
     The worker calls :meth:`~SqsQueue.complete` and :meth:`~SqsQueue.dead` inside the transaction that
     records the message's outcome. Deleting the SQS message there, before the commit, would lose the job if
     that commit then failed. Instead they are remembered (per thread) and carried out by the same thread's
-    next :meth:`~SqsQueue.lease` (or :meth:`~SqsQueue.flush`), i.e. after the commit, and only if the
+    next :meth:`~SqsQueue.lease` or :meth:`~SqsQueue.flush` (the delivery worker's outcome writer calls it
+    after each of its commits), i.e. after the commit, and only if the
     database shows the outcome: the message is no longer ``queued`` or ``deferred`` (or no longer exists,
     for a dead letter). When the transaction rolled back, nothing is acknowledged: the visibility timeout
     expires and the job is leased again, as an unacknowledged SQL lease would be. :meth:`~SqsQueue.retry`
