@@ -1,8 +1,10 @@
 """Group commit: a worker's relay outcomes reach the database while the rest of its batch is delivered.
 
-A worker hands each outcome over the moment the relay answers; one writer thread commits whatever has
-arrived since its last commit, in one transaction. When the relay is faster than the database the groups
-grow (the commits keep pace), and when it is slower each outcome is committed alone within milliseconds.
+A worker hands each outcome over the moment the relay answers; one writer thread commits, in one
+transaction, what has arrived within ``window_seconds`` of the first outcome not yet committed (or
+sooner, once ``max_lag`` have). A transaction per outcome cost the pipeline a fifth to a quarter of its
+throughput (measured); a group per window keeps it, and an outcome still reaches the database within
+the window and one commit of the relay's answer.
 The writer may fall behind by ``max_lag`` outcomes at most: beyond that, handing one over waits for the
 commit under way (a database slower than the relay then paces delivery). So a node that dies for good
 (its journal gone with it) leaves at most ``max_lag`` outcomes, and the SMTP transactions that were open,
@@ -15,6 +17,7 @@ handed back to the worker by :meth:`GroupCommit.drain`, which keeps it until the
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -30,14 +33,21 @@ class GroupCommit(Generic[T]):
     """Commits items with ``commit`` on a thread of its own, in groups of whatever has arrived."""
 
     def __init__(
-        self, commit: Callable[[list[T]], None], *, max_lag: int, name: str = "group-commit"
+        self,
+        commit: Callable[[list[T]], None],
+        *,
+        max_lag: int,
+        window_seconds: float = 0.0,
+        name: str = "group-commit",
     ) -> None:
         self._commit = commit
         self._max_lag = max_lag
+        self._window = window_seconds
         self._name = name
         self._changed = threading.Condition()
         self._arrived: list[T] = []
         self._committing = 0  # how many items the commit under way holds
+        self._draining = False
         self._failed: list[T] = []  # not committed: handed back by drain()
         self._thread: threading.Thread | None = None
 
@@ -58,8 +68,11 @@ class GroupCommit(Generic[T]):
     def drain(self) -> list[T]:
         """Wait until every item added so far is committed; returns those that could not be, in order."""
         with self._changed:
+            self._draining = True  # no point waiting out the window: nothing more is coming
+            self._changed.notify_all()
             while self._arrived or self._committing:
                 self._changed.wait()
+            self._draining = False
             failed, self._failed = self._failed, []
             return failed
 
@@ -70,6 +83,13 @@ class GroupCommit(Generic[T]):
                     if not self._changed.wait(_IDLE_SECONDS) and not self._arrived:
                         self._thread = None
                         return
+                closes = time.monotonic() + self._window
+                while (
+                    not self._draining
+                    and len(self._arrived) < self._max_lag
+                    and (left := closes - time.monotonic()) > 0
+                ):
+                    self._changed.wait(left)
                 group, self._arrived = self._arrived, []
                 self._committing = len(group)
             try:

@@ -39,10 +39,11 @@ _ENHANCED_STATUS = re.compile(r"\s*([245]\.\d{1,3}\.\d{1,3})\b")
 
 log = get_logger("mailstack.delivery")
 
-# How many relay outcomes a worker may have delivered and not yet committed: what a node lost for good
-# (its journal with it) sends again, besides its open transactions. Commits keep pace with a local relay
-# well within it; a database slower than that paces delivery.
-MAX_UNCOMMITTED = 8
+# How many relay outcomes a worker may have delivered and not yet committed, and how long the first of
+# them waits for others to share its commit: what a node lost for good (its journal with it) sends
+# again, besides its open transactions. A database slower than that paces delivery.
+MAX_UNCOMMITTED = 32
+COMMIT_WINDOW_SECONDS = 0.25
 # How many wake-up times of throttled messages one worker remembers.
 _MAX_WAKEUPS = 10000
 # Turns an envelope into signed mail (a Preparer); raises Undeliverable for a message that can never go.
@@ -129,7 +130,10 @@ class DeliveryWorker:
         self._pending: _Batch | None = None  # delivered, not yet recorded (the database was away)
         # Each relay answer is committed while the rest of the batch goes out (see ._group_commit).
         self._outcomes: GroupCommit[_Delivered] = GroupCommit(
-            self._commit_delivered, max_lag=MAX_UNCOMMITTED, name="delivery-outcomes"
+            self._commit_delivered,
+            max_lag=MAX_UNCOMMITTED,
+            window_seconds=COMMIT_WINDOW_SECONDS,
+            name="delivery-outcomes",
         )
         self._abandoned: list[Lease] = []  # leased, not worked on, not yet given back
         # When the messages this worker put back come due (a heap): an idle worker wakes for each.

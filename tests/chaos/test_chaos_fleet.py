@@ -333,8 +333,8 @@ def test_a_killed_node_loses_nothing_keeps_the_fleet_throttle_and_its_work_is_ta
         assert excess <= rate * JITTER_SECONDS, (provider, count, end - start)
 
 
-LOST_BATCH = 40  # one request, leased by the lone node as one batch (delivery.batch_size is 50)
-DELIVERED_BEFORE_KILL = 30  # of the batch's 40, far more than may go out again
+LOST_BATCH = 50  # one request, leased by the lone node as one batch (delivery.batch_size is 50)
+DELIVERED_BEFORE_KILL = 45  # of the batch's 50: more than may go out again (MAX_UNCOMMITTED + 1)
 
 
 def test_a_node_lost_for_good_has_only_its_uncommitted_outcomes_sent_again(
