@@ -5,6 +5,7 @@ transaction, what has arrived within ``window_seconds`` of the first outcome not
 sooner, once ``max_lag`` have). A transaction per outcome cost the pipeline a fifth to a quarter of its
 throughput (measured); a group per window keeps it, and an outcome still reaches the database within
 the window and one commit of the relay's answer.
+
 The writer may fall behind by ``max_lag`` outcomes at most: beyond that, handing one over waits for the
 commit under way (a database slower than the relay then paces delivery). So a node that dies for good
 (its journal gone with it) leaves at most ``max_lag`` outcomes, and the SMTP transactions that were open,
