@@ -30,11 +30,7 @@ from mailstack.storage import (
     GLOBAL_SCOPE,
     PURPOSE_AUTOMATION_ERROR,
     PURPOSE_IDEMPOTENT_RESPONSE,
-    PURPOSE_LAST_REPLY,
     PURPOSE_OUTBOX_DATA,
-    PURPOSE_RCPT_TO,
-    PURPOSE_RECIPIENT,
-    PURPOSE_RECIPIENT_NAME,
     PURPOSE_SPEC,
     PURPOSE_WEBHOOK_PAYLOAD,
     Erasure,
@@ -232,13 +228,14 @@ def export_subject(
     for row in rows:
         spec = vault.open_optional(conn, row.spec, purpose=PURPOSE_SPEC)
         kept = conn.execute(select(outbox).where(outbox.c.message_id == row.id)).all()
+        # The personal columns (recipient, last reply, ...) come opened from the marks, once each.
+        marked = _marked(conn, vault, messages, row)
         exported_messages.append(
             {
-                **_marked(conn, vault, messages, row),
+                **marked,
                 "id": row.id,
                 "uuid": row.uuid,
-                "recipient": _text(vault, conn, row.recipient, PURPOSE_RECIPIENT),
-                "recipient_name": _text(vault, conn, row.recipient_name, PURPOSE_RECIPIENT_NAME) or "",
+                "recipient_name": marked["recipient_name"] or "",
                 "kind": row.kind,
                 "sender": row.sender,
                 "custom_id": row.custom_id,
@@ -246,7 +243,6 @@ def export_subject(
                 "status": row.status,
                 "attempts": row.attempts,
                 "message_id_header": row.message_id_header,
-                "last_reply": _text(vault, conn, row.last_reply, PURPOSE_LAST_REPLY),
                 "created_at": row.created_at,
                 "updated_at": row.updated_at,
                 "content": None if spec is None else _own_content(json.loads(spec), normalized),
@@ -257,8 +253,6 @@ def export_subject(
                 "outbox": [
                     {
                         **_marked(conn, vault, outbox, item),
-                        "rcpt_to": _text(vault, conn, item.rcpt_to, PURPOSE_RCPT_TO),
-                        "data": _text(vault, conn, item.data, PURPOSE_OUTBOX_DATA),
                         "created_at": item.created_at,
                     }
                     for item in kept
