@@ -317,11 +317,22 @@ def _run_entry_point() -> None:
 
 
 @cache
-def mocks_event_loop() -> asyncio.AbstractEventLoop:
+def _mocks_event_loop() -> asyncio.AbstractEventLoop:
     """The one event loop every run under the mocks uses: Pulumi keeps futures of the loop current when
     mocks are installed, and fails on any other ("attached to a different loop"). An asyncio.run()
     earlier in the process leaves the thread with no current loop at all."""
     return asyncio.new_event_loop()
+
+
+def install_mocks(stack: str, config: Mapping[str, str], *, project: str = "mailstack") -> RecordingMonitor:
+    """Fresh mocks (in the region ``config`` names) and ``config``, on the mocks' event loop; returns
+    the monitor that records what gets registered."""
+    asyncio.set_event_loop(_mocks_event_loop())
+    mocks = MailstackMocks(config.get("aws:region", DEFAULT_REGION))
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config(dict(config), [])
+    return monitor
 
 
 def run_program(
@@ -333,12 +344,7 @@ def run_program(
 ) -> ProgramRun:
     """Run ``program`` (default: ``infra/__main__.py``, as ``pulumi up`` would) under fresh mocks with
     ``config``; returns what it registered and exported. Errors of the program propagate."""
-    region = config.get("aws:region", DEFAULT_REGION)
-    asyncio.set_event_loop(mocks_event_loop())
-    mocks = MailstackMocks(region)
-    monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
-    pulumi.runtime.set_all_config(dict(config), [])
+    monitor = install_mocks(stack, config, project=project)
     root = pulumi.runtime.get_root_resource()
     outputs: dict[str, Any] = getattr(root, "outputs", {})
     outputs.clear()

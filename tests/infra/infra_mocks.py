@@ -6,7 +6,6 @@ imported, and afresh for every test, so tests neither see each other's resources
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,27 +16,22 @@ import pulumi
 # infra/ and policies/ are not installed packages: the repository root makes them importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from infra.harness import MailstackMocks, RecordedResource, RecordingMonitor, mocks_event_loop
+from infra.harness import RecordedResource, RecordingMonitor, install_mocks
 
 
-def install_mocks(config: dict[str, str] | None = None, stack: str = "test") -> RecordingMonitor:
-    """Fresh mocks and configuration for the project ``mailstack``."""
-    asyncio.set_event_loop(mocks_event_loop())
-    mocks = MailstackMocks()
-    monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project="mailstack", stack=stack, preview=False, monitor=monitor)
-    pulumi.runtime.set_all_config(dict(config or {}), [])
-    return monitor
+def _fresh_mocks() -> RecordingMonitor:
+    """Fresh mocks and empty configuration for the project ``mailstack``, stack ``test``."""
+    return install_mocks("test", {})
 
 
-install_mocks()
+_fresh_mocks()
 
 
 class Mocked:
     """Runs a piece of program under the mocks and hands back what it registered."""
 
     def __init__(self) -> None:
-        self.monitor = install_mocks()
+        self.monitor = _fresh_mocks()
 
     def configure(self, config: dict[str, str]) -> None:
         """Replace the stack configuration (keys like ``mailstack:fleet``)."""
