@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import re
@@ -50,33 +51,26 @@ def decode_header_value(value: object) -> str:
     """An RFC 2047-decoded, unfolded header value; never raises."""
     if value is None:
         return ""
+    text: str | None = None
     if isinstance(value, Header):
         # Raw 8-bit bytes in a header (RFC 6532 UTF-8, or a legacy charset): compat32 keeps them as
         # unknown-8bit, which str() would turn into replacement characters.
-        try:
-            return re.sub(
-                r"\r?\n[ \t]*",
-                " ",
-                "".join(
-                    _decode_bytes(chunk, charset or "ascii") if isinstance(chunk, bytes) else chunk
-                    for chunk, charset in decode_header(value)
-                ),
-            ).strip()
-        except Exception:  # noqa: S110 - fall back to the plain rendering below
-            pass
-    text = str(value)
-    if "=?" in text:
-        try:
-            parts = []
-            for chunk, charset in decode_header(text):
-                if isinstance(chunk, bytes):
-                    parts.append(_decode_bytes(chunk, charset or "ascii"))
-                else:
-                    parts.append(chunk)
-            text = "".join(parts)
-        except Exception:  # noqa: S110 - malformed encoded words: keep the raw text
-            pass
+        with contextlib.suppress(Exception):  # then the plain rendering below
+            text = _decoded(value)
+    if text is None:
+        text = str(value)
+        if "=?" in text:
+            with contextlib.suppress(Exception):  # malformed encoded words: keep the raw text
+                text = _decoded(text)
     return re.sub(r"\r?\n[ \t]*", " ", text).strip()
+
+
+def _decoded(value: str | Header) -> str:
+    """``value``'s chunks (RFC 2047 encoded words, raw bytes) decoded and joined."""
+    return "".join(
+        _decode_bytes(chunk, charset or "ascii") if isinstance(chunk, bytes) else chunk
+        for chunk, charset in decode_header(value)
+    )
 
 
 def _decode_bytes(data: bytes, charset: str) -> str:
