@@ -1148,8 +1148,7 @@ _PHRASES: dict[str, tuple[str, ...]] = {
 # words. One form per entry, so that a measurement can attribute each form to the families that use it
 # (see RuleSet); an entry may spell one statement in more than one voice ("X not found" / "couldn't
 # find X"), never two different statements, and each voice still counts as a form of its own (see
-# _alternatives). They come after the phrase lists above, which stay the
-# most specific evidence.
+# _alternatives). They come after the phrase lists above, which stay the most specific evidence.
 # Words, not parts of an address or host name ("recipient@example.net", "host1.example.org").
 _WHO = (
     r"(?<![\w@.-])(?:user|recipient|mailbox|address|account|addressee|local[ -]?part|e-?mail)(?![\w@-]|\.\w)"
