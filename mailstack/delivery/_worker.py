@@ -254,31 +254,22 @@ class DeliveryWorker:
                 continue
             to_send.append((lease, mail))
         created_at = {message_id: found.created_at for message_id, found in envelopes.items()}
-        delivered = [
-            _Delivered(lease, _message_id_header(mail), DeliveryResult(Outcome.DEFERRED, 0, ""), None)
-            for lease, mail in to_send
-        ]
+        headers = [_message_id_header(mail) for _lease, mail in to_send]
         answered: set[int] = set()
+
+        def delivered(index: int, result: DeliveryResult) -> _Delivered:
+            lease = to_send[index][0]
+            return _Delivered(lease, headers[index], result, created_at.get(lease.message_id))
 
         def on_result(index: int, result: DeliveryResult) -> None:
             # The moment the relay answers: journaled (a restart replays it), then committed soon.
-            outcome = _Delivered(
-                delivered[index].lease,
-                delivered[index].message_id_header,
-                result,
-                created_at.get(delivered[index].lease.message_id),
-            )
-            delivered[index] = outcome
+            outcome = delivered(index, result)
             answered.add(index)
             if self._journal is not None:
+                lease = outcome.lease
                 self._journal.append(
                     JournalEntry(
-                        outcome.lease.job_id,
-                        outcome.lease.token,
-                        outcome.lease.message_id,
-                        outcome.lease.attempts,
-                        result,
-                        outcome.message_id_header,
+                        lease.job_id, lease.token, lease.message_id, lease.attempts, result, headers[index]
                     )
                 )
             self._outcomes.add(outcome)
@@ -288,14 +279,7 @@ class DeliveryWorker:
         finally:
             uncommitted = self._outcomes.drain()
         # A transport that did not report a result as it came: recorded with the batch.
-        for index, result in enumerate(results):
-            if index not in answered:
-                item = delivered[index]
-                uncommitted.append(
-                    _Delivered(
-                        item.lease, item.message_id_header, result, created_at.get(item.lease.message_id)
-                    )
-                )
+        uncommitted += [delivered(i, result) for i, result in enumerate(results) if i not in answered]
         return _Batch(finished, uncommitted, blocked)
 
     def _throttled(
