@@ -113,12 +113,17 @@ def _configure_sqlite(engine: Engine) -> None:
 # How long a writer waits for its turn before leaving it to SQLite's busy timeout (which then applies).
 _TURN_TIMEOUT = 30.0
 
+# How long a background writer lets urgent writers go first; then it goes next. Back-to-back accepts
+# would otherwise hold a purge or the delivery outcomes back until the turn timeout, and past it.
+_BACKGROUND_PATIENCE = 0.5
+
 
 class _WriterTurns:
     """One SQLite writer at a time in this process, the others waiting their turn (see _configure_sqlite).
 
     Writers marked urgent (:func:`urgent_writes`: accepting mail) go before the background writers
-    (delivery, webhooks, stats) that wait: a client must not wait for the backlog being delivered.
+    (delivery, webhooks, stats) that wait: a client must not wait for the backlog being delivered. A
+    background writer that has waited ``_BACKGROUND_PATIENCE`` goes before them, so no writer starves.
     """
 
     def __init__(self) -> None:
@@ -126,6 +131,7 @@ class _WriterTurns:
         self._urgent_turn = threading.Condition(self._mutex)
         self._background_turn = threading.Condition(self._mutex)
         self._urgent_waiting = 0
+        self._overdue_waiting = 0  # background writers past their patience
         self._holder: Any = None  # the DBAPI connection whose turn it is
         self._thread: int | None = None
 
@@ -136,22 +142,39 @@ class _WriterTurns:
             # end, so SQLite's busy timeout decides, as it did before there were turns.
             return
         urgent = getattr(_urgency, "urgent", False)
-        deadline = time.monotonic() + _TURN_TIMEOUT
+        started = time.monotonic()
+        deadline = started + _TURN_TIMEOUT
+        overdue_at = started + _BACKGROUND_PATIENCE
+        overdue = False
         with self._mutex:
             if urgent:
                 self._urgent_waiting += 1
             try:
-                while self._holder is not None or (not urgent and self._urgent_waiting):
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
+                while self._must_wait(urgent=urgent, overdue=overdue):
+                    now = time.monotonic()
+                    if now >= deadline:
                         return  # SQLite's busy timeout decides
-                    (self._urgent_turn if urgent else self._background_turn).wait(remaining)
+                    if not urgent and not overdue and now >= overdue_at:
+                        overdue = True
+                        self._overdue_waiting += 1
+                        continue
+                    wakes_at = deadline if urgent or overdue else min(deadline, overdue_at)
+                    (self._urgent_turn if urgent else self._background_turn).wait(wakes_at - now)
                 self._holder, self._thread = dbapi_connection, me
             finally:
                 if urgent:
                     self._urgent_waiting -= 1
+                if overdue:
+                    self._overdue_waiting -= 1
                 if self._holder is None:
                     self._hand_over()  # a waiter that gave up passes on the turn it may have been handed
+
+    def _must_wait(self, *, urgent: bool, overdue: bool) -> bool:
+        if self._holder is not None:
+            return True
+        if urgent:
+            return self._overdue_waiting > 0
+        return not overdue and self._urgent_waiting > 0
 
     def leave(self, dbapi_connection: Any) -> None:
         if dbapi_connection is None or self._holder is not dbapi_connection:
@@ -162,8 +185,11 @@ class _WriterTurns:
                 self._hand_over()
 
     def _hand_over(self) -> None:
-        # With the mutex held and no holder: wake the next writer, an urgent one first.
-        if self._urgent_waiting:
+        # With the mutex held and no holder: wake the next writer — an overdue background writer, else an
+        # urgent one, else any. Overdue and patient background writers share one condition: wake them all.
+        if self._overdue_waiting:
+            self._background_turn.notify_all()
+        elif self._urgent_waiting:
             self._urgent_turn.notify()
         else:
             self._background_turn.notify()

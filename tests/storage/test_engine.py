@@ -1,6 +1,6 @@
 """SQLite writers of one process take turns: all of them commit, and a transaction that ends in any way
 (commit, rollback, error, a connection closed with its transaction open) hands the turn on; a writer
-accepting mail goes before the background writers waiting."""
+accepting mail goes before the background writers waiting, but never keeps one waiting for long."""
 
 from __future__ import annotations
 
@@ -149,6 +149,36 @@ def test_accepting_mail_writes_before_the_waiting_background_writers(sqlite_engi
         rows = [r.who for r in conn.execute(text("SELECT who FROM t ORDER BY id"))]
     assert rows[:2] == ["holder", "accepted"]
     assert sorted(rows[2:]) == ["delivery0", "delivery1", "delivery2"]
+
+
+def test_back_to_back_accepts_do_not_starve_a_background_writer(sqlite_engine: Engine) -> None:
+    # Two accepting clients that always have a transaction waiting: the purge (or a delivery outcome)
+    # still gets its turn while they go on, not only once they stop.
+    background_done = threading.Event()
+
+    def accepting(name: str) -> None:
+        with urgent_writes():
+            for _ in range(1500):  # 15 s of turns at least; the background writer needs half a second
+                if background_done.is_set():
+                    return
+                with sqlite_engine.begin() as conn:
+                    conn.execute(text("INSERT INTO t (who) VALUES (:who)"), {"who": name})
+                    time.sleep(0.005)
+
+    clients = [threading.Thread(target=accepting, args=(f"client{i}",)) for i in range(2)]
+    for thread in clients:
+        thread.start()
+    _write(sqlite_engine, "purge")
+    background_done.set()
+    for thread in clients:
+        thread.join(60)
+    with sqlite_engine.connect() as conn:
+        purge = conn.execute(text("SELECT id FROM t WHERE who = 'purge'")).scalar_one()
+        accepted_before = conn.execute(
+            text("SELECT count(*) FROM t WHERE id < :id"), {"id": purge}
+        ).scalar_one()
+    # Half a second of 5 ms turns is about 100 accepts; waiting for the clients to stop is 3000.
+    assert accepted_before < 1000, "the background writer waited until the accepting clients stopped"
 
 
 def test_urgent_and_background_writers_mixed_all_commit(sqlite_engine: Engine) -> None:
