@@ -246,3 +246,26 @@ def test_every_form_is_attributed_on_its_own() -> None:
         for form in forms:
             assert _alternatives(form) == [form], (table, form)
     assert _alternatives(r"re:a (?:b|c)|d[|]e") == [r"re:a (?:b|c)", r"re:d[|]e"]
+
+
+def test_an_address_between_the_subject_and_the_verdict_does_not_hide_it() -> None:
+    # MTAs quote the address between the noun and what is said of it; a long one is still one word.
+    assert _heard(
+        "userunknown",
+        "550 Recipient <firstname.middlename.lastname@mail.subsidiary.example.org> unknown",
+        "554 mailbox someone.with.a.long.name@department.example.net does not exist here",
+        "User dept.head (dept.head@branch.example.com) not recognised by this server",
+    )
+    # Three words at most: a subject far away from the verdict is not its subject.
+    assert not _heard("userunknown", "user a.b c.d e.f g.h i.j k.l m.n o.p q.r s.t unknown")
+
+
+def test_not_listed_in_a_directory_is_no_blocklist_listing() -> None:
+    body = (
+        "Your message was not delivered to: carol@example.org\n"
+        "because: Recipient carol.jones (carol@example.org) not listed in the staff directory\n"
+    )
+    [result] = classify(_notice(body))
+    assert (result.recipient, result.category, result.reason) == ("carol@example.org", "hard", "userunknown")
+    assert not _heard("blocked", "Recipient carol.jones not listed in the staff directory")
+    assert _heard("blocked", "554 Service unavailable; client [192.0.2.7] listed in dnsbl.example.net")
