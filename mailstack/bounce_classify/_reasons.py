@@ -799,7 +799,7 @@ _PHRASES: dict[str, tuple[str, ...]] = {
         "block list",
         "black list",
         "dnsbl",
-        "rbl",
+        "re:rbl\\b",  # a list name ends in it ("cdrbl"); not the letters inside "marble" or "Zorblax"
         "re:ip \\d{1,3}\\.\\d{1,3}\\.\\d{1,3}\\.\\d{1,3} is blocked",
         "re:mail server at .+ is blocked",
         "re:messages from .+ temporarily deferred due to user complaints",
@@ -1789,6 +1789,11 @@ _REMOTE_REPLY = re.compile(r"\bsaid: [245]\d\d\b|\b[45]\d\d[ -][245]\.\d{1,3}\.\
 _COMMAND_OUTPUT = re.compile(r"\bcommand (?:died|output|failed|time limit)|\bpipe\b|\bexit status\b")
 
 
+# RFC 5321 4.2.2 reply codes that name one cause: 451 "local error in processing", 452 "insufficient
+# system storage", 552 "exceeded storage allocation".
+_REPLY_MEANING = {"451": "systemerror", "452": "systemfull", "552": "mailboxfull"}
+
+
 def _decide(ev: Evidence) -> str:
     if ev.status.startswith("2.") or ev.action in ("delivered", "relayed", "expanded"):
         return "delivered"
@@ -1814,6 +1819,10 @@ def _decide(ev: Evidence) -> str:
     if not reason:
         if ev.action.startswith("delayed"):
             return "expired"
+        # Nothing in the words: the reply code's own meaning (RFC 5321 4.2.2), where it names one.
+        reason = _REPLY_MEANING.get(ev.reply_code, "")
+        if reason:
+            return reason
         if ev.diagnostic or ev.status:
             return "onhold"
         return "undefined"
