@@ -762,7 +762,7 @@ _PHRASES: dict[str, tuple[str, ...]] = {
         "is in a black list at",
         "is in an rbl",
         "is blocked by earthlink",
-        "listed in",
+        "re:(?<!\\bnot )\\blisted in\\b",  # not "not listed in" (a directory lookup that failed)
         "message from ip",
         "not currently accepting mail from your ip",
         "no access from mail server",
@@ -799,7 +799,7 @@ _PHRASES: dict[str, tuple[str, ...]] = {
         "block list",
         "black list",
         "dnsbl",
-        "rbl",
+        "re:rbl\\b",  # a list name ends in it ("cdrbl"); not the letters inside "marble" or "Zorblax"
         "re:ip \\d{1,3}\\.\\d{1,3}\\.\\d{1,3}\\.\\d{1,3} is blocked",
         "re:mail server at .+ is blocked",
         "re:messages from .+ temporarily deferred due to user complaints",
@@ -1154,23 +1154,28 @@ _WHO = (
     r"(?<![\w@.-])(?:user|recipient|mailbox|address|account|addressee|local[ -]?part|e-?mail)(?![\w@-]|\.\w)"
 )
 _HOST = r"(?<![\w@.-])(?:host|domain|hostname|host name|mail domain)(?![\w@-]|\.\w)"
+# Between a subject and what is said of it: a few characters, or up to three words however long (the
+# address itself often stands there: "User <someone@example.org> unknown", "mailbox
+# someone.else@example.net does not exist"). Bounded both ways: linear on any input.
+_GAP = r"(?:.{0,30}|[^ ]{0,3}(?: [^ ]{1,100}){1,3} )"
 _CONCEPTS: dict[str, tuple[str, ...]] = {
     "userunknown-definite": (
-        rf"re:{_WHO}.{{0,30}}\b(?:couldn'?t|could not|cannot|can'?t) be found\b",
-        rf"re:{_WHO}.{{0,30}}\b(?:wasn'?t|was not) found\b",
+        rf"re:{_WHO}.{{0,30}}\b(?:(?:couldn'?t|could not|cannot|can'?t) be|wasn'?t|was not) found\b",
     ),
+    # One form per word order of "this recipient does not exist", its synonymous predicates together
+    # (as for hosts below): which predicate an MTA picks says nothing about the statement.
     "userunknown": (
-        rf"re:{_WHO}.{{0,30}}\bunknown\b",
-        rf"re:\bunknown\b.{{0,10}}{_WHO}",
-        rf"re:{_WHO}.{{0,30}}\bnot found\b",
-        rf"re:{_WHO}.{{0,30}}\b(?:does ?n[o']t|did ?n[o']t|not) exist\b",
-        # Each of the next three in both word orders: "user not known" / "not a known user",
-        # "invalid user" / "user is invalid", "no such user here" / "no mailbox found".
-        rf"re:{_WHO}.{{0,30}}\bnot (?:recogni[sz]ed|known|listed|valid)\b|"
-        rf"\bnot an? (?:known|valid|active|existing|local)\b.{{0,10}}{_WHO}",
-        rf"re:\b(?:invalid|non-?existent|no such|bad)\b.{{0,10}}{_WHO}|{_WHO}.{{0,20}}\b(?:is )?invalid\b",
-        rf"re:\bno (?:such )?{_WHO} (?:here|by that name|available)|"
-        rf"\bno (?:such )?(?:{_WHO}|mail box)\b.{{0,10}}\b(?:found|available|exists?)\b",
+        # Subject first: Sendmail/Postfix "User unknown", Exchange "Recipient not found", Courier
+        # "Mailbox does not exist", "address not recognised/known/listed/valid", "user is invalid".
+        rf"re:{_WHO}{_GAP}\b(?:unknown|not found|(?:does ?n[o']t|did ?n[o']t|not) exist|"
+        rf"not (?:recogni[sz]ed|known|listed|valid|active)|invalid)\b",
+        # Attribute first: "unknown user", "invalid recipient", "no such mailbox", "not a known user",
+        # "non-existent address".
+        rf"re:\b(?:unknown|invalid|non-?existent|no such|bad|not an? (?:known|valid|active|existing|local))\b"
+        rf".{{0,10}}{_WHO}",
+        # Existential: qmail "no mailbox here by that name", "no such user here", "no mailbox found",
+        # "no mail box available".
+        rf"re:\bno (?:such )?(?:{_WHO}|mail box)\b.{{0,10}}\b(?:here|by that name|found|available|exists?)\b",
     ),
     "hostunknown": (
         # The name lookup found nothing, said of the host (passive) or by the sender (active): Postfix
@@ -1784,6 +1789,11 @@ _REMOTE_REPLY = re.compile(r"\bsaid: [245]\d\d\b|\b[45]\d\d[ -][245]\.\d{1,3}\.\
 _COMMAND_OUTPUT = re.compile(r"\bcommand (?:died|output|failed|time limit)|\bpipe\b|\bexit status\b")
 
 
+# RFC 5321 4.2.2 reply codes that name one cause: 451 "local error in processing", 452 "insufficient
+# system storage", 552 "exceeded storage allocation".
+_REPLY_MEANING = {"451": "systemerror", "452": "systemfull", "552": "mailboxfull"}
+
+
 def _decide(ev: Evidence) -> str:
     if ev.status.startswith("2.") or ev.action in ("delivered", "relayed", "expanded"):
         return "delivered"
@@ -1809,6 +1819,10 @@ def _decide(ev: Evidence) -> str:
     if not reason:
         if ev.action.startswith("delayed"):
             return "expired"
+        # Nothing in the words: the reply code's own meaning (RFC 5321 4.2.2), where it names one.
+        reason = _REPLY_MEANING.get(ev.reply_code, "")
+        if reason:
+            return reason
         if ev.diagnostic or ev.status:
             return "onhold"
         return "undefined"

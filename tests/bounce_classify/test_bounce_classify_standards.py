@@ -246,3 +246,50 @@ def test_every_form_is_attributed_on_its_own() -> None:
         for form in forms:
             assert _alternatives(form) == [form], (table, form)
     assert _alternatives(r"re:a (?:b|c)|d[|]e") == [r"re:a (?:b|c)", r"re:d[|]e"]
+
+
+def test_an_address_between_the_subject_and_the_verdict_does_not_hide_it() -> None:
+    # MTAs quote the address between the noun and what is said of it; a long one is still one word.
+    assert _heard(
+        "userunknown",
+        "550 Recipient <firstname.middlename.lastname@mail.subsidiary.example.org> unknown",
+        "554 mailbox someone.with.a.long.name@department.example.net does not exist here",
+        "User dept.head (dept.head@branch.example.com) not recognised by this server",
+    )
+    # Three words at most: a subject far away from the verdict is not its subject.
+    assert not _heard("userunknown", "user a.b c.d e.f g.h i.j k.l m.n o.p q.r s.t unknown")
+
+
+def test_not_listed_in_a_directory_is_no_blocklist_listing() -> None:
+    body = (
+        "Your message was not delivered to: carol@example.org\n"
+        "because: Recipient carol.jones (carol@example.org) not listed in the staff directory\n"
+    )
+    [result] = classify(_notice(body))
+    assert (result.recipient, result.category, result.reason) == ("carol@example.org", "hard", "userunknown")
+    assert not _heard("blocked", "Recipient carol.jones not listed in the staff directory")
+    assert _heard("blocked", "554 Service unavailable; client [192.0.2.7] listed in dnsbl.example.net")
+
+
+def test_a_reply_code_that_names_one_cause_speaks_when_the_words_do_not() -> None:
+    # RFC 5321 4.2.2: 451 local error in processing, 452 insufficient system storage, 552 exceeded
+    # storage allocation. Wording no table knows, so only the code can tell.
+    for code, status, reason in (("451", "4.0.0", "systemerror"), ("452", "4.0.0", "systemfull")):
+        text = (
+            f"<alice@example.org>: host mx.example.org[192.0.2.1] said: {code} Zorblax queue hiccup "
+            "(in reply to RCPT TO command)\n"
+        )
+        assert _one("alice@example.org", "failed", status, f"smtp; {code} Zorblax queue hiccup", text) == (
+            "soft",
+            reason,
+        )
+    # A code with many meanings (550) still leaves the reason open.
+    text = (
+        "<alice@example.org>: host mx.example.org[192.0.2.1] said: 550 Zorblax (in reply to RCPT TO command)"
+    )
+    assert _one("alice@example.org", "failed", "5.0.0", "smtp; 550 Zorblax", text + "\n")[1] == "onhold"
+
+
+def test_a_blocklist_is_named_by_a_word_not_by_three_letters_inside_one() -> None:
+    assert _heard("blocked", "554 rejected: client listed by examplerbl (see policy)")
+    assert not _heard("blocked", "451 Zorblax queue hiccup", "550 marble hall mailbox")
