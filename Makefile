@@ -14,7 +14,7 @@ ONLY      ?=
 # OpenDKIM as the independent DKIM verifier, Chromium for the dashboard's browser tests.
 APT_PACKAGES := postfix opendkim opendkim-tools ssl-cert chromium
 
-.PHONY: help setup system-deps services run test lint typecheck pytest bench clean compliance ansible-test
+.PHONY: help setup system-deps services run test lint typecheck pytest bytecode bench clean compliance ansible-test
 
 help:
 	@echo "make run    - set up, initialise $(DATA_DIR) on first use, and serve the API (embedded default)"
@@ -27,7 +27,7 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-venv; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check uv==0.13.9
-	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -r requirements.lock
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	@touch $@
 
@@ -62,12 +62,17 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
-pytest: setup services
+pytest: setup services bytecode
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Every `mailstack` the tests start imports ~900 modules: compiled once here, not at each start (3 s of a
+# 6 s start on this kind of machine, whose PYTHONDONTWRITEBYTECODE keeps Python from caching them).
+bytecode: $(BIN)/.installed
+	@$(BIN)/python -m compileall -q -j 0 mailstack >/dev/null
 
 # The Ansible roles' proof on this machine, as root (part of `make test` too): site.yml applied with
 # inventories/local twice (changed=0) and in check mode, then testinfra, relay, firewall, end-to-end, lint.
-ansible-test: setup services
+ansible-test: setup services bytecode
 	$(BIN)/pytest tests/roles $(PYTEST_ARGS)
 
 test: setup services lint typecheck pytest compliance
@@ -77,7 +82,7 @@ test: setup services lint typecheck pytest compliance
 compliance: setup
 	$(BIN)/python -m policies.compliance
 
-bench: setup services
+bench: setup services bytecode
 	$(BIN)/python bench/run.py $(if $(ONLY),--only $(ONLY))
 
 clean:
