@@ -3,7 +3,9 @@
 Usage: .venv/bin/python bench/bench_chaos.py [--only chaos|chaos-postgres] [--messages N]
 
 chaos: N messages (8 clients x 20 per request, lost answers retried with the same Idempotency-Key) while
-serve is SIGKILLed three times at random moments and restarted; prints lost, duplicated (% of N), the drain
+serve is SIGKILLed three times at random moments and restarted; prints lost, duplicated (% of N), how far
+from a kill the first copy of a duplicated message arrived at the sink (the SMTP transactions open at a
+kill arrive within milliseconds of it; an outcome lost for another reason would be seconds away), the drain
 time, and the drain time of the same load without kills measured in the same run (the ratio).
 
 The load spike is bench_spike.py's.
@@ -65,6 +67,11 @@ def _chaos_run(backend: str, messages: int, kills: int, seed: int) -> dict[str, 
             "duplicated": outcome.duplicated,
             "duplicated_percent": round(outcome.duplicated_percent, 3),
             "duplicates_with_another_message_id": outcome.duplicates_with_other_message_id,
+            "duplicates_max_ms_from_a_kill": (
+                None
+                if outcome.duplicates_seconds_from_kill is None
+                else round(outcome.duplicates_seconds_from_kill * 1000, 1)
+            ),
             "dead": outcome.dead,
             "drain_seconds": round(outcome.drain_seconds, 1),
         }

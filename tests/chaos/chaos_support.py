@@ -57,6 +57,7 @@ class _Handler:
         with self.sink.lock:
             for rcpt in envelope.rcpt_tos:
                 self.sink.received.append((rcpt, message_id))
+                self.sink.received_at.append(time.monotonic())
             count = len(self.sink.received)
         hold = max((self.sink.hold.get(rcpt, 0.0) for rcpt in envelope.rcpt_tos), default=0.0)
         if hold:
@@ -76,6 +77,7 @@ class RecordingSink:
     port: int = field(default_factory=free_port)
     hold: dict[str, float] = field(default_factory=dict)  # recipient → seconds before its 250
     received: list[tuple[str, str]] = field(default_factory=list)
+    received_at: list[float] = field(default_factory=list)  # time.monotonic() of each, in order
     lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Controller | None = None
 
@@ -105,6 +107,14 @@ class RecordingSink:
     def counts(self) -> Counter[str]:
         with self.lock:
             return Counter(rcpt for rcpt, _ in self.received)
+
+    def first_arrivals(self) -> dict[str, float]:
+        """Recipient -> when its first copy arrived (time.monotonic())."""
+        with self.lock:
+            first: dict[str, float] = {}
+            for (rcpt, _), at in zip(self.received, self.received_at, strict=True):
+                first.setdefault(rcpt, at)
+            return first
 
     def message_ids(self) -> dict[str, set[str]]:
         with self.lock:
@@ -327,6 +337,9 @@ class Outcome:
     drain_seconds: float
     kills: int
     statuses: dict[int, int]
+    # The farthest a duplicated message's first copy arrived from the nearest kill: an SMTP transaction
+    # open at the kill arrives within milliseconds of it (the sink's clock lags under load).
+    duplicates_seconds_from_kill: float | None = None
 
     @property
     def duplicated_percent(self) -> float:
@@ -354,11 +367,21 @@ def wait_drained(
     raise RuntimeError(f"not drained in {timeout:.0f} s: {missing} recipients still missing")
 
 
-def tally(sink: RecordingSink, nodes: list[Node], clients: Clients, drain: float, kills: int) -> Outcome:
+def tally(
+    sink: RecordingSink,
+    nodes: list[Node],
+    clients: Clients,
+    drain: float,
+    kills: int,
+    kill_moments: list[float] | None = None,
+) -> Outcome:
     expected = clients.recipients()
     counts = sink.counts()
     ids = sink.message_ids()
     _left, dead = nodes[0].queue_left()
+    first = sink.first_arrivals()
+    duplicated = [rcpt for rcpt, n in counts.items() if rcpt in expected and n > 1]
+    from_kill = [min(abs(first[rcpt] - kill) for kill in kill_moments) for rcpt in duplicated if kill_moments]
     return Outcome(
         expected=len(expected),
         lost=len(expected - set(counts)),
@@ -368,6 +391,7 @@ def tally(sink: RecordingSink, nodes: list[Node], clients: Clients, drain: float
         drain_seconds=drain,
         kills=kills,
         statuses=dict(clients.statuses),
+        duplicates_seconds_from_kill=max(from_kill) if from_kill else None,
     )
 
 
@@ -391,11 +415,13 @@ def run_with_kills(
     load = Clients(lambda: [node.url], node.auth, messages // batch, batch=batch, count=clients, tag=tag)
     started = time.monotonic()
     load.start()
+    killed_at: list[float] = []
     for moment in moments:
         time.sleep(max(0.0, started + moment - time.monotonic()))
+        killed_at.append(time.monotonic())
         node.kill()
         time.sleep(rng.uniform(0.1, 1.0))
         node.start()
     load.join()
     drain = wait_drained(sink, [node], load.recipients(), timeout=drain_timeout) - started
-    return tally(sink, [node], load, drain, kills)
+    return tally(sink, [node], load, drain, kills, killed_at)
