@@ -61,7 +61,12 @@ class GroupCommit(Generic[T]):
                 self._failed.append(item)
                 return
             self._arrived.append(item)
-            self._changed.notify_all()
+            # Wake the writer only when it has something to do now: the first item (it may be idle) or a
+            # full lag; within its window it wakes by itself. Waking it for each item cost the worker a
+            # thread switch per message (pipeline-postgres -9 % against one commit per batch; -1 to -4 %
+            # without).
+            if len(self._arrived) == 1 or len(self._arrived) + self._committing >= self._max_lag:
+                self._changed.notify_all()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
