@@ -123,7 +123,8 @@ class _WriterTurns:
 
     Writers marked urgent (:func:`urgent_writes`: accepting mail) go before the background writers
     (delivery, webhooks, stats) that wait: a client must not wait for the backlog being delivered. A
-    background writer that has waited ``_BACKGROUND_PATIENCE`` goes before them, so no writer starves.
+    background writer that has waited ``_BACKGROUND_PATIENCE`` is *overdue*: overdue writers and urgent
+    ones then take turns one each, so no writer starves and an urgent one waits for one at most.
     """
 
     def __init__(self) -> None:
@@ -132,6 +133,7 @@ class _WriterTurns:
         self._background_turn = threading.Condition(self._mutex)
         self._urgent_waiting = 0
         self._overdue_waiting = 0  # background writers past their patience
+        self._overdue_went_last = False  # the last turn was an overdue writer's: an urgent one goes next
         self._holder: Any = None  # the DBAPI connection whose turn it is
         self._thread: int | None = None
 
@@ -161,6 +163,7 @@ class _WriterTurns:
                     wakes_at = deadline if urgent or overdue else min(deadline, overdue_at)
                     (self._urgent_turn if urgent else self._background_turn).wait(wakes_at - now)
                 self._holder, self._thread = dbapi_connection, me
+                self._overdue_went_last = overdue
             finally:
                 if urgent:
                     self._urgent_waiting -= 1
@@ -173,8 +176,14 @@ class _WriterTurns:
         if self._holder is not None:
             return True
         if urgent:
-            return self._overdue_waiting > 0
-        return not overdue and self._urgent_waiting > 0
+            return self._overdue_next()
+        if overdue:
+            return self._urgent_waiting > 0 and not self._overdue_next()
+        return self._urgent_waiting > 0
+
+    def _overdue_next(self) -> bool:
+        # Whether the free turn belongs to an overdue background writer rather than an urgent one.
+        return self._overdue_waiting > 0 and not (self._overdue_went_last and self._urgent_waiting)
 
     def leave(self, dbapi_connection: Any) -> None:
         if dbapi_connection is None or self._holder is not dbapi_connection:
@@ -185,9 +194,10 @@ class _WriterTurns:
                 self._hand_over()
 
     def _hand_over(self) -> None:
-        # With the mutex held and no holder: wake the next writer — an overdue background writer, else an
-        # urgent one, else any. Overdue and patient background writers share one condition: wake them all.
-        if self._overdue_waiting:
+        # With the mutex held and no holder: wake the next writer — an overdue background writer when it is
+        # their turn, else an urgent one, else any. Overdue and patient background writers share one
+        # condition: wake them all.
+        if self._overdue_next():
             self._background_turn.notify_all()
         elif self._urgent_waiting:
             self._urgent_turn.notify()
