@@ -379,13 +379,15 @@ def tally(
     counts = sink.counts()
     ids = sink.message_ids()
     _left, dead = nodes[0].queue_left()
-    first = sink.first_arrivals()
     duplicated = [rcpt for rcpt, n in counts.items() if rcpt in expected and n > 1]
-    from_kill = [min(abs(first[rcpt] - kill) for kill in kill_moments) for rcpt in duplicated if kill_moments]
+    from_kill: list[float] = []
+    if kill_moments:
+        first = sink.first_arrivals()
+        from_kill = [min(abs(first[rcpt] - kill) for kill in kill_moments) for rcpt in duplicated]
     return Outcome(
         expected=len(expected),
         lost=len(expected - set(counts)),
-        duplicated=sum(n - 1 for rcpt, n in counts.items() if rcpt in expected and n > 1),
+        duplicated=sum(counts[rcpt] - 1 for rcpt in duplicated),
         duplicates_with_other_message_id=sum(1 for rcpt, seen in ids.items() if len(seen) > 1),
         dead=dead,
         drain_seconds=drain,
