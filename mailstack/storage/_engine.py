@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import sqlite3
 import threading
@@ -124,7 +125,9 @@ class _WriterTurns:
     Writers marked urgent (:func:`urgent_writes`: accepting mail) go before the background writers
     (delivery, webhooks, stats) that wait: a client must not wait for the backlog being delivered. A
     background writer that has waited ``_BACKGROUND_PATIENCE`` is *overdue*: overdue writers and urgent
-    ones then take turns one each, so no writer starves and an urgent one waits for one at most.
+    ones then take turns one each, so no writer starves and an urgent one waits for one at most. Background
+    writers go in the order they came: one that loops back to back cannot take the turn again ahead of
+    another that waits.
     """
 
     def __init__(self) -> None:
@@ -132,6 +135,8 @@ class _WriterTurns:
         self._urgent_turn = threading.Condition(self._mutex)
         self._background_turn = threading.Condition(self._mutex)
         self._urgent_waiting = 0
+        self._background_queue: collections.deque[int] = collections.deque()  # tickets, first come first
+        self._next_ticket = 0
         self._overdue_waiting = 0  # background writers past their patience
         self._overdue_went_last = False  # the last turn was an overdue writer's: an urgent one goes next
         self._holder: Any = None  # the DBAPI connection whose turn it is
@@ -144,15 +149,21 @@ class _WriterTurns:
             # end, so SQLite's busy timeout decides, as it did before there were turns.
             return
         urgent = getattr(_urgency, "urgent", False)
-        started = time.monotonic()
-        deadline = started + _TURN_TIMEOUT
-        overdue_at = started + _BACKGROUND_PATIENCE
         overdue = False
+        ticket = -1
         with self._mutex:
+            # Timed under the mutex, as tickets are given: the first in line is the first overdue.
+            started = time.monotonic()
+            deadline = started + _TURN_TIMEOUT
+            overdue_at = started + _BACKGROUND_PATIENCE
             if urgent:
                 self._urgent_waiting += 1
+            else:
+                ticket = self._next_ticket
+                self._next_ticket += 1
+                self._background_queue.append(ticket)
             try:
-                while self._must_wait(urgent=urgent, overdue=overdue):
+                while self._must_wait(urgent=urgent, overdue=overdue, ticket=ticket):
                     now = time.monotonic()
                     if now >= deadline:
                         return  # SQLite's busy timeout decides
@@ -167,16 +178,20 @@ class _WriterTurns:
             finally:
                 if urgent:
                     self._urgent_waiting -= 1
+                else:
+                    self._background_queue.remove(ticket)
                 if overdue:
                     self._overdue_waiting -= 1
                 if self._holder is None:
                     self._hand_over()  # a waiter that gave up passes on the turn it may have been handed
 
-    def _must_wait(self, *, urgent: bool, overdue: bool) -> bool:
+    def _must_wait(self, *, urgent: bool, overdue: bool, ticket: int) -> bool:
         if self._holder is not None:
             return True
         if urgent:
             return self._overdue_next()
+        if self._background_queue[0] != ticket:
+            return True  # an earlier background writer goes first
         if overdue:
             return self._urgent_waiting > 0 and not self._overdue_next()
         return self._urgent_waiting > 0
@@ -194,15 +209,13 @@ class _WriterTurns:
                 self._hand_over()
 
     def _hand_over(self) -> None:
-        # With the mutex held and no holder: wake the next writer — an overdue background writer when it is
-        # their turn, else an urgent one, else any. Overdue and patient background writers share one
-        # condition: wake them all.
-        if self._overdue_next():
-            self._background_turn.notify_all()
-        elif self._urgent_waiting:
+        # With the mutex held and no holder: wake the next writer — an urgent one unless an overdue
+        # background writer's turn has come. Background writers share one condition and only the first in
+        # line may go: wake them all.
+        if self._urgent_waiting and not self._overdue_next():
             self._urgent_turn.notify()
         else:
-            self._background_turn.notify()
+            self._background_turn.notify_all()
 
 
 _urgency = threading.local()

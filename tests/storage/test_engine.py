@@ -181,6 +181,32 @@ def test_back_to_back_accepts_do_not_starve_a_background_writer(sqlite_engine: E
     assert accepted_before < 1000, "the background writer waited until the accepting clients stopped"
 
 
+def test_a_background_writer_looping_back_to_back_lets_another_go_in_turn(sqlite_engine: Engine) -> None:
+    # Background writers go in the order they came: a thread that takes the turn again as soon as it
+    # leaves it (a worker with a backlog) does not keep a purge waiting until it stops.
+    other_done = threading.Event()
+
+    def looping() -> None:
+        for _ in range(1500):  # 7.5 s of turns at least
+            if other_done.is_set():
+                return
+            with sqlite_engine.begin() as conn:
+                conn.execute(text("INSERT INTO t (who) VALUES ('looping')"))
+                time.sleep(0.005)
+
+    loop = threading.Thread(target=looping)
+    loop.start()
+    while _count(sqlite_engine) < 5:
+        time.sleep(0.001)
+    _write(sqlite_engine, "other")
+    other_done.set()
+    loop.join(60)
+    with sqlite_engine.connect() as conn:
+        other = conn.execute(text("SELECT id FROM t WHERE who = 'other'")).scalar_one()
+    # In turn, the other writer waits for the one transaction it found open (two with the count above).
+    assert other <= 10, f"the other writer went after {other - 1} of the looping writer's transactions"
+
+
 def test_urgent_and_background_writers_mixed_all_commit(sqlite_engine: Engine) -> None:
     # Urgent writers take turns among themselves too, and background writers still get theirs.
     def writer(name: str, urgent: bool) -> None:
