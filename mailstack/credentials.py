@@ -7,7 +7,7 @@ import time
 
 from sqlalchemy import Engine
 
-from mailstack.storage import ApiKeyRecord, find_api_key, secret_matches
+from mailstack.storage import ApiKeyRecord, find_api_key, reading, secret_matches
 
 __all__ = ["ApiKeyVerifier"]
 
@@ -32,7 +32,7 @@ class ApiKeyVerifier:
         cached = self._cache.get(public_key)
         if cached is not None and now - cached[0] < _CACHE_SECONDS:
             return cached[1]
-        with self._engine.connect() as conn:
+        with reading(self._engine) as conn:
             record = find_api_key(conn, public_key)
         with self._lock:
             if len(self._cache) > 10_000:  # bounded: unknown keys must not grow it forever

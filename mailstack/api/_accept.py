@@ -14,6 +14,7 @@ from mailstack.runtime import Runtime
 from mailstack.storage import (
     ApiKeyRecord,
     get_idempotent_response,
+    reading,
     save_idempotent_response,
     urgent_writes,
 )
@@ -170,7 +171,7 @@ def accept_send_request(
 def _replay(
     runtime: Runtime, api_key: ApiKeyRecord, idempotency_key: str, request_hash: str
 ) -> tuple[int, dict[str, Any], bool] | None:
-    with runtime.engine.connect() as conn:
+    with reading(runtime.engine) as conn:
         stored = get_idempotent_response(conn, api_key.id, idempotency_key, vault=runtime.vault)
     if stored is None:
         return None

@@ -22,7 +22,7 @@ from sqlalchemy import text
 
 from mailstack import __version__
 from mailstack.runtime import Runtime
-from mailstack.storage import ApiKeyRecord, get_message, list_events, list_outbox
+from mailstack.storage import ApiKeyRecord, get_message, list_events, list_outbox, reading
 from mailstack.tracking import EventRecorder
 
 from . import _automation, _consent, _dashboard, _privacy, _stats, _suppressions, _tracking, _webhooks
@@ -109,7 +109,7 @@ def send(request: Request, api_key: SendKey, body: JsonDep, runtime: RuntimeDep)
     responses=error_responses(404),
 )
 def message(message_id: MessageId, api_key: ReadKey, runtime: RuntimeDep) -> Response:
-    with runtime.engine.connect() as conn:
+    with reading(runtime.engine) as conn:
         record = get_message(conn, message_id, api_key.id, vault=runtime.vault)
     if record is None:
         raise ApiError(404, f"Object not found: message {message_id}")
@@ -140,7 +140,7 @@ def message(message_id: MessageId, api_key: ReadKey, runtime: RuntimeDep) -> Res
     responses=error_responses(404),
 )
 def history(message_id: MessageId, api_key: ReadKey, runtime: RuntimeDep) -> Response:
-    with runtime.engine.connect() as conn:
+    with reading(runtime.engine) as conn:
         if get_message(conn, message_id, api_key.id, vault=runtime.vault) is None:
             raise ApiError(404, f"Object not found: message {message_id}")
         found = list_events(conn, message_id, vault=runtime.vault)
@@ -162,7 +162,7 @@ def outbox(
     runtime: RuntimeDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many, newest first")] = 50,
 ) -> Response:
-    with runtime.engine.connect() as conn:
+    with reading(runtime.engine) as conn:
         items = list_outbox(conn, api_key_id=api_key.id, limit=limit, vault=runtime.vault)
     public_url = runtime.settings.public_url
     data = [
@@ -190,7 +190,7 @@ def outbox(
     },
 )
 def outbox_message(message_id: MessageId, api_key: ReadKey, runtime: RuntimeDep) -> Response:
-    with runtime.engine.connect() as conn:
+    with reading(runtime.engine) as conn:
         items = list_outbox(
             conn, api_key_id=api_key.id, message_id=message_id, limit=1, with_data=True, vault=runtime.vault
         )
@@ -209,7 +209,7 @@ operations = APIRouter(tags=["Operations"])
 )
 def healthz(runtime: RuntimeDep) -> Response:
     try:
-        with runtime.engine.connect() as conn:
+        with reading(runtime.engine) as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:  # any database failure means unhealthy
         return JSONResponse({"status": "unhealthy", "database": type(exc).__name__}, 503)

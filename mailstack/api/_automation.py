@@ -27,7 +27,7 @@ from mailstack.automation import (
     recipient_properties,
 )
 from mailstack.runtime import Runtime
-from mailstack.storage import ApiKeyRecord, api_key_record
+from mailstack.storage import ApiKeyRecord, api_key_record, reading
 from mailstack.storage.schema import api_keys
 
 from ._accept import accept_send_request
@@ -52,7 +52,7 @@ def _error(message: str, errors: list[Any] | None = None) -> ApiError:
 
 
 def _api_key(runtime: Runtime, api_key_id: int) -> ApiKeyRecord:
-    with runtime.engine.connect() as conn:
+    with reading(runtime.engine) as conn:
         row = conn.execute(select(api_keys).where(api_keys.c.id == api_key_id)).one()
     return api_key_record(row)
 
@@ -109,7 +109,7 @@ def _check_template(runtime: Runtime, template: object) -> tuple[str, list[Any]]
 
 @router.get("/api/v1/automations", summary="Your automation rules")
 def list_route(api_key: SendKey, runtime: RuntimeDep) -> Response:
-    with runtime.engine.connect() as conn:
+    with reading(runtime.engine) as conn:
         data = [rule.to_json() for rule in list_rules(conn, api_key.id)]
     return JSONResponse({"Count": len(data), "Data": data, "Total": len(data)})
 
@@ -205,7 +205,7 @@ def runs_route(
     offset: Annotated[int, Query(alias="Offset", ge=0, le=MAX_ID)] = 0,
 ) -> Response:
     # Errors are stored sealed (they quote the recipient); opened here for the rule's owner.
-    with runtime.engine.connect() as conn:
+    with reading(runtime.engine) as conn:
         runs = list_runs(conn, runtime.vault, api_key.id, rule_id, limit=limit, offset=offset)
     if runs is None:
         raise ApiError(404, f"Object not found: automation {rule_id}")

@@ -31,7 +31,7 @@ from mailstack.privacy import (
     withdraw_consent,
 )
 from mailstack.runtime import Runtime
-from mailstack.storage import ApiKeyRecord, valid_address
+from mailstack.storage import ApiKeyRecord, reading, valid_address
 
 from ._accept import check_senders
 from ._auth import scope
@@ -216,7 +216,7 @@ def show_route(email: EmailPath, api_key: ConsentsKey, runtime: RuntimeDep) -> R
     address = valid_address(email)
     if address is None:
         raise ApiError(404, "Object not found: not an email address")
-    with runtime.engine.connect() as conn:
+    with reading(runtime.engine) as conn:
         records = list_consents(conn, runtime.vault, address, api_key_id=api_key.id)
     if not records:
         raise ApiError(404, f"Object not found: consent of {address}")
@@ -273,7 +273,7 @@ def confirm_page(
     runtime: RuntimeDep, token: Annotated[str, Query(description="The signed link")] = ""
 ) -> Response:
     try:
-        with runtime.engine.connect() as conn:
+        with reading(runtime.engine) as conn:
             record = check_consent_link(conn, runtime.vault, runtime.compose_settings.tokens, token)
     except ConsentError as exc:
         return _failure_page(str(exc))

@@ -36,6 +36,7 @@ from mailstack.dashboard import (
     suppression_list,
 )
 from mailstack.runtime import Runtime
+from mailstack.storage import reading
 from mailstack.tokens import TokenSigner
 
 from ._deps import MAX_ID, RuntimeDep, id_path
@@ -105,7 +106,7 @@ def _current_user(request: Request, runtime: Runtime, dashboard: _Dashboard) -> 
     cookie = request.cookies.get(COOKIE)
     if not cookie:
         return None
-    with runtime.engine.connect() as conn:
+    with reading(runtime.engine) as conn:
         return dashboard.sessions.user(conn, cookie)
 
 
@@ -205,7 +206,7 @@ KeyParam = Annotated[int | None, Query(alias="key", ge=1, le=MAX_ID, description
 
 
 def _data(runtime: Runtime, key: int | None, load: _Loader) -> Response:
-    with runtime.engine.connect() as conn:
+    with reading(runtime.engine) as conn:
         result = load(conn, key)
     if result is None:
         raise ApiError(404, "Not found.")

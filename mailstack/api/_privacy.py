@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 from mailstack.privacy import AuditEntry, list_audit
 from mailstack.privacy._subject import erase_subject, export_subject, vacuum_erased
 from mailstack.runtime import Runtime
-from mailstack.storage import ApiKeyRecord, valid_address
+from mailstack.storage import ApiKeyRecord, reading, valid_address
 
 from ._auth import scope
 from ._deps import EmailPath, RuntimeDep
@@ -127,7 +127,7 @@ def audit_route(
         if address is None:
             raise ApiError(400, "email must be an email address")
         subject = runtime.vault.index(address)
-    with runtime.engine.connect() as conn:
+    with reading(runtime.engine) as conn:
         entries = list_audit(conn, action=action or None, subject=subject, since=since_at, limit=limit)
     data = [audit_json(entry) for entry in entries]
     return JSONResponse({"Count": len(data), "Data": data}, headers=_NO_STORE)

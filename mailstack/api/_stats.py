@@ -24,7 +24,7 @@ from mailstack.stats import (
     link_clicks,
     statcounter_json,
 )
-from mailstack.storage import LAST_TIMESTAMP, ApiKeyRecord
+from mailstack.storage import LAST_TIMESTAMP, ApiKeyRecord, reading
 
 from ._auth import scope
 from ._deps import RuntimeDep
@@ -171,7 +171,7 @@ def statcounters(request: Request, api_key: ReadKey, runtime: RuntimeDep) -> Res
         spec, resolution, source_id = parse_statcounters(_params(request), api_key)
     except StatsParamError as exc:
         raise ApiError(400, str(exc)) from None
-    with runtime.engine.connect() as conn:
+    with reading(runtime.engine) as conn:
         if resolution == "lifetime":
             totals = counters(conn, spec)
             return _listing(
@@ -199,7 +199,7 @@ def recipient_esp(request: Request, api_key: ReadKey, runtime: RuntimeDep) -> Re
     except StatsParamError as exc:
         raise ApiError(400, str(exc)) from None
     spec = StatsQuery(api_key.id, params.get("campaignid", "")[:255], "message", start, end)
-    with runtime.engine.connect() as conn:
+    with reading(runtime.engine) as conn:
         per_provider = counters_by_provider(conn, spec)
     return _listing([esp_json(provider, values) for provider, values in per_provider.items()])
 
@@ -211,5 +211,5 @@ def recipient_esp(request: Request, api_key: ReadKey, runtime: RuntimeDep) -> Re
 )
 def link_click(request: Request, api_key: ReadKey, runtime: RuntimeDep) -> Response:
     campaign = _params(request).get("campaignid", "")[:255]
-    with runtime.engine.connect() as conn:
+    with reading(runtime.engine) as conn:
         return _listing(link_clicks(conn, api_key.id, campaign, store=runtime.store))

@@ -21,6 +21,7 @@ from mailstack.storage import (
     count_suppressions,
     list_suppressions,
     parse_scope,
+    reading,
     suppress,
     unsuppress,
     valid_address,
@@ -109,7 +110,7 @@ def listing(
         "include_expired": include_expired,
         "vault": runtime.vault,
     }
-    with runtime.engine.connect() as conn:
+    with reading(runtime.engine) as conn:
         entries = list_suppressions(conn, limit=limit, offset=offset, **filters)
         total = count_suppressions(conn, **filters)
     data = [suppression_json(entry) for entry in entries]

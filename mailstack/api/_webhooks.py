@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Response, Security
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from mailstack.storage import ApiKeyRecord
+from mailstack.storage import ApiKeyRecord, reading
 from mailstack.storage.schema import webhook_endpoints
 from mailstack.webhooks import (
     EVENT_TYPES,
@@ -77,7 +77,7 @@ def _not_found(endpoint_id: int) -> ApiError:
 
 @router.get("/v3/REST/eventcallbackurl", summary="Your webhook endpoints")
 def list_route(api_key: WebhooksKey, runtime: RuntimeDep) -> Response:
-    with runtime.engine.connect() as conn:
+    with reading(runtime.engine) as conn:
         data = [endpoint.to_json() for endpoint in list_endpoints(conn, api_key.id)]
     return JSONResponse({"Count": len(data), "Data": data, "Total": len(data)})
 
@@ -135,7 +135,7 @@ def create_route(api_key: WebhooksKey, body: JsonDep, runtime: RuntimeDep) -> Re
 
 @router.get("/v3/REST/eventcallbackurl/{endpoint_id}", summary="One endpoint", responses=error_responses(404))
 def show_route(endpoint_id: EndpointId, api_key: WebhooksKey, runtime: RuntimeDep) -> Response:
-    with runtime.engine.connect() as conn:
+    with reading(runtime.engine) as conn:
         record = get_endpoint(conn, api_key.id, endpoint_id)
     if record is None:
         raise _not_found(endpoint_id)
@@ -170,7 +170,7 @@ def deliveries_route(
     lower_limit: Annotated[int | None, Query(alias="limit", ge=1, le=1000, include_in_schema=False)] = None,
 ) -> Response:
     count = limit or lower_limit or 50
-    with runtime.engine.connect() as conn:
+    with reading(runtime.engine) as conn:
         if get_endpoint(conn, api_key.id, endpoint_id) is None:
             raise _not_found(endpoint_id)
         data = [d.to_json() for d in list_deliveries(conn, endpoint_id, limit=count)]

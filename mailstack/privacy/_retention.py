@@ -79,6 +79,7 @@ from mailstack.storage import (
     later_click,
     link_key,
     mark_of,
+    reading,
     schema,
 )
 
@@ -222,12 +223,12 @@ def _fold_personal_links(run: _Run, name: str, data_class: DataClass, cutoff: fl
     personal = table.c.subject.is_not(None)
     due = and_(personal, TABLE_RULES[name].older(table, cutoff))
     if run.vault is None:
-        with run.engine.connect() as conn:
+        with reading(run.engine) as conn:
             result.held = _count(conn, table, due)
         result.note = "no vault given: personalised links past the limit are not folded"
         return result
     if run.dry_run:
-        with run.engine.connect() as conn:
+        with reading(run.engine) as conn:
             _add_folded(result, _count(conn, table, due))
         return result
     # Rows counted by a version before 0009 while the migration ran have no time: they age from now.
@@ -605,7 +606,7 @@ def _purge_table(run: _Run, name: str, data_class: DataClass, cutoff: float) -> 
     personal = [table.c[c] for c in rule.personal]
     not_blank = or_(*(not_(_is_blank(c)) for c in personal)) if personal else false()
     referenced = _referenced(rule, table)
-    with run.engine.connect() as conn:
+    with reading(run.engine) as conn:
         result.held = _count(conn, table, and_(older, not_(guard)))
     if action == "anonymise":
         # Rows already anonymised are not selected again.
@@ -615,7 +616,7 @@ def _purge_table(run: _Run, name: str, data_class: DataClass, cutoff: float) -> 
     else:
         candidates = and_(older, guard)
     if run.dry_run:
-        with run.engine.connect() as conn:
+        with reading(run.engine) as conn:
             if action == "anonymise":
                 result.anonymised = _count(conn, table, candidates)
             elif referenced is not None:

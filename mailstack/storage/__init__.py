@@ -19,7 +19,7 @@ from ._blind import address_index, normalize_address
 from ._details import PURPOSE_EVENT_DETAIL, EventDetails, is_sealed_detail, open_details, seal_details
 from ._dkim import DkimKeyRow, DkimKeys, add_dkim_key, list_dkim_keys
 from ._engagement import PURPOSE_AUTOMATION_ERROR, PURPOSE_WEBHOOK_PAYLOAD
-from ._engine import create_storage_engine, normalize_url, urgent_writes
+from ._engine import create_storage_engine, normalize_url, reading, urgent_writes
 from ._errors import StorageUnavailable, is_unavailable
 from ._idempotency import (
     PURPOSE_IDEMPOTENT_RESPONSE,
@@ -229,6 +229,7 @@ __all__ = [
     "plaintext_values",
     "preblocked_detail",
     "provider_from_settings",
+    "reading",
     "recipient_domain",
     "record_event",
     "record_sent",

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-__all__ = ["create_storage_engine", "normalize_url", "urgent_writes"]
+__all__ = ["create_storage_engine", "normalize_url", "reading", "urgent_writes"]
 
 
 def normalize_url(url: str) -> str:
@@ -65,6 +65,14 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         dbapi_connection = connection.connection.dbapi_connection
+        if getattr(_intent, "reading", False):
+            # A reader (:func:`reading`) sees a snapshot without the write lock (WAL) and takes no turn:
+            # a health check or a GET does not queue behind the writers. query_only makes a write in it
+            # fail at once instead of taking the lock outside the turns.
+            connection.exec_driver_sql("PRAGMA query_only = 1")
+            connection.connection.info[_READ_ONLY] = True
+            connection.exec_driver_sql("BEGIN")
+            return
         turns.enter(dbapi_connection)
         try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -103,13 +111,17 @@ def _configure_sqlite(engine: Engine) -> None:
 
     # Whatever happened to a transaction, a connection going back to the pool or away holds no turn.
     @event.listens_for(engine, "checkin")
-    def _on_checkin(dbapi_connection: Any, _record: Any) -> None:
+    def _on_checkin(dbapi_connection: Any, record: Any) -> None:
         turns.leave(dbapi_connection)
+        if dbapi_connection is not None and record.info.pop(_READ_ONLY, False):
+            dbapi_connection.execute("PRAGMA query_only = 0")
 
     @event.listens_for(engine, "invalidate")
     def _on_invalidate(dbapi_connection: Any, _record: Any, _exception: Any) -> None:
         turns.leave(dbapi_connection)
 
+
+_READ_ONLY = "mailstack_read_only"  # in a pooled connection's info while it is a reader's
 
 # How long a writer waits for its turn before leaving it to SQLite's busy timeout (which then applies).
 _TURN_TIMEOUT = 30.0
@@ -148,7 +160,7 @@ class _WriterTurns:
             # This thread already has the turn on another connection: waiting for itself would never
             # end, so SQLite's busy timeout decides, as it did before there were turns.
             return
-        urgent = getattr(_urgency, "urgent", False)
+        urgent = getattr(_intent, "urgent", False)
         overdue = False
         ticket = -1
         with self._mutex:
@@ -218,15 +230,28 @@ class _WriterTurns:
             self._background_turn.notify_all()
 
 
-_urgency = threading.local()
+_intent = threading.local()
+
+
+@contextlib.contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads only. On SQLite its transactions take neither the write lock nor a turn
+    among the writers (a write in it fails); on PostgreSQL it is a plain connection."""
+    previous = getattr(_intent, "reading", False)
+    _intent.reading = True
+    try:
+        with engine.connect() as conn:
+            yield conn
+    finally:
+        _intent.reading = previous
 
 
 @contextlib.contextmanager
 def urgent_writes() -> Iterator[None]:
     """Within this block, this thread's SQLite transactions go before waiting background writers."""
-    previous = getattr(_urgency, "urgent", False)
-    _urgency.urgent = True
+    previous = getattr(_intent, "urgent", False)
+    _intent.urgent = True
     try:
         yield
     finally:
-        _urgency.urgent = previous
+        _intent.urgent = previous

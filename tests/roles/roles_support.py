@@ -250,10 +250,12 @@ def roles_lock() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def deployment(roles_lock: None, tmp_path_factory: pytest.TempPathFactory) -> Deployment:
+def deployment(roles_lock: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """site.yml applied to this machine, then applied again, then run in check mode; with provided DKIM
     keys (as the cloud's boot script passes them). The playbook's own defaults otherwise: the wheel is
-    built from this checkout as it is, as a user's run builds it (no copy, no mailstack__source_dir)."""
+    built from this checkout as it is, as a user's run builds it (no copy, no mailstack__source_dir).
+    At the end of the session the deployed service and firewall are stopped again, by their init
+    scripts: left running, they took CPU from whatever ran next on this machine (benchmarks)."""
     require_commands("apt-get", "runuser", "setpriv", "start-stop-daemon")
     scratch = tmp_path_factory.mktemp("roles")
     provided = scratch / "provided-dkim.json"
@@ -266,7 +268,11 @@ def deployment(roles_lock: None, tmp_path_factory: pytest.TempPathFactory) -> De
         pytest.fail(f"site.yml failed on this machine:\n{first.describe()}", False)
     second = run_playbook(*keys)
     check = run_playbook(*keys, "--check", "--diff")
-    return Deployment(first, second, check)
+    try:
+        yield Deployment(first, second, check)
+    finally:
+        for service in ("mailstack", "mailstack-firewall"):
+            subprocess.run(["service", service, "stop"], capture_output=True, timeout=120, check=False)
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """SQLite writers of one process take turns: all of them commit, and a transaction that ends in any way
 (commit, rollback, error, a connection closed with its transaction open) hands the turn on; a writer
-accepting mail goes before the background writers waiting, but never keeps one waiting for long."""
+accepting mail goes before the background writers waiting, but never keeps one waiting for long. Readers
+(a health check, a GET) take no turn and wait for no writer."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from mailstack.storage import create_storage_engine, urgent_writes
+from mailstack.storage import create_storage_engine, reading, urgent_writes
 
 
 @pytest.fixture
@@ -221,3 +222,39 @@ def test_urgent_and_background_writers_mixed_all_commit(sqlite_engine: Engine) -
         thread.join(60)
     assert not any(thread.is_alive() for thread in threads)
     assert _count(sqlite_engine) == 160
+
+
+def test_a_reader_does_not_wait_for_a_writer_in_its_transaction(sqlite_engine: Engine) -> None:
+    _write(sqlite_engine, "committed")
+    in_transaction, reader_done = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with sqlite_engine.begin() as conn:
+            conn.execute(text("INSERT INTO t (who) VALUES ('uncommitted')"))
+            in_transaction.set()
+            reader_done.wait(10)  # holds the write lock and the turn until the reader is through
+
+    holding = threading.Thread(target=writer)
+    holding.start()
+    try:
+        assert in_transaction.wait(10)
+        seen: list[str] = []
+
+        def read() -> None:
+            with reading(sqlite_engine) as conn:
+                seen.extend(conn.execute(text("SELECT who FROM t")).scalars())
+
+        _in_thread(read)  # a writer here would wait for the holding transaction, 10 s and more
+        assert seen == ["committed"]  # the last committed snapshot
+    finally:
+        reader_done.set()
+        holding.join(10)
+    assert _count(sqlite_engine) == 2
+
+
+def test_a_write_in_a_reader_fails_and_the_connection_writes_again_afterwards(sqlite_engine: Engine) -> None:
+    with reading(sqlite_engine) as conn, pytest.raises(OperationalError, match="readonly"):
+        conn.execute(text("INSERT INTO t (who) VALUES ('sneaked')"))
+    for n in range(3):  # the pool hands the same connection back: no longer read-only
+        _write(sqlite_engine, f"writer{n}")
+    assert _count(sqlite_engine) == 3
