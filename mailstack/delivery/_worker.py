@@ -23,6 +23,7 @@ from mailstack.storage import (
     active_suppressions,
     load_envelopes,
     preblocked_detail,
+    reading,
     record_event,
     record_sent,
     suppression_key,
@@ -207,7 +208,7 @@ class DeliveryWorker:
     def _work(self, leases: list[Lease]) -> _Batch:
         """Check, throttle, compose, sign and deliver ``leases``; returns what is left to record."""
         now = self._clock()
-        with self._engine.connect() as conn:
+        with reading(self._engine) as conn:
             envelopes = load_envelopes(conn, [lease.message_id for lease in leases], vault=self._vault)
             # Suppressed since it was queued (a hard bounce, a complaint, an unsubscribe): never send.
             suppressed = active_suppressions(

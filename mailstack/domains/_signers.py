@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from mailstack.addresses import SendingDomainError, sending_domain
 from mailstack.keyring import Keyring
 from mailstack.signing import Signer
+from mailstack.storage import reading
 
 from ._keys import signing_keys
 
@@ -34,7 +35,7 @@ class SignerCache:
             return signer
         with self._lock:
             if self._signer is None or now - self._loaded_at >= KEY_RELOAD_SECONDS:
-                with self._engine.connect() as conn:
+                with reading(self._engine) as conn:
                     self._signer = Signer(signing_keys(conn, self._keyring, now=time.time()))
                 self._loaded_at = now
             return self._signer

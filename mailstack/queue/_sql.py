@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import ColumnElement, Connection, Engine, and_, func, select, text, tuple_, update
 
-from mailstack.storage import schema
+from mailstack.storage import reading, schema
 
 from ._base import Lease, LeaseOwner, Queue, QueueStats
 
@@ -168,7 +168,7 @@ class _SqlQueue:
                 )
 
     def stats(self, *, now: float) -> QueueStats:
-        with self._engine.connect() as conn:
+        with reading(self._engine) as conn:
             grouped = conn.execute(select(_jobs.c.state, func.count()).group_by(_jobs.c.state))
             counts: dict[str, int] = {state: count for state, count in grouped}
             oldest = conn.execute(select(func.min(_jobs.c.due_at)).where(_jobs.c.state == "ready")).scalar()

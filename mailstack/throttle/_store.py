@@ -14,7 +14,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import Connection, Engine, Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from mailstack.storage import schema
+from mailstack.storage import reading, schema
 
 from ._bucket import BucketState
 from ._plan import Snapshot
@@ -57,7 +57,7 @@ class _SqlThrottleStore:
             .join(api_keys, api_keys.c.id == messages.c.api_key_id)
             .where(messages.c.id.in_(sorted(message_ids)))
         )
-        with self._engine.connect() as conn:
+        with reading(self._engine) as conn:
             return {row.id: (row.key_id, row.public_key) for row in conn.execute(query)}
 
     def update(

@@ -33,6 +33,7 @@ from mailstack.storage import (
     Vault,
     open_details,
     open_json,
+    reading,
     seal_json,
 )
 from mailstack.storage.schema import contents, events, messages, webhook_deliveries, webhook_endpoints
@@ -241,7 +242,7 @@ class Dispatcher:
         ]
 
     def _deliver(self, item: _Claimed) -> None:
-        with self._engine.connect() as conn:
+        with reading(self._engine) as conn:
             endpoint = conn.execute(
                 select(webhook_endpoints.c.url, webhook_endpoints.c.secret, webhook_endpoints.c.status).where(
                     webhook_endpoints.c.id == item.endpoint_id
